@@ -17,3 +17,169 @@ class Column(msgspec.Struct, frozen=True):
     generated: bool  # GENERATED ALWAYS AS (...) STORED/VIRTUAL: never copied
     identity: bool
     unique: bool  # alone under a PRIMARY KEY or UNIQUE constraint/index
+
+
+class ForeignKey(msgspec.Struct, frozen=True):
+    name: str
+    table: str  # display name of the referencing table
+    columns: tuple[str, ...]
+    ref_table: str  # display name of the referenced table
+    ref_columns: tuple[str, ...]
+    definition: str  # pg_get_constraintdef(), e.g. 'FOREIGN KEY (user_id) REFERENCES users(id)'
+
+
+class Sequence(msgspec.Struct, frozen=True):
+    column: str
+    name: str  # qualified, quoted: usable in setval()
+
+
+class Table(msgspec.Struct, frozen=True):
+    schema: str
+    name: str
+    kind: str  # 'r' ordinary, 'p' partitioned
+    columns: tuple[Column, ...]
+    leaves: tuple[tuple[str, str], ...]  # (schema, name) of what holds the rows: itself, or its leaf partitions
+    est_rows: int  # pg_class.reltuples (summed over leaves): an estimate, no scan
+    est_bytes: int
+    foreign_keys: tuple[ForeignKey, ...]  # outgoing
+    sequences: tuple[Sequence, ...]  # owned by a column (serial / identity)
+    user_triggers: tuple[str, ...]
+
+    @property
+    def display(self) -> str:
+        return display_name(self.schema, self.name)
+
+    @property
+    def qualified(self) -> str:
+        return qualify(self.schema, self.name)
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+class Catalog(msgspec.Struct, frozen=True):
+    tables: dict[str, Table]  # by display name
+
+    def find(self, key: str) -> list[Table]:
+        """Tables a rule key or --tables name designates: 'name' or 'schema.name', as spelled in the catalog."""
+        if key in self.tables:
+            return [self.tables[key]]
+        hits = [t for t in self.tables.values() if t.name == key]
+        if "." in key:
+            schema, name = key.split(".", 1)
+            hits += [t for t in self.tables.values() if t.schema == schema and t.name == name]
+        return list({t.display: t for t in hits}.values())
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualify(schema: str, name: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def display_name(schema: str, name: str) -> str:
+    return name if schema == "public" else f"{schema}.{name}"
+
+
+STATE_SCHEMA = "_confiture_fast"  # our bookkeeping on the target; never synced
+
+_TABLES_SQL = """
+SELECT c.oid, n.nspname, c.relname, c.relkind, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', %(state)s)
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+ORDER BY n.nspname, c.relname
+"""
+
+_LEAVES_SQL = """
+SELECT root.oid, n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid)
+FROM unnest(%(oids)s::oid[]) AS root(oid)
+CROSS JOIN LATERAL pg_partition_tree(root.oid) t
+JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE t.isleaf
+"""
+
+_COLUMNS_SQL = """
+SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod),
+       coalesce(et.typname, t.typname), coalesce(et.typcategory, t.typcategory),
+       CASE WHEN coalesce(et.typname, t.typname) IN ('varchar', 'bpchar') AND a.atttypmod > 4
+            THEN a.atttypmod - 4 END,
+       t.typcategory = 'A', a.attnotnull, a.atthasdef, a.attgenerated <> '', a.attidentity <> '',
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
+               AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL)
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+WHERE a.attrelid = ANY(%(oids)s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+
+_FKEYS_SQL = """
+SELECT con.conrelid, con.conname, sn.nspname, s.relname,
+       ARRAY(SELECT attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute ON attrelid = con.conrelid AND attnum = k.n ORDER BY k.i),
+       rn.nspname, r.relname,
+       ARRAY(SELECT attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute ON attrelid = con.confrelid AND attnum = k.n ORDER BY k.i),
+       pg_get_constraintdef(con.oid)
+FROM pg_constraint con
+JOIN pg_class s ON s.oid = con.conrelid JOIN pg_namespace sn ON sn.oid = s.relnamespace
+JOIN pg_class r ON r.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE con.contype = 'f' AND con.conparentid = 0
+  AND (con.conrelid = ANY(%(oids)s::oid[]) OR con.confrelid = ANY(%(oids)s::oid[]))
+"""
+
+_SEQUENCES_SQL = """
+SELECT d.refobjid, a.attname, quote_ident(n.nspname) || '.' || quote_ident(s.relname)
+FROM pg_depend d
+JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_namespace n ON n.oid = s.relnamespace
+JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.deptype IN ('a', 'i') AND d.refobjid = ANY(%(oids)s::oid[])
+"""
+
+_TRIGGERS_SQL = """
+SELECT tgrelid, tgname FROM pg_trigger
+WHERE NOT tgisinternal AND tgrelid = ANY(%(oids)s::oid[])
+"""
+
+
+def read_catalog(conn) -> Catalog:
+    """Reads every ordinary and partitioned table of every non-system schema (one query per kind of fact)."""
+    rows = conn.execute(_TABLES_SQL, {"state": STATE_SCHEMA}).fetchall()
+    oids = [r[0] for r in rows]
+    leaves: dict[int, list[tuple]] = {r[0]: [r[1:3] + r[4:6]] for r in rows if r[3] == "r"}
+    for root, schema, name, tuples, size in conn.execute(_LEAVES_SQL, {"oids": oids}).fetchall():
+        leaves.setdefault(root, []).append((schema, name, tuples, size))
+    columns: dict[int, list[Column]] = {}
+    for r in conn.execute(_COLUMNS_SQL, {"oids": oids}).fetchall():
+        columns.setdefault(r[0], []).append(Column(*r[1:]))
+    fkeys: dict[int, list[ForeignKey]] = {}
+    for conrelid, conname, sn, s, cols, rn, r, rcols, definition in conn.execute(_FKEYS_SQL, {"oids": oids}):
+        fkeys.setdefault(conrelid, []).append(ForeignKey(
+            conname, display_name(sn, s), tuple(cols), display_name(rn, r), tuple(rcols), definition))
+    seqs: dict[int, list[Sequence]] = {}
+    for relid, col, seq in conn.execute(_SEQUENCES_SQL, {"oids": oids}).fetchall():
+        seqs.setdefault(relid, []).append(Sequence(col, seq))
+    triggers: dict[int, list[str]] = {}
+    for relid, name in conn.execute(_TRIGGERS_SQL, {"oids": oids}).fetchall():
+        triggers.setdefault(relid, []).append(name)
+    tables = {}
+    for oid, schema, name, kind, _, _ in rows:
+        parts = sorted(leaves.get(oid, []))
+        t = Table(
+            schema=schema, name=name, kind=kind, columns=tuple(columns.get(oid, ())),
+            leaves=tuple((p[0], p[1]) for p in parts),
+            est_rows=sum(p[2] for p in parts), est_bytes=sum(p[3] for p in parts),
+            foreign_keys=tuple(fkeys.get(oid, ())), sequences=tuple(seqs.get(oid, ())),
+            user_triggers=tuple(sorted(triggers.get(oid, ()))),
+        )
+        tables[t.display] = t
+    return Catalog(tables)
+
+
+def foreign_keys_into(catalog: Catalog, names: set[str]) -> list[ForeignKey]:
+    """Foreign keys of any table that reference one of `names`."""
+    return [fk for t in catalog.tables.values() for fk in t.foreign_keys if fk.ref_table in names]

@@ -1,0 +1,292 @@
+"""The plan: which tables, which columns, which rules, what to empty and defer — decided and validated
+in full before anything is written to the target. Every problem is reported at once."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import msgspec
+
+from . import strategies
+from .catalog import Catalog, Column, ForeignKey, Table, qualify, quote_ident
+from .errors import ValidationError
+
+
+class Unit(msgspec.Struct, frozen=True):
+    """One COPY: a table, or one leaf partition of it."""
+
+    table: str  # display name of the table it belongs to
+    relation: str  # quoted name of what is read and written
+    copy_out: str
+    copy_in: str  # without the FREEZE option, which the worker adds when it may
+    est_rows: int
+    est_bytes: int
+
+
+class TablePlan(msgspec.Struct, frozen=True):
+    name: str  # display name
+    relation: str  # quoted, qualified
+    columns: tuple[str, ...]  # copied, by name, in this order on both sides
+    rules: tuple[strategies.FieldRule, ...]
+    propagated: tuple[str, ...]  # columns whose rule came through a foreign key, 'col <- table.col'
+    skipped_generated: tuple[str, ...]
+    extra_target_columns: tuple[str, ...]
+    units: tuple[Unit, ...]
+    est_rows: int
+    est_bytes: int
+
+    @property
+    def anonymized_columns(self) -> list[str]:
+        return [r.column for r in self.rules if r.strategy != "keep"]
+
+
+class SequenceSync(msgspec.Struct, frozen=True):
+    table: str
+    column: str
+    source: str
+    target: str
+
+
+class Plan(msgspec.Struct, frozen=True):
+    tables: tuple[TablePlan, ...]  # largest first: the order workers take them in
+    cascade: tuple[str, ...]  # unselected target tables emptied because of --cascade
+    cascade_relations: tuple[str, ...]
+    deferred_fks: tuple[ForeignKey, ...]  # target FKs dropped before the load, recreated after
+    sequences: tuple[SequenceSync, ...]
+    anonymize: bool
+
+    @property
+    def total_rows(self) -> int:
+        return sum(t.est_rows for t in self.tables)
+
+
+class Selection(msgspec.Struct, frozen=True):
+    tables: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+def _is_pattern(s: str) -> bool:
+    return any(ch in s for ch in "*?[")
+
+
+def _matches(table: Table, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(table.display, pattern) or fnmatch.fnmatchcase(f"{table.schema}.{table.name}", pattern)
+
+
+def select_tables(catalog: Catalog, sel: Selection, problems: list[str]) -> list[Table]:
+    """--tables (exact names), --include (patterns), --exclude (names or patterns); default: all."""
+    chosen: dict[str, Table] = {}
+    for name in sel.tables:
+        hits = catalog.find(name)
+        if len(hits) == 1:
+            chosen[hits[0].display] = hits[0]
+        elif not hits:
+            problems.append(f"--tables: unknown table {name!r} on the source")
+        else:
+            problems.append(f"--tables: {name!r} is ambiguous ({', '.join(t.display for t in hits)}): write schema.name")
+    for pattern in sel.include:
+        hits = [t for t in catalog.tables.values() if _matches(t, pattern)] if _is_pattern(pattern) else catalog.find(pattern)
+        if not hits:
+            problems.append(f"--include: {pattern!r} matches no table on the source")
+        chosen.update((t.display, t) for t in hits)
+    if not sel.tables and not sel.include:
+        chosen = dict(catalog.tables)
+    for pattern in sel.exclude:
+        if _is_pattern(pattern):
+            hits = [t for t in catalog.tables.values() if _matches(t, pattern)]
+        else:
+            hits = catalog.find(pattern)
+            if not hits:
+                problems.append(f"--exclude: unknown table {pattern!r} on the source")
+        for t in hits:
+            chosen.pop(t.display, None)
+    return list(chosen.values())
+
+
+def _type_problem(src: Column, dst: Column) -> str | None:
+    if src.type == dst.type:
+        return None
+    same_kind = src.base_type == dst.base_type and src.is_array == dst.is_array
+    if src.category == "S" and dst.category == "S" and src.is_array == dst.is_array and src.base_type != "bpchar":
+        same_kind = dst.base_type in ("text", "varchar") or same_kind
+    if same_kind and (dst.max_length is None or (src.max_length is not None and src.max_length <= dst.max_length)):
+        return None
+    return f"type {src.type} on the source, {dst.type} on the target"
+
+
+def _units(src: Table, dst: Table, columns: tuple[str, ...]) -> tuple[Unit, ...]:
+    cols = ", ".join(quote_ident(c) for c in columns)
+    if src.kind == "p" and dst.kind == "p" and set(src.leaves) <= set(dst.leaves):
+        per_leaf = max(1, len(src.leaves))
+        return tuple(
+            Unit(src.display, qualify(*leaf), f"COPY {qualify(*leaf)} ({cols}) TO STDOUT",
+                 f"COPY {qualify(*leaf)} ({cols}) FROM STDIN", src.est_rows // per_leaf, src.est_bytes // per_leaf)
+            for leaf in src.leaves)
+    out = (f"COPY (SELECT {cols} FROM {src.qualified}) TO STDOUT" if src.kind == "p"
+           else f"COPY {src.qualified} ({cols}) TO STDOUT")
+    return (Unit(src.display, dst.qualified, out, f"COPY {dst.qualified} ({cols}) FROM STDIN",
+                 src.est_rows, src.est_bytes),)
+
+
+def _rules_for(table: Table, target: Table, specs, secret, problems: list[str], path: str) -> dict[str, tuple]:
+    """Validated rules of one table: column -> (spec, params)."""
+    out = {}
+    for spec in specs:
+        where = f"{path}:{spec.line}: {table.display}.{spec.column}"
+        col = table.column(spec.column)
+        if col is None:
+            problems.append(f"{where}: no such column on the source")
+            continue
+        if col.generated:
+            problems.append(f"{where}: generated column, computed on the target: anonymize the columns it is computed from")
+            continue
+        strategy = strategies.STRATEGIES.get(spec.strategy)
+        if strategy is None:
+            problems.append(f"{where}: unknown strategy {spec.strategy!r} (known: {', '.join(sorted(strategies.STRATEGIES))})")
+            continue
+        params, param_problems = strategies.parse_params(spec.strategy, {**spec.params, "allow_duplicates": spec.allow_duplicates})
+        problems.extend(f"{where}: {p}" for p in param_problems)
+        if param_problems:
+            continue
+        dst_col = target.column(spec.column) or col
+        fit = strategy.check_column(params, dst_col)
+        if fit:
+            problems.append(f"{where}: {fit}")
+            continue
+        if dst_col.unique and not strategy.unique and not spec.allow_duplicates:
+            problems.append(f"{where}: {spec.strategy!r} can map different values to the same output, but the column is "
+                            "under a PRIMARY KEY or UNIQUE constraint: use a unique-preserving strategy "
+                            "(email, hash, uuid) or add allow_duplicates: true")
+            continue
+        if strategy.keyed and secret is None:
+            continue  # reported once by the caller
+        out[spec.column] = (spec, params)
+    return out
+
+
+def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: bytes | None, *,
+               cascade: bool = False) -> Plan:
+    """Validates everything against both catalogs; raises ValidationError listing every problem."""
+    problems: list[str] = []
+    selected = select_tables(source, sel, problems)
+    names = {t.display for t in selected}
+
+    # Rules: every key must name a source table, every rule a real column and a fitting strategy.
+    table_rules: dict[str, dict[str, tuple]] = {}
+    needs_secret = False
+    rules_path = str(rules.path) if rules is not None else ""
+    for key, specs in (rules.tables.items() if rules is not None else ()):
+        hits = source.find(key)
+        if len(hits) != 1:
+            why = "no such table on the source" if not hits else "ambiguous: write schema.name"
+            problems.append(f"{rules_path}:{specs[0].line if specs else 0}: {key}: {why}")
+            continue
+        table = hits[0]
+        target_table = target.tables.get(table.display)
+        table_rules[table.display] = _rules_for(table, target_table or table, specs, secret, problems, rules_path)
+        needs_secret |= any(strategies.STRATEGIES[s.strategy].keyed for s in specs if s.strategy in strategies.STRATEGIES)
+    if needs_secret and secret is None:
+        problems.append("the rules use keyed strategies (email, phone, name, hash, ...) but no secret was given: "
+                        "export ANONYMIZATION_SECRET=$(openssl rand -hex 32), or pass --secret-file PATH")
+
+    propagated = _propagate(source, table_rules, problems)
+
+    # Schema verification, all differences together.
+    plans: list[TablePlan] = []
+    for src in selected:
+        dst = target.tables.get(src.display)
+        if dst is None:
+            problems.append(f"{src.display}: missing on the target (create it first, or --exclude it)")
+            continue
+        columns: list[str] = []
+        for col in src.columns:
+            if col.generated:
+                continue
+            tcol = dst.column(col.name)
+            if tcol is None:
+                problems.append(f"{src.display}.{col.name}: missing on the target")
+            elif tcol.generated:
+                problems.append(f"{src.display}.{col.name}: generated on the target but not on the source")
+            elif (why := _type_problem(col, tcol)) is not None:
+                problems.append(f"{src.display}.{col.name}: {why}")
+            else:
+                columns.append(col.name)
+        extra = []
+        for tcol in dst.columns:
+            if src.column(tcol.name) is None:
+                if tcol.not_null and not (tcol.has_default or tcol.identity or tcol.generated):
+                    problems.append(f"{src.display}.{tcol.name}: only on the target, NOT NULL and without a default")
+                extra.append(tcol.name)
+        index = {c: i for i, c in enumerate(columns)}
+        rules_here = table_rules.get(src.display, {})
+        field_rules = tuple(
+            strategies.FieldRule(index=index[c], column=c, strategy=spec.strategy,
+                                 key=strategies.derive_key(secret, spec.seed) if secret is not None else b"\0" * 16,
+                                 params=params, is_array=src.column(c).is_array)
+            for c, (spec, params) in rules_here.items() if c in index)
+        plans.append(TablePlan(
+            name=src.display, relation=dst.qualified, columns=tuple(columns), rules=field_rules,
+            propagated=tuple(propagated.get(src.display, ())),
+            skipped_generated=tuple(c.name for c in src.columns if c.generated),
+            extra_target_columns=tuple(extra), units=_units(src, dst, tuple(columns)),
+            est_rows=src.est_rows, est_bytes=src.est_bytes))
+
+    # What may be emptied: exactly the selected tables, unless --cascade names more.
+    cascade_tables: dict[str, Table] = {}
+    for t in target.tables.values():
+        if t.display in names:
+            continue
+        into = [fk for fk in t.foreign_keys if fk.ref_table in names]
+        if into and not cascade:
+            problems.append(f"{t.display} is not selected but its foreign key {into[0].name} references "
+                            f"{into[0].ref_table}, which will be emptied: select it too, or pass --cascade to empty it")
+        elif into:
+            cascade_tables[t.display] = t
+    emptied = names | set(cascade_tables)
+    deferred = tuple(fk for t in target.tables.values() for fk in t.foreign_keys
+                     if fk.table in emptied or fk.ref_table in names)
+
+    sequences = []
+    for src in selected:
+        dst = target.tables.get(src.display)
+        if dst is None:
+            continue
+        by_col = {s.column: s.name for s in dst.sequences}
+        sequences += [SequenceSync(src.display, s.column, s.name, by_col[s.column])
+                      for s in src.sequences if s.column in by_col]
+
+    if problems:
+        raise ValidationError(f"{len(problems)} problem(s) found before touching the target:", problems)
+    plans.sort(key=lambda p: (-p.est_bytes, p.name))
+    return Plan(tables=tuple(plans), cascade=tuple(sorted(cascade_tables)),
+                cascade_relations=tuple(cascade_tables[n].qualified for n in sorted(cascade_tables)),
+                deferred_fks=deferred, sequences=tuple(sequences), anonymize=rules is not None)
+
+
+def _propagate(source: Catalog, table_rules: dict[str, dict[str, tuple]], problems: list[str]) -> dict[str, list[str]]:
+    """Copies a rule on a referenced column to the referencing columns, through chains of foreign keys,
+    so that joins still match on the target. A different explicit rule there is an error."""
+    notes: dict[str, list[str]] = {}
+    changed = True
+    while changed:
+        changed = False
+        for t in source.tables.values():
+            for fk in t.foreign_keys:
+                ruled = table_rules.get(fk.ref_table, {})
+                for col, ref_col in zip(fk.columns, fk.ref_columns):
+                    if ref_col not in ruled:
+                        continue
+                    spec, params = ruled[ref_col]
+                    mine = table_rules.setdefault(t.display, {})
+                    if col in mine:
+                        other, other_params = mine[col]
+                        if (other.strategy, other.seed, other_params) != (spec.strategy, spec.seed, params):
+                            problems.append(f"{t.display}.{col}: its rule differs from the rule on {fk.ref_table}.{ref_col}, "
+                                            f"which it references ({fk.name}): use the same strategy and seed, or remove it")
+                            mine[col] = (spec, params)  # report once
+                        continue
+                    mine[col] = (spec, params)
+                    notes.setdefault(t.display, []).append(f"{col} <- {fk.ref_table}.{ref_col}")
+                    changed = True
+    return notes

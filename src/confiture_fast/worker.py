@@ -1,0 +1,153 @@
+"""A worker process: loads work units, each in its own target transaction, under the coordinator's
+exported source snapshot. Connections are kept across units and dropped after any failure."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import psycopg
+
+from . import _pump
+from ._anon import Rewriter
+from .plan import TablePlan, Unit
+
+SESSION_SETTINGS = ("SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0",
+                    "SET lock_timeout = 0", "SET DateStyle = 'ISO, YMD'", "SET IntervalStyle = 'postgres'",
+                    "SET extra_float_digits = 3", "SET client_encoding = 'UTF8'")
+
+
+class WorkerConfig(msgspec.Struct, frozen=True):
+    source: str  # conninfo (holds the password: never logged)
+    target: str
+    snapshot: str
+    trigger_mode: str
+    flush_bytes: int
+
+
+class UnitResult(msgspec.Struct, frozen=True):
+    table: str
+    relation: str
+    rows: int
+    bytes_in: int
+    bytes_out: int
+    seconds: float
+
+
+class UnitFailed(Exception):
+    """A unit failed; the message names the table and the cause. Picklable for the process pool."""
+
+    def __init__(self, table: str, message: str, side: str = "", sqlstate: str | None = None):
+        super().__init__(table, message, side, sqlstate)
+        self.table, self.message, self.side, self.sqlstate = table, message, side, sqlstate
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.message}"
+
+
+def open_source(conninfo: str, snapshot: str | None = None) -> psycopg.Connection:
+    """A read-only session; with `snapshot`, inside a transaction that sees exactly that snapshot."""
+    conn = psycopg.connect(conninfo, autocommit=True, options="-c default_transaction_read_only=on")
+    for s in SESSION_SETTINGS:
+        conn.execute(s)
+    if snapshot is not None:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+    return conn
+
+
+def open_target(conninfo: str) -> psycopg.Connection:
+    conn = psycopg.connect(conninfo, autocommit=True)
+    for s in SESSION_SETTINGS:
+        conn.execute(s)
+    _pump.check_libpq(conn)
+    return conn
+
+
+class Worker:
+    """Holds one source and one target connection and loads units one after the other."""
+
+    def __init__(self, cfg: WorkerConfig, counters=None, slot: int = 0):
+        self.cfg = cfg
+        self.counters = counters
+        self.slot = slot
+        self.src: psycopg.Connection | None = None
+        self.dst: psycopg.Connection | None = None
+
+    def _connect(self, table: str) -> None:
+        try:
+            if self.src is None or self.src.closed:
+                self.src = open_source(self.cfg.source, self.cfg.snapshot)
+        except psycopg.Error as exc:
+            raise UnitFailed(table, f"source: {str(exc).strip()}", "source", getattr(exc, "sqlstate", None))
+        if self.dst is None or self.dst.closed:
+            self.dst = open_target(self.cfg.target)
+
+    def close(self) -> None:
+        for conn in (self.src, self.dst):
+            if conn is not None:
+                conn.close()
+        self.src = self.dst = None
+
+    def load(self, table: TablePlan, unit: Unit) -> UnitResult:
+        start = time.perf_counter()
+        try:
+            self._connect(table.name)
+            dst = self.dst
+            rewriter = Rewriter(table.name, list(table.columns), list(table.rules)) if table.rules else None
+            dst.execute("BEGIN")
+            if self.cfg.trigger_mode == "replica":
+                dst.execute("SET LOCAL session_replication_role = replica")
+            else:
+                dst.execute(f"ALTER TABLE {unit.relation} DISABLE TRIGGER USER")
+            dst.execute(f"TRUNCATE ONLY {unit.relation}")
+            rows_out, rows_in, bytes_in, bytes_out = _pump.pump(
+                self.src, dst, unit.copy_out.encode(), (unit.copy_in + " WITH (FREEZE)").encode(),
+                rewriter, self.cfg.flush_bytes, self.counters, self.slot)
+            if not (rows_out == rows_in):
+                raise UnitFailed(table.name, f"row count mismatch on {unit.relation}: read {rows_out} rows "
+                                             f"from the source, the target took {rows_in}")
+            if self.cfg.trigger_mode != "replica":
+                dst.execute(f"ALTER TABLE {unit.relation} ENABLE TRIGGER USER")
+            dst.execute("COMMIT")
+        except UnitFailed:
+            self.close()
+            raise
+        except _pump.PumpError as exc:
+            self.close()
+            raise UnitFailed(table.name, str(exc), exc.side, exc.sqlstate) from None
+        except psycopg.Error as exc:
+            self.close()
+            raise UnitFailed(table.name, f"target: {str(exc).strip()}", "target",
+                             getattr(exc, "sqlstate", None)) from None
+        except ValueError as exc:  # RewriteError: the message names table, row and column
+            self.close()
+            raise UnitFailed(table.name, str(exc)) from None
+        return UnitResult(table.name, unit.relation, rows_in, bytes_in, bytes_out, time.perf_counter() - start)
+
+
+# -- process pool glue: one Worker per process ----------------------------------------------------
+_worker: Worker | None = None
+
+
+def init_process(cfg: WorkerConfig, counters, slots) -> None:
+    """Pool initializer: takes the next free progress slot and prepares the worker."""
+    import signal
+
+    global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides how to stop
+    with slots.get_lock():
+        slot = slots.value
+        slots.value += 1
+    _worker = Worker(cfg, memoryview(counters).cast("B").cast("q"), slot)
+
+
+def run_unit(table: TablePlan, unit_index: int, task_id: int, current) -> UnitResult:
+    """Loads one unit; `current[slot]` tells the coordinator which task this process's counters follow."""
+    assert _worker is not None
+    _worker.counters[2 * _worker.slot] = _worker.counters[2 * _worker.slot + 1] = 0
+    current[_worker.slot] = task_id + 1
+    try:
+        return _worker.load(table, table.units[unit_index])
+    finally:
+        current[_worker.slot] = 0
