@@ -434,7 +434,8 @@ def _port(node: Node, label: str, path: Path, problems: list[str], missing: list
         if raw.isdigit() and 1 <= int(raw) <= 65535:
             return int(raw)
         if not missing:
-            problems.append(f"{path}:{_line(node)}: {label}: {raw!r} is not a port number (1-65535)")
+            # Quote what was written, not what a ${VAR} expanded to: that could be anything, even a password.
+            problems.append(f"{path}:{_line(node)}: {label}: {node.value!r} is not a port number (1-65535)")
         return None
     problems.append(f"{path}:{_line(node)}: {label}: expected a port number, found {_kind(node)}")
     return None
@@ -495,6 +496,8 @@ def load_rules(path: Path) -> Rules:
                 continue
             tables[table] = _table_rules(table, value_node, path, constructor, problems)
     if problems:
+        prefix = len(f"{path}:")
+        problems.sort(key=lambda p: int(p[prefix:].split(":", 1)[0]))
         raise ValidationError(
             f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''} in the anonymization rules",
             problems,
@@ -517,9 +520,9 @@ def _table_rules(
             continue
         before = len(problems)
         pairs = _mapping_pairs(item, path, f"{table}: ", problems)
-        column = _rule_name(pairs, "column", path, item, problems, table)
+        column = _rule_name(pairs, "column", path, item, problems, table, index)
         where = f"{table}.{column}" if column else table
-        strategy = _rule_name(pairs, "strategy", path, item, problems, where)
+        strategy = _rule_name(pairs, "strategy", path, item, problems, where, index)
         seed = ""
         if "seed" in pairs:
             node = pairs["seed"][1]
@@ -569,11 +572,17 @@ def _table_rules(
 
 
 def _rule_name(
-    pairs: dict[str, tuple[Node, Node]], key: str, path: Path, item: MappingNode, problems: list[str], where: str
+    pairs: dict[str, tuple[Node, Node]],
+    key: str,
+    path: Path,
+    item: MappingNode,
+    problems: list[str],
+    where: str,
+    index: int,
 ) -> str | None:
     """A rule's column or strategy, as written (a column named `yes` or `2024` stays text)."""
     if key not in pairs:
-        problems.append(f"{path}:{_line(item)}: {where}: the rule has no {key}")
+        problems.append(f"{path}:{_line(item)}: {where}: rule {index} has no {key}")
         return None
     node = pairs[key][1]
     if not isinstance(node, ScalarNode) or node.tag == _NULL_TAG or node.value == "":
