@@ -179,7 +179,7 @@ def test_port_override_for_ssh_tunnel(env_dir, monkeypatch):
     assert env.port == 5433
     assert conninfo_to_dict(env.conninfo())["port"] == "5433"
     uri = resolve_environment("postgresql://u@h:5432/db", env_dir, port=6000)
-    assert uri.port == 6000
+    assert uri.port == 6000 and uri.name == uri.display() == "h:6000/db"
     with pytest.raises(ConfigError):
         resolve_environment("local", env_dir, port=70000)
 
@@ -273,6 +273,7 @@ def test_database_url_in_environment_file(tmp_path, monkeypatch):
 def test_environment_given_as_file_path(tmp_path):
     path = write(tmp_path / "somewhere.yaml", "database:\n  database: d\n")
     assert resolve_environment(str(path), tmp_path / "unused").database == "d"
+    assert "does not exist" in config_error(resolve_environment, str(tmp_path / "nope.yaml"), tmp_path).message
 
 
 def test_numbers_and_words_stay_text(tmp_path):

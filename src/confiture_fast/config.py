@@ -115,8 +115,9 @@ class Environment(msgspec.Struct, frozen=True, kw_only=True):
         if self.is_loopback() or (self.sslmode or "prefer") not in _WEAK_SSL_MODES:
             return None
         where = f" (set sslmode in {self.file})" if self.file else " (add ?sslmode=verify-full to the URI)"
+        who = f"{self.name}: " if self.file else ""
         return (
-            f"{self.name}: connecting to {self.display()} with sslmode={self.sslmode or 'prefer'}: "
+            f"{who}connecting to {self.display()} with sslmode={self.sslmode or 'prefer'}: "
             f"the connection may not be encrypted; use sslmode=require or verify-full{where}"
         )
 
@@ -152,9 +153,14 @@ def resolve_environment(spec: str, env_dir: Path, *, port: int | None = None) ->
         raise ConfigError("empty database: give an environment name or a postgresql:// URI")
     if spec.startswith(("postgresql://", "postgres://")) or "=" in spec:
         env = _from_conninfo(spec)
-    elif spec.endswith((".yaml", ".yml")) and Path(spec).is_file():
+    elif spec.endswith((".yaml", ".yml")):
+        if not Path(spec).is_file():
+            raise ConfigError(
+                f"environment file {spec} does not exist",
+                "give an existing file, or an environment name from the environments folder (--env-dir)",
+            )
         env = _load_environment_file(Path(spec))
-    elif _NAME.match(spec) and not spec.endswith((".yaml", ".yml")):
+    elif _NAME.match(spec):
         env = _load_environment_file(_find_environment_file(spec, Path(env_dir)))
     else:
         # Never echo it: a mistyped URI may carry a password.
@@ -167,6 +173,8 @@ def resolve_environment(spec: str, env_dir: Path, *, port: int | None = None) ->
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise ConfigError(f"port {port!r} is not a TCP port number", "give a number between 1 and 65535")
         env = msgspec.structs.replace(env, port=port)
+        if env.file is None:
+            env = msgspec.structs.replace(env, name=env.display())
     return env
 
 
@@ -362,7 +370,7 @@ def _load_environment_file(path: Path) -> Environment:
                 fields[key] = text(label, value_node) or None
                 if key == "sslmode" and fields[key] not in (None, *SSL_MODES):
                     problems.append(
-                        f"{path}:{_line(value_node)}: {label}: {fields[key]!r} is not one of {', '.join(SSL_MODES)}"
+                        f"{path}:{_line(value_node)}: {label}: {value_node.value!r} is not one of {', '.join(SSL_MODES)}"
                     )
             elif key in _LIBPQ_KEYS and key != "dbname":
                 options[key] = text(label, value_node) or ""
