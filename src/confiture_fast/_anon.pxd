@@ -1,4 +1,5 @@
 # The C-level face of the COPY-text rewriter, cimported by the pump (_pump.pyx).
+from libc.stdint cimport uint64_t
 
 cdef struct OutBuf:
     char* data
@@ -9,11 +10,32 @@ cdef struct OutBuf:
 cdef int outbuf_reserve(OutBuf* b, size_t extra) noexcept nogil
 cdef void outbuf_free(OutBuf* b) noexcept nogil
 
+# How one column is rewritten; code 0 means copied through untouched.
+cdef struct FieldSpec:
+    int code
+    uint64_t k0
+    uint64_t k1
+    int length
+    const char* text
+    size_t text_len
+
 cdef class Rewriter:
     cdef public str table
     cdef public list columns
     cdef public long long rows
+    cdef Py_ssize_t ncols
+    cdef FieldSpec* specs
+    cdef OutBuf scratch      # the unescaped value of the field being rewritten
+    cdef OutBuf pybuf        # output of the Python-level rewrite()
+    cdef bytearray tail      # partial row carried over between rewrite() calls
+    cdef list keep_alive     # Python objects whose buffers FieldSpec.text points into
+    cdef int err_code
+    cdef Py_ssize_t err_col
+    cdef long long err_row
+    cdef Py_ssize_t err_detail
     # Rewrites one complete COPY text row (`n` bytes, ending with '\n') and appends it to `out`.
     # Returns 0, or -1 with the error kept in the object: the caller then calls raise_error() with the GIL.
     cdef int rewrite_row(self, const char* row, size_t n, OutBuf* out) noexcept nogil
     cdef raise_error(self)
+    cdef int _fail(self, int code, Py_ssize_t col, Py_ssize_t detail) noexcept nogil
+    cdef int _field(self, Py_ssize_t col, const char* f, size_t n, OutBuf* out) noexcept nogil

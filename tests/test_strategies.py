@@ -1,0 +1,205 @@
+"""Strategies: the PRF against published vectors, keys, params, column checks, output formats, uniqueness."""
+
+import re
+
+import pytest
+
+from confiture_fast import _anon, anon_ref
+from confiture_fast.catalog import Column
+from confiture_fast.strategies import (STRATEGIES, EmailParams, FieldRule, HashParams, derive_key,
+                                       parse_params)
+
+# SipHash-2-4 reference vectors: key 00 01 .. 0f, message i = bytes 00 01 .. (i-1).
+# Source: https://github.com/veorq/SipHash/blob/master/vectors.h (vectors_sip64, vectors_sip128).
+SIP64 = {
+    0: "310e0edd47db6f72", 1: "fd67dc93c539f874", 2: "5a4fa9d909806c0d", 3: "2d7efbd796666785",
+    4: "b7877127e09427cf", 5: "8da699cd64557618", 6: "cee3fe586e46c9cb", 7: "37d1018bf50002ab",
+    8: "6224939a79f5f593", 9: "b0e4a90bdf82009e", 10: "f3b9dd94c5bb5d7a", 11: "a7ad6b22462fb3f4",
+    12: "fbe50e86bc8f1e75", 13: "903d84c02756ea14", 14: "eef27a8e90ca23f7", 15: "e545be4961ca29a1",
+    16: "db9bc2577fcc2a3f", 63: "724506eb4c328a95",
+}
+SIP128 = {
+    0: "a3817f04ba25a8e66df67214c7550293", 1: "da87c1d86b99af44347659119b22fc45",
+    2: "8177228da4a45dc7fca38bdef60affe4", 3: "9c70b60c5267a94e5f33b6b02985ed51",
+    4: "f88164c12d9c8faf7d0f6e7c7bcd5579", 5: "1368875980776f8854527a07690e9627",
+    6: "14eeca338b208613485ea0308fd7a15e", 7: "a1f1ebbed8dbc153c0b84aa61ff08239",
+    8: "3b62a9ba6258f5610f83e264f31497b4", 9: "264499060ad9baabc47f8b02bb6d71ed",
+    10: "00110dc378146956c95447d3f3d0fbba", 11: "0151c568386b6677a2b4dc6f81e5dc18",
+    12: "d626b266905ef35882634df68532c125", 13: "9869e247e9c08b10d029934fc4b952f7",
+    14: "31fcefac66d7de9c7ec7485fe4494902", 15: "5493e99933b0a8117e08ec0f97cfc3d9",
+    16: "6ee2a4ca67b054bbfd3315bf85230577", 63: "5150d1772f50834a503e069a973fbd7c",
+}
+KEY = bytes(range(16))
+SIPHASHES = [pytest.param(_anon.siphash24, id="C"), pytest.param(anon_ref.siphash24, id="python")]
+
+
+@pytest.mark.parametrize("siphash", SIPHASHES)
+@pytest.mark.parametrize("n", sorted(SIP64))
+def test_siphash64_reference_vectors(siphash, n):
+    assert siphash(KEY, bytes(range(n)), 8).hex() == SIP64[n]
+
+
+@pytest.mark.parametrize("siphash", SIPHASHES)
+@pytest.mark.parametrize("n", sorted(SIP128))
+def test_siphash128_reference_vectors(siphash, n):
+    assert siphash(KEY, bytes(range(n)), 16).hex() == SIP128[n]
+
+
+def test_c_and_python_siphash_agree_on_all_lengths():
+    key = derive_key(b"secret", "x")
+    for n in range(0, 200):
+        data = bytes((i * 7 + n) % 256 for i in range(n))
+        assert _anon.siphash24(key, data) == anon_ref.siphash24(key, data)
+
+
+# -- keys -------------------------------------------------------------------------------------
+def test_derive_key_is_deterministic_and_separates_secrets_and_seeds():
+    k = derive_key(b"s3cret", "12345")
+    assert len(k) == 16
+    assert k == derive_key(b"s3cret", "12345") == derive_key(b"s3cret", 12345)
+    assert k != derive_key(b"s3cret", "12346")
+    assert k != derive_key(b"other", "12345")
+    assert len(derive_key(b"x" * 200, "1")) == 16
+    with pytest.raises(ValueError):
+        derive_key(b"", "1")
+
+
+# -- params -----------------------------------------------------------------------------------
+def test_parse_params_defaults_and_values():
+    p, problems = parse_params("email", {})
+    assert problems == [] and p == EmailParams(length=16, domain="example.com")
+    p, problems = parse_params("hash", {"length": 32})
+    assert problems == [] and p.length == 32
+
+
+@pytest.mark.parametrize("name,raw,needle", [
+    ("email", {"lenght": 20}, "unknown field `lenght`"),
+    ("email", {"length": "20"}, "Expected `int`"),
+    ("email", {"length": 8}, "uniqueness floor"),
+    ("email", {"length": 33}, "between 1 and 32"),
+    ("email", {"domain": "exa mple.com"}, "not a plain DNS name"),
+    ("email", {"domain": "a@b"}, "not a plain DNS name"),
+    ("hash", {"length": 12}, "uniqueness floor"),
+    ("hash", {"length": 0, "allow_duplicates": True}, "between 1 and 32"),
+    ("phone", {"format": "x"}, "unknown field"),
+    ("nope", {}, "unknown strategy 'nope'"),
+])
+def test_parse_params_problems(name, raw, needle):
+    _, problems = parse_params(name, raw)
+    assert any(needle in p for p in problems), problems
+
+
+def test_short_widths_allowed_with_allow_duplicates():
+    p, problems = parse_params("hash", {"length": 8, "allow_duplicates": True})
+    assert problems == [] and not STRATEGIES["hash"].is_unique(p)
+    assert STRATEGIES["hash"].is_unique(HashParams())
+
+
+def test_strategy_properties():
+    assert {n for n, s in STRATEGIES.items() if not s.keyed} >= {"redact"}
+    assert {n for n, s in STRATEGIES.items() if s.unique} >= {"email", "hash"}
+    assert not any(STRATEGIES[n].unique for n in ("phone", "name", "redact"))
+
+
+def col(name="c", type="text", base_type="text", category="S", max_length=None, is_array=False):
+    return Column(name=name, type=type, base_type=base_type, category=category, max_length=max_length,
+                  is_array=is_array, not_null=False, has_default=False, generated=False, identity=False,
+                  unique=False)
+
+
+@pytest.mark.parametrize("strategy,raw,column,needle", [
+    ("redact", {}, col(type="integer", base_type="int4", category="N"), "cannot hold"),
+    ("hash", {}, col(type="uuid", base_type="uuid", category="U"), "use the uuid strategy"),
+    ("email", {}, col(type="character varying(20)", base_type="varchar", max_length=20), "33 characters"),
+    ("email", {"domain": "corp.example.org"}, col(type="character varying(37)", base_type="varchar",
+                                                   max_length=37), "38 characters"),
+    ("hash", {"length": 32}, col(type="character(20)", base_type="bpchar", max_length=20), "32 characters"),
+    ("redact", {}, col(type="jsonb", base_type="jsonb", category="U"), "cannot hold"),
+    ("phone", {}, col(type="text[]", category="S", is_array=True), "array"),
+])
+def test_check_column_refuses(strategy, raw, column, needle):
+    s = STRATEGIES[strategy]
+    params, problems = s.parse_params(raw)
+    assert not problems
+    problem = s.check_column(params, column)
+    assert problem and needle in problem, problem
+
+
+@pytest.mark.parametrize("strategy,column", [
+    ("email", col(type="character varying(33)", base_type="varchar", max_length=33)),
+    ("redact", col(type="character varying(10)", base_type="varchar", max_length=10)),
+    ("phone", col()), ("name", col(type="character varying(9)", base_type="varchar", max_length=9)),
+    ("hash", col(type="citext", base_type="citext")),
+])
+def test_check_column_accepts(strategy, column):
+    s = STRATEGIES[strategy]
+    assert s.check_column(s.parse_params({})[0], column) is None
+
+
+def test_field_rule_survives_msgspec_round_trip():
+    import msgspec
+
+    rule = FieldRule(index=1, column="email", strategy="email", key=derive_key(b"s", "1"),
+                     params=EmailParams(length=20))
+    for codec in (msgspec.json, msgspec.msgpack):
+        assert codec.decode(codec.encode(rule), type=FieldRule) == rule
+
+
+# -- formats ----------------------------------------------------------------------------------
+def rewrite_values(strategy, values, raw_params=None, seed="1", secret=b"secret"):
+    params, problems = parse_params(strategy, raw_params or {})
+    assert not problems
+    rule = FieldRule(index=0, column="v", strategy=strategy, key=derive_key(secret, seed), params=params)
+    data = b"".join(anon_ref.escape(v.encode()) + b"\n" for v in values)
+    out = _anon.Rewriter("t", ["v"], [rule]).rewrite(data)
+    assert out == anon_ref.ReferenceRewriter("t", ["v"], [rule]).rewrite(data)
+    return [anon_ref.unescape(line).decode() for line in out.split(b"\n")[:-1]]
+
+
+INPUTS = ["alice@example.com", "bob@company.com", "Zoë Ünïcode", "a\tb\nc\\d", "\\N", "x" * 1000]
+
+FORMATS = {
+    "email": r"user_[0-9a-f]{16}@example\.com",
+    "phone": r"\+1-555-[0-9]{4}",
+    "name": r"User [0-9A-F]{4}",
+    "redact": r"\[REDACTED\]",
+    "hash": r"[0-9a-f]{16}",
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(FORMATS))
+def test_output_formats(strategy):
+    out = rewrite_values(strategy, INPUTS)
+    assert all(re.fullmatch(FORMATS[strategy], v) for v in out), out
+
+
+def test_params_change_formats():
+    assert all(re.fullmatch(r"user_[0-9a-f]{24}@test\.invalid", v)
+               for v in rewrite_values("email", INPUTS, {"length": 24, "domain": "test.invalid"}))
+    assert all(re.fullmatch(r"[0-9a-f]{32}", v) for v in rewrite_values("hash", INPUTS, {"length": 32}))
+    assert all(re.fullmatch(r"[0-9a-f]{6}", v)
+               for v in rewrite_values("hash", INPUTS, {"length": 6, "allow_duplicates": True}))
+
+
+def test_keyed_outputs_are_deterministic_and_depend_on_key():
+    for strategy in ("email", "hash", "name", "phone"):
+        a = rewrite_values(strategy, INPUTS)
+        assert a == rewrite_values(strategy, INPUTS)
+        assert a != rewrite_values(strategy, INPUTS, secret=b"other")
+        assert a != rewrite_values(strategy, INPUTS, seed="2")
+
+
+def test_email_hex_is_the_prf_of_the_unescaped_value():
+    key = derive_key(b"secret", "1")
+    [out] = rewrite_values("email", ["a\tb"])
+    assert out == f"user_{anon_ref.siphash24(key, b'a' + bytes([9]) + b'b').hex()[:16]}@example.com"
+
+
+@pytest.mark.parametrize("strategy,raw", [("email", {}), ("hash", {})])
+def test_unique_strategies_keep_a_million_distinct_inputs_distinct(strategy, raw):
+    params, _ = parse_params(strategy, raw)
+    rule = FieldRule(index=0, column="v", strategy=strategy, key=derive_key(b"secret", "u"), params=params)
+    data = b"".join(b"person%d@example.com\n" % i for i in range(1_000_000))
+    out = _anon.Rewriter("t", ["v"], [rule]).rewrite(data)
+    lines = out.split(b"\n")[:-1]
+    assert len(lines) == 1_000_000 and len(set(lines)) == 1_000_000
