@@ -263,7 +263,8 @@ def _compose(path: Path, what: str) -> Node | None:
     except UnicodeDecodeError:
         raise ConfigError(f"{what} {path} is not UTF-8 text", "save it as UTF-8") from None
     except OSError as e:
-        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}", "check the path and its permissions") from None
+        reason = e.strerror or e
+        raise ConfigError(f"cannot read {what} {path}: {reason}", "check the path and its permissions") from None
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
@@ -369,9 +370,8 @@ def _load_environment_file(path: Path) -> Environment:
             elif key in _DB_KEYS:
                 fields[key] = text(label, value_node) or None
                 if key == "sslmode" and fields[key] not in (None, *SSL_MODES):
-                    problems.append(
-                        f"{path}:{_line(value_node)}: {label}: {value_node.value!r} is not one of {', '.join(SSL_MODES)}"
-                    )
+                    modes = ", ".join(SSL_MODES)
+                    problems.append(f"{path}:{_line(value_node)}: {label}: {value_node.value!r} is not one of {modes}")
             elif key in _LIBPQ_KEYS and key != "dbname":
                 options[key] = text(label, value_node) or ""
             else:
