@@ -228,7 +228,7 @@ def _from_conninfo(spec: str) -> Environment:
     if not database:
         raise ConfigError(
             "the connection string names no database",
-            "add it: postgresql://user@host:5432/dbname or dbname=... ",
+            "add it: postgresql://user@host:5432/dbname, or dbname=NAME in a conninfo string",
         )
     sslmode = params.pop("sslmode", None) or None
     if sslmode is not None and sslmode not in SSL_MODES:
