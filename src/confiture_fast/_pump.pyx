@@ -109,14 +109,15 @@ cdef int64_t _finish(str side, PGconn* conn) except -1:
         PQclear(res)
 
 
-def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssize_t flush_bytes=1 << 18,
-         int64_t[:] counters=None, Py_ssize_t slot=0):
+def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssize_t flush_rows=5000,
+         Py_ssize_t flush_bytes=1 << 23, int64_t[:] counters=None, Py_ssize_t slot=0):
     """Streams one COPY from `src` to `dst`. Both connections must be idle in a transaction.
 
     After an error the source may still be in COPY OUT: the caller discards both connections
     (the target's COPY was ended with an error, so its transaction only needs a rollback).
 
-    `counters[2*slot]` and `counters[2*slot+1]` (shared memory) get the rows and bytes read so far,
+    Rows are gathered and written to the target every `flush_rows` rows or `flush_bytes` bytes,
+    whichever comes first. `counters[2*slot]` and `counters[2*slot+1]` (shared memory) get the rows and bytes read so far,
     every PUBLISH_EVERY rows. Returns (rows_read, rows_written, bytes_read, bytes_written).
     """
     cdef PGconn* s = _ptr(src)
@@ -126,7 +127,7 @@ def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssi
     cdef char* row = NULL
     cdef int n = 0
     cdef int failed = 0  # 1 source read, 2 target write, 3 rewrite, 4 out of memory
-    cdef int64_t rows = 0, bytes_in = 0, bytes_out = 0
+    cdef int64_t rows = 0, bytes_in = 0, bytes_out = 0, gathered = 0
     cdef int64_t* ctr = NULL
     cdef const char* sql_in = copy_in
     cdef const char* sql_out = copy_out
@@ -135,8 +136,8 @@ def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssi
         if 2 * slot + 1 >= counters.shape[0]:
             raise IndexError("progress slot out of range")
         ctr = &counters[2 * slot]
-    if flush_bytes < 1:
-        raise ValueError("flush_bytes must be positive")
+    if flush_bytes < 1 or flush_rows < 1:
+        raise ValueError("flush_rows and flush_bytes must be positive")
 
     with nogil:
         res = PQexec(d, sql_in)
@@ -159,7 +160,7 @@ def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssi
     out.cap = 0
     try:
         with nogil:
-            if outbuf_reserve(&out, flush_bytes + 65536) < 0:
+            if outbuf_reserve(&out, 1 << 16) < 0:
                 failed = 4
             while failed == 0:
                 n = PQgetCopyData(s, &row, 0)
@@ -168,6 +169,7 @@ def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssi
                         failed = 1
                     break
                 rows += 1
+                gathered += 1
                 bytes_in += n
                 if has_rw:
                     if rewriter.rewrite_row(row, <size_t>n, &out) < 0:
@@ -179,11 +181,12 @@ def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssi
                     out.len += <size_t>n
                 PQfreemem(row)
                 row = NULL
-                if failed == 0 and out.len >= <size_t>flush_bytes:
+                if failed == 0 and (gathered >= flush_rows or out.len >= <size_t>flush_bytes):
                     if PQputCopyData(d, out.data, <int>out.len) != 1:
                         failed = 2
                     bytes_out += out.len
                     out.len = 0
+                    gathered = 0
                 if ctr != NULL and rows % PUBLISH_EVERY == 0:
                     ctr[0] = rows
                     ctr[1] = bytes_in

@@ -110,7 +110,8 @@ class Session:
 
 class RunOptions(msgspec.Struct, frozen=True):
     parallel: int = 1
-    flush_bytes: int = 1 << 18
+    flush_rows: int = 5000
+    flush_bytes: int = 1 << 23
     checkpoint: Path | None = None
     resume_from: ckpt.Checkpoint | None = None
     fresh_checkpoint: ckpt.Checkpoint | None = None
@@ -141,7 +142,8 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     if cp is not None and opts.checkpoint is not None:
         ckpt.write(opts.checkpoint, cp)
 
-    cfg = WorkerConfig(session.source_conninfo, session.target_conninfo, session.snapshot, mode, opts.flush_bytes)
+    cfg = WorkerConfig(session.source_conninfo, session.target_conninfo, session.snapshot, mode,
+                       opts.flush_rows, opts.flush_bytes)
     error: str | None = None
     per_table: dict[str, list[UnitResult]] = {t.name: [] for t in todo}
     failed: dict[str, str] = {}
@@ -157,8 +159,8 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     with ProgressView(console, opts.live_progress, totals) as view:
         if tasks:
             with cf.ProcessPoolExecutor(nworkers, mp_context=ctx, initializer=init_process,
-                                        initargs=(cfg, counters, slots)) as pool:
-                futures = {pool.submit(run_unit, t, i, k, current): (t, i) for k, (t, i) in enumerate(tasks)}
+                                        initargs=(cfg, counters, current, slots)) as pool:
+                futures = {pool.submit(run_unit, t, i, k): (t, i) for k, (t, i) in enumerate(tasks)}
                 pending = set(futures)
                 unit_rows: dict[tuple[str, int], int] = {}
                 try:

@@ -154,7 +154,7 @@ def _rules_for(table: Table, target: Table, specs, secret, problems: list[str], 
         if fit:
             problems.append(f"{where}: {fit}")
             continue
-        if dst_col.unique and not strategy.unique and not spec.allow_duplicates:
+        if dst_col.unique and not strategy.is_unique(params) and not spec.allow_duplicates:
             problems.append(f"{where}: {spec.strategy!r} can map different values to the same output, but the column is "
                             "under a PRIMARY KEY or UNIQUE constraint: use a unique-preserving strategy "
                             "(email, hash, uuid) or add allow_duplicates: true")

@@ -22,6 +22,7 @@ class WorkerConfig(msgspec.Struct, frozen=True):
     target: str
     snapshot: str
     trigger_mode: str
+    flush_rows: int
     flush_bytes: int
 
 
@@ -103,7 +104,7 @@ class Worker:
             dst.execute(f"TRUNCATE ONLY {unit.relation}")
             rows_out, rows_in, bytes_in, bytes_out = _pump.pump(
                 self.src, dst, unit.copy_out.encode(), (unit.copy_in + " WITH (FREEZE)").encode(),
-                rewriter, self.cfg.flush_bytes, self.counters, self.slot)
+                rewriter, self.cfg.flush_rows, self.cfg.flush_bytes, self.counters, self.slot)
             if not (rows_out == rows_in):
                 raise UnitFailed(table.name, f"row count mismatch on {unit.relation}: read {rows_out} rows "
                                              f"from the source, the target took {rows_in}")
@@ -130,11 +131,15 @@ class Worker:
 _worker: Worker | None = None
 
 
-def init_process(cfg: WorkerConfig, counters, slots) -> None:
+_current = None
+
+
+def init_process(cfg: WorkerConfig, counters, current, slots) -> None:
     """Pool initializer: takes the next free progress slot and prepares the worker."""
     import signal
 
-    global _worker
+    global _worker, _current
+    _current = current
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides how to stop
     with slots.get_lock():
         slot = slots.value
@@ -142,12 +147,12 @@ def init_process(cfg: WorkerConfig, counters, slots) -> None:
     _worker = Worker(cfg, memoryview(counters).cast("B").cast("q"), slot)
 
 
-def run_unit(table: TablePlan, unit_index: int, task_id: int, current) -> UnitResult:
+def run_unit(table: TablePlan, unit_index: int, task_id: int) -> UnitResult:
     """Loads one unit; `current[slot]` tells the coordinator which task this process's counters follow."""
     assert _worker is not None
     _worker.counters[2 * _worker.slot] = _worker.counters[2 * _worker.slot + 1] = 0
-    current[_worker.slot] = task_id + 1
+    _current[_worker.slot] = task_id + 1
     try:
         return _worker.load(table, table.units[unit_index])
     finally:
-        current[_worker.slot] = 0
+        _current[_worker.slot] = 0

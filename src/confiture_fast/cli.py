@@ -1,0 +1,238 @@
+"""The command line: parses flags, resolves configuration, builds the plan, hands it to the coordinator.
+
+Exit codes: 0 success, 1 failure during the sync, 2 bad usage or configuration (target untouched),
+130 / 143 interrupted by SIGINT / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import msgspec
+import typer
+
+from . import __version__
+from . import checkpoint as ckpt
+from .errors import ConfigError, ConfiturError, SyncError
+
+app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
+                  help="Copy a production PostgreSQL database into a local or staging one, "
+                       "anonymizing PII on the way.")
+
+DEFAULT_RULES = Path("db/sync/anonymization.yaml")
+DEFAULT_ENV_DIR = Path("db/environments")
+
+
+class Format(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+def _csv(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(v.strip() for item in values or () for v in item.split(",") if v.strip())
+
+
+class _Redactor:
+    """Every message leaves through here: known passwords and the secret are masked."""
+
+    secrets: list[str] = []
+
+    @classmethod
+    def add(cls, value: str | bytes | None) -> None:
+        if value:
+            cls.secrets.append(value.decode(errors="replace") if isinstance(value, bytes) else value)
+
+    @classmethod
+    def clean(cls, text: str) -> str:
+        for s in cls.secrets:
+            if len(s) >= 3:
+                text = text.replace(s, "***")
+        return text
+
+
+def _fail(exc: BaseException, debug: bool) -> "typer.Exit":
+    from .progress import stderr_console
+
+    console = stderr_console()
+    if debug:
+        console.print(_Redactor.clean("".join(traceback.format_exception(exc))), markup=False)
+    if isinstance(exc, ConfiturError):
+        console.print(_Redactor.clean("error: " + exc.render()), markup=False)
+        return typer.Exit(exc.exit_code)
+    console.print(_Redactor.clean(f"error: internal error: {type(exc).__name__}: {exc}"), markup=False)
+    console.print("  fix: rerun with --debug and report the traceback", markup=False)
+    return typer.Exit(1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"confiture-fast {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    pass
+
+
+@app.command(help="""Sync tables from --from to --to, anonymizing the columns that the rules name.
+
+\b
+  confiture-fast sync --from production --to local                    # Basic sync
+  confiture-fast sync --from prod --to local --anonymize              # With anonymization
+  confiture-fast sync --from prod --to staging --show-progress        # Progress bar
+  confiture-fast sync --from prod --to local --tables users,posts     # Specific tables
+  confiture-fast sync --from prod --to local --exclude logs,metrics   # Exclude tables
+  confiture-fast sync --from prod --to staging --checkpoint sync.json # Save checkpoint
+  confiture-fast sync --from prod --to staging --resume --checkpoint sync.json  # Resume sync
+""")
+def sync(
+    source: Annotated[str, typer.Option("--from", help="Source: environment name (db/environments/NAME.yaml) or a libpq URI/conninfo.")],
+    target: Annotated[str, typer.Option("--to", help="Target: environment name or a libpq URI/conninfo.")],
+    tables: Annotated[Optional[list[str]], typer.Option("--tables", help="Only these tables (comma-separated; name or schema.name).")] = None,
+    include: Annotated[Optional[list[str]], typer.Option("--include", help="Tables matching these patterns (\"user_*,crm.*\").")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Leave out these tables or patterns (\"logs,*_archive\").")] = None,
+    anonymize: Annotated[bool, typer.Option("--anonymize", help=f"Anonymize with {DEFAULT_RULES}.")] = False,
+    anonymize_config: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="Anonymization rules file (implies --anonymize).")] = None,
+    secret_file: Annotated[Optional[Path], typer.Option("--secret-file", help="File holding the anonymization secret (default: $ANONYMIZATION_SECRET).")] = None,
+    env_dir: Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")] = DEFAULT_ENV_DIR,
+    source_port: Annotated[Optional[int], typer.Option("--source-port", help="Override the source port (SSH tunnel).")] = None,
+    cascade: Annotated[bool, typer.Option("--cascade", help="Also empty unselected tables whose foreign keys reference selected ones.")] = False,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Write progress here after every table, for --resume.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip the tables the --checkpoint file lists as completed.")] = False,
+    show_progress: Annotated[Optional[bool], typer.Option("--show-progress/--no-progress", help="Progress bars (default: on a terminal).")] = None,
+    parallel: Annotated[Optional[int], typer.Option("--parallel", min=1, max=64, help="Worker processes (default: number of cores).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows gathered before each write to the target (also capped at 8 MiB).")] = 5000,
+    fmt: Annotated[Format, typer.Option("--format", help="text, or json: one JSON object on stdout.")] = Format.text,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    try:
+        code = _sync(source, target, _csv(tables), _csv(include), _csv(exclude), anonymize, anonymize_config,
+                     secret_file, env_dir, source_port, cascade, checkpoint, resume, show_progress,
+                     parallel or os.cpu_count() or 1, batch_size, fmt)
+    except KeyboardInterrupt:
+        from .progress import stderr_console
+
+        stderr_console().print("interrupted: the table being loaded was rolled back"
+                               + (f"; resume with --resume --checkpoint {checkpoint}" if checkpoint else ""))
+        raise typer.Exit(130)
+    except typer.Exit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every error leaves as one clean message
+        raise _fail(exc, debug) from None
+    raise typer.Exit(code)
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.blake2b(msgspec.json.encode(parts), digest_size=8).hexdigest()
+
+
+def _sync(source, target, tables, include, exclude, anonymize, rules_path, secret_file, env_dir, source_port,
+          cascade, checkpoint, resume, show_progress, parallel, batch_size, fmt) -> int:
+    from . import config, coordinator
+    from .plan import Selection, build_plan
+    from .progress import stderr_console
+
+    console = stderr_console()
+    src_env = config.resolve_environment(source, env_dir, port=source_port)
+    dst_env = config.resolve_environment(target, env_dir)
+    _Redactor.add(src_env.password)
+    _Redactor.add(dst_env.password)
+    if dst_env.protected:
+        raise ConfigError(f"the target {dst_env.name} is protected: confiture-fast never writes into it",
+                          f"choose another --to, or set protected: false in {dst_env.file}" if dst_env.file
+                          else "choose another --to")
+    if resume and checkpoint is None:
+        raise ConfigError("--resume needs --checkpoint FILE", "pass the checkpoint file of the interrupted sync")
+
+    rules = None
+    if rules_path is not None or anonymize:
+        path = rules_path or DEFAULT_RULES
+        if not Path(path).exists():
+            raise ConfigError(f"anonymization rules file {path} does not exist",
+                              "create it (see the user guide) or pass --anonymize-config PATH")
+        rules = config.load_rules(path)
+    secret = None
+    if rules is not None:
+        try:
+            secret = config.load_secret(secret_file)
+        except ConfigError:
+            secret = None  # the planner reports it only when a keyed strategy needs it
+        if secret is not None:
+            _Redactor.add(secret.value)
+            if (w := secret.warning()):
+                console.print(f"warning: {w}")
+
+    selection = Selection(tables, include, exclude)
+    with coordinator.Session(src_env.conninfo(), dst_env.conninfo(), src_env.display(), dst_env.display()) as session:
+        src_cat, dst_cat = session.catalogs()
+        plan = build_plan(src_cat, dst_cat, selection, rules, secret.value if secret else None, cascade=cascade)
+        if rules is None:
+            console.print("warning: syncing WITHOUT anonymization: every value is copied as it is in the source "
+                          "(use --anonymize or --anonymize-config to mask PII)")
+        if plan.cascade:
+            console.print(f"--cascade: also emptying {', '.join(plan.cascade)}")
+
+        expected = ckpt.new(src_env.display(), dst_env.display(),
+                            _fingerprint([(t.name, [(r.column, r.strategy, msgspec.to_builtins(r.params)) for r in t.rules])
+                                          for t in plan.tables]),
+                            _fingerprint(selection), secret.fingerprint() if secret else "")
+        resume_from = None
+        if resume:
+            resume_from = ckpt.read(checkpoint)
+            ckpt.check_matches(resume_from, expected, checkpoint)
+        live = show_progress if show_progress is not None else console.is_terminal
+        opts = coordinator.RunOptions(parallel=parallel, flush_rows=batch_size, checkpoint=checkpoint,
+                                      resume_from=resume_from, fresh_checkpoint=expected if checkpoint else None,
+                                      live_progress=live)
+        result = coordinator.run(session, plan, opts, console)
+
+    _report(result, fmt, console, checkpoint)
+    return 0 if result.ok else 1
+
+
+def _report(result, fmt: Format, console, checkpoint: Path | None) -> None:
+    if fmt is Format.json:
+        sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
+    else:
+        from .summary import render
+
+        render(result, console, checkpoint)
+    if result.error:
+        console.print(_Redactor.clean(f"error: {result.error}"), markup=False)
+        if checkpoint:
+            console.print(f"  fix: after fixing the cause, resume with --resume --checkpoint {checkpoint}", markup=False)
+
+
+@app.command(help="Run the whole thing on a throwaway PostgreSQL: a sample production database full of fake "
+                  "PII, an anonymized sync into a local one, and a look at the result.")
+def demo(
+    users: Annotated[int, typer.Option("--users", min=10, help="Users in the sample shop (orders: 2x).")] = 30_000,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the server running and print the connection strings.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    from .demo import run_demo
+
+    try:
+        run_demo(users=users, keep=keep)
+    except BaseException as exc:  # noqa: BLE001
+        if isinstance(exc, (typer.Exit, KeyboardInterrupt)):
+            raise
+        raise _fail(exc, debug) from None
+
+
+def main() -> None:
+    import signal
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    app()
