@@ -1,0 +1,3 @@
+from confiture_fast.cli import main
+
+main()

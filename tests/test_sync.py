@@ -1,0 +1,351 @@
+"""End-to-end syncs between real PostgreSQL servers, through the real command line."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import psycopg
+import pytest
+
+from conftest import run_cli
+
+USERS_DDL = """
+CREATE TABLE users (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email text NOT NULL UNIQUE,
+    phone text,
+    full_name text,
+    ssn text,
+    password_hash text,
+    bio text
+);
+"""
+
+RULES = """
+users:
+  - column: email
+    strategy: email
+    seed: 12345
+  - column: phone
+    strategy: phone
+    seed: 12345
+  - column: full_name
+    strategy: name
+    seed: 12345
+  - column: ssn
+    strategy: redact
+  - column: password_hash
+    strategy: hash
+"""
+
+
+def fill_users(pair, n=200):
+    pair.source(f"""INSERT INTO users (email, phone, full_name, ssn, password_hash, bio)
+        SELECT 'person' || i || '@corp.example', '+33 6 ' || i, 'Person ' || i, '123-45-' || i, md5(i::text),
+               CASE i % 5 WHEN 0 THEN NULL WHEN 1 THEN '' WHEN 2 THEN E'tab\\there\\nnewline \\\\ back'
+                          WHEN 3 THEN E'\\\\N' ELSE 'héllo 日本 🎉' END
+        FROM generate_series(1, {n}) i""")
+
+
+def assert_clean_error(res, *needles, code=2):
+    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    for n in needles:
+        assert n in res.stderr, (n, res.stderr)
+
+
+def test_plain_sync_matches_by_column_name(pair):
+    pair.source("CREATE TABLE t (a int PRIMARY KEY, b text, c numeric); "
+                "INSERT INTO t SELECT i, 'v' || i, i / 3.0 FROM generate_series(1, 1000) i")
+    pair.target("CREATE TABLE t (c numeric, b text, a int PRIMARY KEY)")
+    res = pair.sync()
+    assert res.returncode == 0, res.stderr
+    assert "WITHOUT anonymization" in res.stderr
+    src = pair.qs("SELECT a, b, c FROM t ORDER BY a")
+    assert pair.qt("SELECT a, b, c FROM t ORDER BY a") == src
+    assert len(src) == 1000
+
+
+@pytest.mark.parametrize("parallel", ["1", "4"])
+def test_anonymized_sync_formats_and_awkward_values(pair, parallel):
+    pair.both(USERS_DDL)
+    fill_users(pair)
+    res = pair.sync("--parallel", parallel, rules=RULES)
+    assert res.returncode == 0, res.stderr
+    rows = pair.qt("SELECT id, email, phone, full_name, ssn, password_hash, bio FROM users ORDER BY id")
+    src = pair.qs("SELECT id, email, phone, full_name, ssn, password_hash, bio FROM users ORDER BY id")
+    assert len(rows) == 200
+    for (i, email, phone, name, ssn, h, bio), s in zip(rows, src):
+        assert re.fullmatch(r"user_[0-9a-f]{16}@example\.com", email)
+        assert re.fullmatch(r"\+1-555-\d{4}", phone)
+        assert re.fullmatch(r"User [0-9A-F]{4}", name)
+        assert ssn == "[REDACTED]"
+        assert re.fullmatch(r"[0-9a-f]{16}", h)
+        assert bio == s[6]  # untouched column copied byte for byte, awkward values included
+    assert len({r[1] for r in rows}) == 200
+
+
+def test_null_empty_and_literal_backslash_n(pair):
+    pair.both("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    pair.source(r"INSERT INTO t VALUES (1, NULL), (2, ''), (3, E'\\N'), (4, E'a\tb\nc\\d'), (5, 'ü')")
+    res = pair.sync(rules="t:\n  - column: v\n    strategy: hash\n")
+    assert res.returncode == 0, res.stderr
+    got = dict(pair.qt("SELECT id, v FROM t"))
+    assert got[1] is None and got[2] == ""
+    assert re.fullmatch(r"[0-9a-f]{16}", got[3]) and re.fullmatch(r"[0-9a-f]{16}", got[4])
+    assert len({got[3], got[4], got[5]}) == 3
+
+
+def test_same_secret_same_pseudonyms_other_secret_others(pair, source_server, target_server, tmp_path):
+    pair.both(USERS_DDL)
+    fill_users(pair, 50)
+    assert pair.sync(rules=RULES).returncode == 0
+    first = pair.qt("SELECT email FROM users ORDER BY id")
+    assert pair.sync(rules=RULES).returncode == 0
+    assert pair.qt("SELECT email FROM users ORDER BY id") == first
+    res = pair.sync(rules=RULES, env={"ANONYMIZATION_SECRET": "another-secret-0123456789"})
+    assert res.returncode == 0, res.stderr
+    other = pair.qt("SELECT email FROM users ORDER BY id")
+    assert not set(other) & set(first)
+
+
+def test_generated_identity_columns_and_sequences(pair):
+    ddl = """CREATE TABLE g (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, s serial, a int,
+             doubled int GENERATED ALWAYS AS (a * 2) STORED)"""
+    pair.both(ddl)
+    pair.source("INSERT INTO g (a) SELECT i FROM generate_series(1, 50) i")
+    res = pair.sync()
+    assert res.returncode == 0, res.stderr
+    assert pair.qt("SELECT id, s, a, doubled FROM g ORDER BY id") == pair.qs("SELECT id, s, a, doubled FROM g ORDER BY id")
+    pair.target("INSERT INTO g (a) VALUES (1000)")  # the first insert on the target works: sequences were reset
+    assert pair.qt("SELECT id, s FROM g WHERE a = 1000") == [(51, 51)]
+
+
+def test_partitioned_table_through_its_leaves(pair):
+    ddl = """CREATE TABLE ev (id int, region text, email text) PARTITION BY LIST (region);
+             CREATE TABLE ev_eu PARTITION OF ev FOR VALUES IN ('eu');
+             CREATE TABLE ev_us PARTITION OF ev FOR VALUES IN ('us');"""
+    pair.both(ddl)
+    pair.source("INSERT INTO ev SELECT i, CASE WHEN i % 2 = 0 THEN 'eu' ELSE 'us' END, 'p' || i || '@x.org' "
+                "FROM generate_series(1, 100) i")
+    res = pair.sync("--format", "json", rules="ev:\n  - column: email\n    strategy: email\n")
+    assert res.returncode == 0, res.stderr
+    assert pair.qt("SELECT count(*) FROM ev_eu") == [(50,)] and pair.qt("SELECT count(*) FROM ev_us") == [(50,)]
+    assert pair.qt("SELECT count(*) FROM ev WHERE email LIKE 'user\\_%@example.com'") == [(100,)]
+    out = json.loads(res.stdout)
+    assert out["tables"][0]["table"] == "ev" and out["tables"][0]["rows"] == 100
+
+
+def test_non_public_schema_quoted_mixed_case_names(pair):
+    ddl = """CREATE SCHEMA "CRM"; CREATE TABLE "CRM"."Users list" ("Id" int PRIMARY KEY, "E-mail Address" text UNIQUE,
+             "note" text)"""
+    pair.both(ddl)
+    pair.source("""INSERT INTO "CRM"."Users list" SELECT i, 'a' || i || '@b.c', 'n' FROM generate_series(1, 10) i""")
+    res = pair.sync("--tables", "CRM.Users list",
+                    rules='CRM.Users list:\n  - column: E-mail Address\n    strategy: email\n')
+    assert res.returncode == 0, res.stderr
+    emails = pair.qt('SELECT "E-mail Address" FROM "CRM"."Users list"')
+    assert len(emails) == 10 and all(e[0].startswith("user_") for e in emails)
+
+
+def test_enum_array_jsonb_bytea_and_a_large_value(pair):
+    ddl = """CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE TABLE x (id int PRIMARY KEY, m mood, a text[],
+             j jsonb, b bytea, big text)"""
+    pair.both(ddl)
+    pair.source("""INSERT INTO x VALUES (1, 'sad', ARRAY['a b', 'c"d', NULL, E'e\\\\f'], '{"k": [1, "\\t"]}',
+                   '\\x00ff10', repeat('x', 1048576)), (2, NULL, '{}', 'null', '', '')""")
+    res = pair.sync()
+    assert res.returncode == 0, res.stderr
+    sql = "SELECT id, m::text, a, j, b, md5(big), length(big) FROM x ORDER BY id"
+    assert pair.qt(sql) == pair.qs(sql)
+
+
+def test_fk_cycle_between_selected_tables_and_trigger_not_fired(pair):
+    ddl = """CREATE TABLE a (id int PRIMARY KEY, b_id int);
+             CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a);
+             ALTER TABLE a ADD CONSTRAINT a_b FOREIGN KEY (b_id) REFERENCES b;"""
+    pair.both(ddl)
+    pair.source("""BEGIN; SET CONSTRAINTS ALL DEFERRED;
+                   INSERT INTO a SELECT i, NULL FROM generate_series(1, 20) i;
+                   INSERT INTO b SELECT i, i FROM generate_series(1, 20) i;
+                   UPDATE a SET b_id = id; COMMIT;""")
+    pair.target("""CREATE TABLE fired (n int); CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS
+                   $$BEGIN INSERT INTO fired VALUES (1); RETURN NEW; END$$;
+                   CREATE TRIGGER tr BEFORE INSERT ON a FOR EACH ROW EXECUTE FUNCTION f();""")
+    res = pair.sync("--tables", "a,b")
+    assert res.returncode == 0, res.stderr
+    assert pair.qt("SELECT count(*) FROM a WHERE b_id IS NOT NULL") == [(20,)]
+    assert pair.qt("SELECT count(*) FROM fired") == [(0,)]
+    fks = pair.qt("SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f' ORDER BY conname")
+    assert fks == [("a_b", True), ("b_a_id_fkey", True)]
+    assert pair.qt("SELECT tgenabled FROM pg_trigger WHERE tgname = 'tr'") == [("O",)]
+
+
+def test_unselected_child_is_not_emptied(pair):
+    ddl = """CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (id int PRIMARY KEY, p int REFERENCES parent)"""
+    pair.both(ddl)
+    pair.source("INSERT INTO parent SELECT generate_series(1, 5)")
+    pair.target("INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1, 1)")
+    res = pair.sync("--tables", "parent")
+    assert_clean_error(res, "child", "--cascade")
+    assert pair.qt("SELECT count(*) FROM child") == [(1,)] and pair.qt("SELECT count(*) FROM parent") == [(1,)]
+    res = pair.sync("--tables", "parent", "--cascade")
+    assert res.returncode == 0, res.stderr
+    assert "also emptying child" in res.stderr
+    assert pair.qt("SELECT count(*) FROM child") == [(0,)] and pair.qt("SELECT count(*) FROM parent") == [(5,)]
+
+
+def test_table_selection_include_exclude_patterns(pair):
+    pair.both("""CREATE TABLE user_a (id int); CREATE TABLE user_b (id int); CREATE TABLE logs (id int);
+                 CREATE TABLE user_archive (id int); CREATE SCHEMA crm; CREATE TABLE crm.leads (id int)""")
+    for t in ("user_a", "user_b", "logs", "user_archive", "crm.leads"):
+        pair.source(f"INSERT INTO {t} VALUES (1)")
+    res = pair.sync("--include", "user_*,crm.*", "--exclude", "*_archive", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    assert sorted(t["table"] for t in json.loads(res.stdout)["tables"]) == ["crm.leads", "user_a", "user_b"]
+    assert pair.qt("SELECT count(*) FROM logs") == [(0,)] and pair.qt("SELECT count(*) FROM user_archive") == [(0,)]
+    res = pair.sync("--exclude", "logs,user_archive", "--tables", "user_a", "--format", "json")
+    assert [t["table"] for t in json.loads(res.stdout)["tables"]] == ["user_a"]
+
+
+def test_json_output_shape(pair):
+    pair.both(USERS_DDL)
+    fill_users(pair, 10)
+    res = pair.sync("--format", "json", rules=RULES)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["ok"] is True and out["total_rows"] == 10 and out["seconds"] > 0
+    t = out["tables"][0]
+    assert t["table"] == "users" and t["rows"] == 10
+    assert t["anonymized_columns"] == ["email", "phone", "full_name", "ssn", "password_hash"]
+
+
+def test_source_pg15_to_target_pg18(pg15_server, target_server, tmp_path):
+    from conftest import Pair
+
+    p = Pair(pg15_server, target_server, tmp_path)
+    p.both(USERS_DDL)
+    fill_users(p, 100)
+    res = p.sync(rules=RULES)
+    assert res.returncode == 0, res.stderr
+    assert p.qt("SELECT count(*) FROM users WHERE ssn = '[REDACTED]'") == [(100,)]
+    assert p.qt("SELECT bio FROM users ORDER BY id") == p.qs("SELECT bio FROM users ORDER BY id")
+
+
+def test_non_superuser_target_role(pair, target_server):
+    dbname = pair.dst.rsplit("/", 1)[1]
+    pair.both("CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY, p int REFERENCES p)")
+    pair.source("INSERT INTO p SELECT generate_series(1, 10); INSERT INTO c SELECT i, i FROM generate_series(1, 10) i")
+    pair.target(f"""DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'loader') THEN
+                    CREATE ROLE loader LOGIN; END IF; END$$;
+                    GRANT CREATE ON DATABASE "{dbname}" TO loader;
+                    ALTER TABLE p OWNER TO loader; ALTER TABLE c OWNER TO loader;
+                    CREATE TABLE fired (n int); GRANT ALL ON fired TO loader;
+                    CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS
+                    $f$BEGIN INSERT INTO fired VALUES (1); RETURN NEW; END$f$;
+                    CREATE TRIGGER tr BEFORE INSERT ON c FOR EACH ROW EXECUTE FUNCTION f();""")
+    target = target_server.uri(dbname, user="loader")
+    res = run_cli("sync", "--from", pair.src, "--to", target, "--tables", "p,c", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert pair.qt("SELECT count(*) FROM c") == [(10,)]
+    assert pair.qt("SELECT count(*) FROM fired") == [(0,)]
+    assert pair.qt("SELECT tgenabled FROM pg_trigger WHERE tgname = 'tr'") == [("O",)]
+
+
+# -- refusals: a clear error, exit 2, and the target untouched --------------------------------------
+
+@pytest.fixture
+def guarded(pair):
+    """users on both sides; the target holds a sentinel row that any write would remove."""
+    pair.both(USERS_DDL + "CREATE TABLE small (id int PRIMARY KEY, n int, code varchar(20));")
+    fill_users(pair, 20)
+    pair.target("INSERT INTO users (email) VALUES ('sentinel@target')")
+    yield pair
+    assert pair.qt("SELECT email FROM users") == [("sentinel@target",)]
+
+
+@pytest.mark.parametrize("rules, needles", [
+    ("users:\n  - column: email\n    strategy: emial\n", ["unknown strategy 'emial'"]),
+    ("userz:\n  - column: email\n    strategy: email\n", ["userz", "no such table"]),
+    ("users:\n  - column: emali\n    strategy: email\n", ["users.emali", "no such column"]),
+    ("small:\n  - column: n\n    strategy: redact\n", ["small.n"]),
+    ("small:\n  - column: code\n    strategy: email\n", ["small.code", "character varying(20)"]),
+    ("users:\n  - column: email\n    strategy: phone\n", ["users.email", "UNIQUE"]),
+    ("users:\n  - column: email\n   strategy: email\n", ["anonymization.yaml:3"]),
+])
+def test_bad_rules_refused_before_touching_target(guarded, rules, needles):
+    assert_clean_error(guarded.sync(rules=rules), *needles)
+
+
+def test_all_rule_problems_reported_at_once(guarded):
+    rules = ("users:\n  - column: emali\n    strategy: email\n  - column: phone\n    strategy: nope\n"
+             "small:\n  - column: n\n    strategy: redact\n")
+    res = guarded.sync(rules=rules)
+    assert_clean_error(res, "emali", "nope", "small.n")
+
+
+def test_missing_secret(guarded):
+    res = guarded.sync(rules=RULES, env={"ANONYMIZATION_SECRET": None})
+    assert_clean_error(res, "ANONYMIZATION_SECRET", "openssl rand")
+
+
+def test_unknown_table_and_schema_drift(guarded):
+    assert_clean_error(guarded.sync("--tables", "users,nope"), "unknown table 'nope'")
+    guarded.target("ALTER TABLE small DROP COLUMN code; ALTER TABLE small ALTER COLUMN n TYPE text; "
+                   "ALTER TABLE small ADD COLUMN must int NOT NULL")
+    res = guarded.sync()
+    assert_clean_error(res, "small.code: missing on the target", "small.n: type integer", "small.must")
+
+
+def test_unreachable_server_and_unknown_environment(guarded, tmp_path):
+    res = run_cli("sync", "--from", "postgresql://u:hunter2secret@127.0.0.1:1/db", "--to", guarded.dst)
+    assert_clean_error(res, "cannot connect to the source")
+    assert "hunter2secret" not in res.stderr + res.stdout
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "staging.yaml").write_text("name: staging\ndatabase:\n  database: x\n")
+    res = run_cli("sync", "--from", "prodution", "--to", guarded.dst, "--env-dir", str(tmp_path / "envs"))
+    assert_clean_error(res, "prodution", "staging")
+
+
+def test_source_equal_target_refused(pair, source_server):
+    pair.source("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+    same = pair.src.replace("127.0.0.1", "localhost")
+    res = run_cli("sync", "--from", pair.src, "--to", same)
+    assert_clean_error(res, "same database")
+    assert pair.qs("SELECT count(*) FROM t") == [(1,)]
+
+
+def test_environment_files_variables_and_source_port(pair, source_server, tmp_path):
+    pair.both("CREATE TABLE t (id int)")
+    pair.source("INSERT INTO t VALUES (7)")
+    envs = tmp_path / "db" / "environments"
+    envs.mkdir(parents=True)
+    src_db = pair.src.rsplit("/", 1)[1]
+    dst_db = pair.dst.rsplit("/", 1)[1]
+    (envs / "production.yaml").write_text(
+        f"name: production\ndatabase:\n  host: 127.0.0.1\n  port: 1\n  database: {src_db}\n"
+        "  user: postgres\n  password: ${PROD_DB_PASSWORD}\n")
+    port = pair.dst.split(":")[2].split("/")[0]
+    (envs / "local.yaml").write_text(
+        f"name: local\ndatabase:\n  host: localhost\n  port: {port}\n  database: {dst_db}\n  user: postgres\n")
+    res = run_cli("sync", "--from", "production", "--to", "local", "--source-port", str(source_server.port),
+                  cwd=tmp_path)
+    assert_clean_error(res, "PROD_DB_PASSWORD")
+    res = run_cli("sync", "--from", "production", "--to", "local", "--source-port", str(source_server.port),
+                  cwd=tmp_path, env={"PROD_DB_PASSWORD": "pw-not-checked"})
+    assert res.returncode == 0, res.stderr
+    assert pair.qt("SELECT id FROM t") == [(7,)]
+    res = run_cli("sync", "--from", "local", "--to", "production", cwd=tmp_path,
+                  env={"PROD_DB_PASSWORD": "pw-not-checked"})
+    assert_clean_error(res, "protected", "production.yaml")
+
+
+def test_default_rules_file_with_anonymize(pair, tmp_path):
+    pair.both(USERS_DDL)
+    fill_users(pair, 5)
+    (tmp_path / "db" / "sync").mkdir(parents=True)
+    (tmp_path / "db" / "sync" / "anonymization.yaml").write_text(RULES)
+    res = run_cli("sync", "--from", pair.src, "--to", pair.dst, "--anonymize", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert pair.qt("SELECT count(*) FROM users WHERE ssn = '[REDACTED]'") == [(5,)]
