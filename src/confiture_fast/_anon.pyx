@@ -38,6 +38,7 @@ cdef enum:
     E_LONE_BACKSLASH
     E_UTF8
     E_NUL
+    E_EOD_MARKER
     E_NOMEM
 
 cdef const char* HEX_LOWER = b"0123456789abcdef"
@@ -101,8 +102,9 @@ cdef inline int hexval(char c) noexcept nogil:
     return -1
 
 
-cdef size_t unescape(const char* f, size_t n, char* dst) noexcept nogil:
-    """Decodes COPY text escapes of a field whose last backslash is complete; returns the length."""
+cdef Py_ssize_t unescape(const char* f, size_t n, char* dst) noexcept nogil:
+    """Decodes COPY text escapes of a field whose last backslash is complete; returns the length,
+    or -1 at a backslash-period, which PostgreSQL reads as the end-of-copy marker, not as '.'."""
     cdef size_t i = 0, o = 0, k
     cdef char c
     cdef int v, d
@@ -145,6 +147,8 @@ cdef size_t unescape(const char* f, size_t n, char* dst) noexcept nogil:
             c = 9
         elif c == c'v':
             c = 11
+        elif c == c'.':
+            return -1
         dst[o] = c
         o += 1
     return o
@@ -277,6 +281,8 @@ cdef class Rewriter:
                               "separator or newline, which COPY TO never writes)",
             E_UTF8: f"invalid UTF-8 at byte {detail} of the unescaped value",
             E_NUL: "the value contains a NUL byte, which PostgreSQL text cannot hold",
+            E_EOD_MARKER: "the field contains \\. (PostgreSQL's end-of-copy marker), which COPY TO never "
+                          "writes inside a value",
             E_NOMEM: "out of memory",
         }.get(code, f"unknown error {code}")
         raise RewriteError(self.table, self.err_row, self.columns[min(col, self.ncols - 1)], problem)
@@ -325,7 +331,7 @@ cdef class Rewriter:
         cdef FieldSpec* spec = &self.specs[col]
         cdef const uint8_t* v = <const uint8_t*>f
         cdef size_t vn = n
-        cdef Py_ssize_t bad
+        cdef Py_ssize_t bad, un
         cdef uint8_t h[16]
         cdef uint64_t x
         if n == 0:
@@ -339,7 +345,10 @@ cdef class Rewriter:
             self.scratch.len = 0
             if outbuf_reserve(&self.scratch, n) < 0:
                 return self._fail(E_NOMEM, col, 0)
-            vn = unescape(f, n, self.scratch.data)
+            un = unescape(f, n, self.scratch.data)
+            if un < 0:
+                return self._fail(E_EOD_MARKER, col, 0)
+            vn = <size_t>un
             v = <const uint8_t*>self.scratch.data
         bad = utf8_error(v, vn)
         if bad >= 0:

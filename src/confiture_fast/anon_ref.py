@@ -65,6 +65,10 @@ _OCTAL = "01234567"
 _HEX = "0123456789abcdefABCDEF"
 
 
+class EndOfCopyMarker(ValueError):
+    """A backslash-period inside a field: PostgreSQL reads it as the end of the data, not as '.'."""
+
+
 def unescape(field: bytes) -> bytes:
     """COPY text field -> value bytes (the field is not `\\N` and has no dangling backslash)."""
     text = field.decode("latin-1")  # one char per byte, so indexes are byte offsets
@@ -78,6 +82,8 @@ def unescape(field: bytes) -> bytes:
             continue
         ch = text[i]
         i += 1
+        if ch == ".":
+            raise EndOfCopyMarker()
         if ch in _OCTAL:
             digits = ch
             while len(digits) < 3 and i < len(text) and text[i] in _OCTAL:
@@ -169,7 +175,10 @@ class ReferenceRewriter:
     def _rewrite_field(self, i: int, rule: FieldRule, field: bytes) -> bytes:
         if field in (b"", b"\\N"):  # empty stays empty, NULL stays NULL
             return field
-        value = unescape(field)
+        try:
+            value = unescape(field)
+        except EndOfCopyMarker:
+            raise self._error(i, "the field contains \\. (the end-of-copy marker)") from None
         try:
             value.decode("utf-8")
         except UnicodeDecodeError as e:

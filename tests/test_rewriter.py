@@ -1,0 +1,325 @@
+"""The Cython rewriter against the Python reference (generated rows, any chunking), malformed input,
+and a round trip through a real PostgreSQL server that pins the COPY text escaping down."""
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from confiture_fast._anon import Rewriter
+from confiture_fast.anon_ref import ReferenceRewriter, apply, escape, unescape
+from confiture_fast.strategies import FieldRule, RewriteError, derive_key, parse_params
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+QUICK = settings(FAST, max_examples=60)
+
+RULE_CHOICES = [("email", {}), ("email", {"length": 32, "domain": "staging.test"}), ("phone", {}),
+                ("name", {}), ("redact", {}), ("hash", {}), ("hash", {"length": 5, "allow_duplicates": True})]
+
+
+def make_rule(index, columns, strategy, raw=None, seed="s"):
+    params, problems = parse_params(strategy, raw)
+    assert not problems
+    return FieldRule(index=index, column=columns[index], strategy=strategy,
+                     key=derive_key(b"test-secret", seed), params=params)
+
+
+def run(rewriter, chunks):
+    """Outputs of each rewrite() call and the error, if any, as (row, column)."""
+    outputs = []
+    try:
+        for chunk in chunks:
+            outputs.append(rewriter.rewrite(chunk))
+        rewriter.finish()
+    except RewriteError as e:
+        assert e.table == rewriter.table
+        return outputs, (e.row, e.column)
+    return outputs, None
+
+
+def both(columns, rules, chunks):
+    fast = run(Rewriter("t", columns, rules), chunks)
+    ref = run(ReferenceRewriter("t", columns, rules), chunks)
+    assert fast == ref
+    return fast
+
+
+def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0] + points, points + [len(data)])]
+
+
+# -- generated well-formed rows -----------------------------------------------------------------
+AWKWARD_TEXT = st.lists(st.one_of(
+    st.sampled_from(["\t", "\n", "\r", "\\", "N", ".", "\\N", "\\.", "\b", "\f", "\v", "\x01", "\x1f",
+                     "\x7f", "7", "x", "é", "€", "𝄞", "\u2028", " "]),
+    st.characters(codec="utf-8", exclude_characters="\x00"),
+), max_size=12).map("".join)
+RAW_BYTES = st.binary(max_size=12)  # pass-through columns may hold any bytes, even invalid UTF-8
+
+
+@st.composite
+def encoded_field(draw, value: bytes | None) -> bytes:
+    """COPY text for a value, escaping each byte in PostgreSQL's form or one of the other legal ones."""
+    if value is None:
+        return b"\\N"
+    out = bytearray()
+    for i, b in enumerate(value):
+        last = i == len(value) - 1
+        forms = [escape(bytes([b])), b"\\%03o" % b, b"\\x%02x" % b, b"\\x%02X" % b]
+        if last:
+            forms += [b"\\%o" % b, b"\\x%x" % b]
+        if chr(b) not in "\\\t\n\rbfnrtvxN01234567." and b < 128:
+            forms.append(b"\\" + bytes([b]))  # any other escaped char stands for itself
+        out += forms[draw(st.integers(0, len(forms) - 1))] if draw(st.integers(0, 3)) == 0 else forms[0]
+    return bytes(out)
+
+
+@st.composite
+def tables(draw, max_rows=6):
+    ncols = draw(st.integers(1, 7))
+    columns = [f"c{i}" for i in range(ncols)]
+    ruled = draw(st.sets(st.integers(0, ncols - 1)))
+    rules = [make_rule(i, columns, *draw(st.sampled_from(RULE_CHOICES))) for i in sorted(ruled)]
+    rows = []
+    for _ in range(draw(st.integers(0, max_rows))):
+        fields = []
+        for i in range(ncols):
+            kind = draw(st.sampled_from(["null", "empty", "text", "text", "raw" if i not in ruled else "text"]))
+            value = {"null": None, "empty": b""}.get(kind)
+            if kind == "text":
+                value = draw(AWKWARD_TEXT).encode()
+            elif kind == "raw":
+                value = draw(RAW_BYTES)
+            fields.append(draw(encoded_field(value)))
+        rows.append(b"\t".join(fields) + b"\n")
+    return columns, rules, b"".join(rows)
+
+
+@FAST
+@given(tables(), st.lists(st.integers(0, 10_000), max_size=6))
+def test_matches_reference_for_any_rows_and_chunking(table, cuts):
+    columns, rules, data = table
+    outputs, error = both(columns, rules, chunked(data, cuts))
+    assert error is None
+    assert b"".join(outputs).count(b"\n") == data.count(b"\n")
+
+
+@QUICK
+@given(tables())
+def test_output_does_not_depend_on_chunking(table):
+    columns, rules, data = table
+    whole, _ = both(columns, rules, [data])
+    bytewise, _ = both(columns, rules, [data[i:i + 1] for i in range(len(data))])
+    assert b"".join(whole) == b"".join(bytewise)
+
+
+@QUICK
+@given(tables())
+def test_without_rules_output_is_input(table):
+    columns, _, data = table
+    outputs, error = both(columns, [], [data])
+    assert error is None and b"".join(outputs) == data
+
+
+@FAST
+@given(tables())
+def test_ruled_fields_hold_the_strategy_output_and_the_rest_is_untouched(table):
+    """An independent look at the output: split it and check every field against its rule."""
+    columns, rules, data = table
+    out = b"".join(both(columns, rules, [data])[0])
+    by_index = {r.index: r for r in rules}
+    for row_in, row_out in zip(data.split(b"\n"), out.split(b"\n")):
+        for i, (f_in, f_out) in enumerate(zip(row_in.split(b"\t"), row_out.split(b"\t"), strict=True)):
+            rule = by_index.get(i)
+            if rule is None or f_in in (b"", b"\\N"):
+                assert f_out == f_in
+            else:
+                assert unescape(f_out) == apply(rule, unescape(f_in))
+
+
+# -- arbitrary bytes: same output or the same error, never a crash -------------------------------
+NASTY = st.binary(max_size=80) | st.lists(
+    st.sampled_from([b"\t", b"\n", b"\\", b"N", b"x", b"7", b"0", b"a", b"\xff", b"\xc3", b"\xa9",
+                     b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\\000", b"\\N", b"\\\\", b"\\."]), max_size=40).map(b"".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.integers(1, 4), st.sets(st.integers(0, 3)), NASTY, st.lists(st.integers(0, 200), max_size=3))
+def test_arbitrary_bytes_give_same_result_or_same_error(ncols, ruled, data, cuts):
+    columns = [f"c{i}" for i in range(ncols)]
+    rules = [make_rule(i, columns, "hash") for i in sorted(ruled) if i < ncols]
+    both(columns, rules, chunked(data, cuts))
+
+
+# -- big values --------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [1])
+def test_one_mebibyte_values(seed):
+    rnd = random.Random(seed)
+    alphabet = "ab\t\n\\N.é€𝄞\x01\x7f "
+    text = "".join(rnd.choice(alphabet) for _ in range(1 << 20))
+    value = text.encode()
+    columns = ["id", "big", "also_big", "tail"]
+    rules = [make_rule(1, columns, "hash"), make_rule(3, columns, "email")]
+    row = b"\t".join([b"1", escape(value), escape(value), escape(text[:100].encode())]) + b"\n"
+    data = row + b"2\t\\N\t\t\n" + row
+    outputs, error = both(columns, rules, chunked(data, [rnd.randrange(len(data)) for _ in range(20)]))
+    assert error is None
+    out_rows = b"".join(outputs).split(b"\n")
+    assert out_rows[0].split(b"\t")[2] == escape(value)
+
+
+# -- malformed input ---------------------------------------------------------------------------
+MALFORMED = [
+    # (chunks, (row, column)) with columns a, b, c and a hash rule on b
+    ([b"1\t2\n"], (1, "c")),                                 # too few fields
+    ([b"1\t2\t3\t4\n"], (1, "c")),                           # too many
+    ([b"1\t2\t3\n", b"4\n"], (2, "b")),                      # too few on row 2
+    ([b"1\t2\t3\n1\tab\\\t3\n"], (2, "b")),                  # lone backslash before the separator
+    ([b"1\t2\t3\\\n"], (1, "c")),                            # ... before the newline, untouched column
+    ([b"1\\\t2\t3\n"], (1, "a")),                            # ... in an untouched column
+    ([b"1\t\xff\t3\n"], (1, "b")),                           # invalid UTF-8 in the ruled column
+    ([b"1\t\\xff\t3\n"], (1, "b")),                          # ... made by an escape
+    ([b"1\tab\\303\t3\n"], (1, "b")),                        # truncated multi-byte sequence
+    ([b"1\t\xc0\xaf\t3\n"], (1, "b")),                       # overlong
+    ([b"1\t\xed\xa0\x80\t3\n"], (1, "b")),                   # surrogate
+    ([b"1\t\xf4\x90\x80\x80\t3\n"], (1, "b")),               # above U+10FFFF
+    ([b"1\ta\\000b\t3\n"], (1, "b")),                        # NUL
+    ([b"1\ta\\.b\t3\n"], (1, "b")),                          # end-of-copy marker inside a value
+    ([b"1\t\\.\t3\n"], (1, "b")),
+    ([b"1\t2\t3\n", b"4\t5\t6"], (2, "c")),                  # no final newline
+    ([b"1\t2\t3\n", b"4\t5"], (2, "b")),                     # cut inside column b
+    ([b"1\t2\t", b"3"], (1, "c")),
+]
+
+
+@pytest.mark.parametrize("chunks,where", MALFORMED)
+def test_malformed_input_names_table_row_and_column(chunks, where):
+    columns = ["a", "b", "c"]
+    rules = [make_rule(1, columns, "hash")]
+    for rewriter in (Rewriter("users", columns, rules), ReferenceRewriter("users", columns, rules)):
+        with pytest.raises(RewriteError) as e:
+            for chunk in chunks:
+                rewriter.rewrite(chunk)
+            rewriter.finish()
+        assert (e.value.table, e.value.row, e.value.column) == ("users", *where)
+        assert f"row {where[0]}" in str(e.value) and repr(where[1]) in str(e.value)
+
+
+def test_invalid_utf8_in_untouched_columns_passes_through():
+    columns = ["a", "b", "c"]
+    data = b"\xff\xfe\t2\t\\xff\n"
+    assert Rewriter("t", columns, [make_rule(1, columns, "hash")]).rewrite(data)[:3] == b"\xff\xfe\t"
+
+
+def test_rows_counts_processed_rows():
+    r = Rewriter("t", ["a"], [])
+    r.rewrite(b"1\n2\n3")
+    assert r.rows == 2
+    r.rewrite(b"\n")
+    r.finish()
+    assert r.rows == 3
+
+
+def test_null_empty_and_literal_backslash_n():
+    columns = ["v"]
+    rule = make_rule(0, columns, "hash")
+    out = Rewriter("t", columns, [rule]).rewrite(b"\\N\n\n\\\\N\n")
+    nul, empty, literal = out.split(b"\n")[:3]
+    assert nul == b"\\N" and empty == b""
+    assert literal == apply(rule, b"\\N") and len(literal) == 16
+
+
+def test_bad_rules_are_refused():
+    columns = ["a", "b"]
+    with pytest.raises(ValueError):
+        Rewriter("t", columns, [make_rule(1, columns, "hash"), make_rule(1, columns, "email")])
+    rule = make_rule(1, columns, "hash")
+    with pytest.raises(ValueError):
+        Rewriter("t", ["a", "x"], [rule])
+
+
+# -- a real server pins the escaping down ------------------------------------------------------
+AWKWARD_VALUES = ["plain", "", None, "\\N", "\\.", ".", "\\", "a\tb", "line\nbreak", "cr\rlf\r\n",
+                  "\b\f\v", "ctrl\x01\x02\x1b\x1f\x7f", "back\\slash\\\\", "é€𝄞 ünï", "\u2028\u00a0",
+                  "N", "\\x41\\101", " trailing \\", "x" * 5000]
+
+
+@pytest.fixture(scope="module")
+def server():
+    from confiture_fast.embedded import ThrowawayServer
+
+    with ThrowawayServer() as s:
+        yield s
+
+
+def copy_out(conn, table):
+    with conn.cursor().copy(f"COPY {table} TO STDOUT") as copy:
+        return b"".join(bytes(chunk) for chunk in copy)
+
+
+def copy_in(conn, table, data, chunk=777):
+    with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+        for i in range(0, len(data), chunk):
+            copy.write(data[i:i + chunk])
+
+
+def test_round_trip_through_postgresql(server):
+    import psycopg
+
+    rnd = random.Random(7)
+    rows = [(i, v, rnd.choice(AWKWARD_VALUES), v, rnd.choice(AWKWARD_VALUES))
+            for i, v in enumerate(AWKWARD_VALUES * 3)]
+    columns = ["id", "a", "b", "c", "d"]
+    with psycopg.connect(server.uri(), autocommit=True) as conn:
+        for t in ("src", "passed", "masked"):
+            conn.execute(f"CREATE TABLE {t} (id int, a text, b text, c varchar(5000), d text)")
+        conn.cursor().executemany("INSERT INTO src VALUES (%s, %s, %s, %s, %s)", rows)
+        data = copy_out(conn, "(SELECT * FROM src ORDER BY id)")
+
+        # Our escaping of a value is PostgreSQL's, byte for byte.
+        for line, row in zip(data.split(b"\n"), rows):
+            expected = [b"\\N" if v is None else escape(str(v).encode()) for v in row]
+            assert line.split(b"\t") == expected
+
+        # Pass-through leaves every byte alone.
+        passed = Rewriter("src", columns, []).rewrite(data)
+        assert passed == data
+        copy_in(conn, "passed", passed)
+        assert conn.execute("SELECT * FROM passed ORDER BY id").fetchall() == rows
+
+        # With rules, the server stores what each strategy promises.
+        rules = [make_rule(1, columns, "hash"), make_rule(2, columns, "redact"),
+                 make_rule(3, columns, "email", {"length": 32}), make_rule(4, columns, "name")]
+        rewriter = Rewriter("src", columns, rules)
+        masked = b"".join(rewriter.rewrite(data[i:i + 100]) for i in range(0, len(data), 100))
+        rewriter.finish()
+        assert masked == ReferenceRewriter("src", columns, rules).rewrite(data)
+        copy_in(conn, "masked", masked)
+        got = conn.execute("SELECT * FROM masked ORDER BY id").fetchall()
+        by_index = {r.index: r for r in rules}
+        for row_in, row_out in zip(rows, got):
+            assert row_out[0] == row_in[0]
+            for i in range(1, 5):
+                v = row_in[i]
+                if v is None or v == "":
+                    assert row_out[i] == v
+                else:
+                    assert row_out[i] == apply(by_index[i], v.encode()).decode()
+
+
+def test_server_reads_every_escape_form_as_the_reference_does(server):
+    """Non-canonical escapes (octal, hex, \\c): PostgreSQL's COPY FROM and our unescape agree."""
+    import psycopg
+
+    fields = [b"\\101\\x42\\x4", b"\\7\\77\\1010x", b"\\xg\\q\\a", b"\\x414", b"\\1234", b"N\\N",
+              b"\\b\\f\\v\\r\\n\\t\\\\", b"\\303\\251", b"\\xe2\\x82\\xac"]
+    data = b"".join(b"%d\t%s\n" % (i, f) for i, f in enumerate(fields))
+    with psycopg.connect(server.uri(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE escapes_text (id int, v text)")
+        copy_in(conn, "escapes_text", data)
+        got = conn.execute("SELECT v FROM escapes_text ORDER BY id").fetchall()
+        assert [g[0].encode() for g in got] == [unescape(f) for f in fields]
+        with pytest.raises(psycopg.errors.BadCopyFileFormat):  # why the rewriters refuse a \. in a value
+            copy_in(conn, "escapes_text", b"1\ta\\.b\n")
