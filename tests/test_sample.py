@@ -9,8 +9,8 @@ import yaml
 from confiture_fast import sample
 from confiture_fast.embedded import ThrowawayServer
 
-SHOP_USERS = 1_500
-BENCH = dict(users=3_000, orders=2_500, events=2_000, wide=500, plain=700)
+SHOP_USERS = 1_000
+BENCH = dict(users=2_000, orders=1_500, events=1_000, wide=300, plain=500)
 
 
 @pytest.fixture(scope="module")
@@ -270,3 +270,22 @@ def test_bench_rules(benches):
     assert all((t, c) in cols for t, c, _ in got)
     assert sorted(s for t, _, s in got if t == "users") == ["email", "hash", "name", "phone", "redact"]
     assert [s for t, _, s in got if t == "orders"] == ["redact", "redact"]
+
+
+# -- across PostgreSQL versions ---------------------------------------------------------------------
+
+DEBIAN_PG15 = "/usr/lib/postgresql/15/bin"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(f"{DEBIAN_PG15}/initdb"), reason="no PostgreSQL 15 here")
+def test_same_data_on_postgresql_15(shops, benches):
+    """Nothing depends on the server: PostgreSQL 15 generates the bytes PostgreSQL 18 does."""
+    shop18, bench18 = shops[0], benches[0]
+    with ThrowawayServer(DEBIAN_PG15) as old:
+        uri = old.create_database("prod")
+        sample.create_shop(uri, users=SHOP_USERS)
+        sample.create_bench_tables(uri, schema="Bench Mark", **BENCH)
+        for table in sample.SHOP_TABLES:
+            assert table_md5(uri, table) == table_md5(shop18, table), table
+        for table in sample.BENCH_TABLES:
+            assert table_md5(uri, f"{S}.{table}") == table_md5(bench18, f"{S}.{table}"), table
