@@ -10,16 +10,21 @@ Two families of tables:
   full of fake PII. :data:`SHOP_SCHEMA` is the DDL (run identically on source and target),
   :func:`create_shop` creates schema + data, :func:`create_shop_schema` the empty target, and
   :data:`SHOP_RULES_YAML` is the matching ``db/sync/anonymization.yaml``.
-* **The benchmark tables** (issues #4 and #7): ``users`` (the 10-column, ~190-byte-per-row users table
-  of the design notes, same columns as the shop's), ``orders`` (2 PII columns), ``events`` (jsonb, no
-  PII), ``wide`` (44 columns of mixed types) and ``plain`` (no PII at all), in any schema.
+* **The benchmark tables** (issues #4 and #7): ``users`` (the 10-column users table of the design
+  notes, ~200 bytes of COPY text per row, same columns as the shop's), ``orders`` (2 PII columns),
+  ``events`` (jsonb, no PII), ``wide`` (44 columns of mixed types) and ``plain`` (no PII at all),
+  in any schema.
   :func:`create_bench_tables` creates and fills them, :func:`bench_schema_sql` is the DDL for the
   target, and :data:`BENCH_RULES_YAML` / :func:`bench_rules_yaml` the rules.
 
 Awkward values are there on purpose, each in a few % of the rows (chosen by ``id % 100``, so any
 table of 100+ rows has them all): NULL, the empty string, the literal two-character text ``\\N``,
-tabs, newlines, carriage returns, backslashes, multi-byte UTF-8 (é, ß, 日本, emoji) and a few long
-values (~4 KB). Emails are unique (they embed the id).
+tabs, newlines, carriage returns, backslashes, multi-byte UTF-8 (é, ß, 日本, emoji), and long
+values (~4 KB, in the bios of one user in 1,000). Emails are unique (they embed the id).
+
+For speed, the other values come from a pool of 10,000 precomputed rows: row i takes pool row
+``i % 10000``, so columns other than ids, emails, password hashes and foreign keys repeat every
+10,000 rows. Nothing depends on the server: PostgreSQL 15 and 18 generate the same bytes (tested).
 """
 
 from __future__ import annotations
@@ -615,6 +620,7 @@ def _connect(conninfo: str):
     conn.execute("SET maintenance_work_mem = '256MB'")
     conn.execute("SET jit = off")
     conn.execute("SET work_mem = '64MB'")
+    conn.execute("SET default_statistics_target = 10")   # a quick ANALYZE: 3,000-row samples
     return conn
 
 
@@ -648,7 +654,7 @@ def create_shop(conninfo: str, users: int = 50_000) -> dict[str, int]:
     ``users`` users, as many ``profiles`` and ``2 * users`` ``orders``. Deterministic: the same
     ``users`` gives the same bytes on every run. Calling it again on the same database replaces the
     rows of the three tables (a plain ``TRUNCATE`` without ``CASCADE``: it fails rather than empty
-    some other table that references them). 50,000 users (200k rows) take about 2 s.
+    some other table that references them). The default 50,000 users (200k rows) take 2-4 s here.
     """
     users = int(users)
     if users < 0:
@@ -680,7 +686,7 @@ def create_bench_tables(conninfo: str, *, users: int = 1_000_000, orders: int = 
 
     All five tables are always created (a count of 0 leaves the table empty), so
     :func:`bench_schema_sql` and :data:`BENCH_RULES_YAML` always match. ``users`` is the 10-column
-    users table of the design notes (~190 bytes of COPY text per row, PK + ``UNIQUE(email)``),
+    users table of the design notes (~200 bytes of COPY text per row, PK + ``UNIQUE(email)``),
     ``orders`` has two PII text columns, ``events`` a jsonb payload and no PII, ``wide`` 44 columns
     of mixed types, ``plain`` only non-PII columns. ``orders.user_id`` / ``events.user_id`` point into
     ``users`` (no foreign keys: the benchmark measures the copy, not the checks).
@@ -689,9 +695,10 @@ def create_bench_tables(conninfo: str, *, users: int = 1_000_000, orders: int = 
     afterwards, then every table is ``VACUUM (ANALYZE)``-ed so the first COPY of a benchmark does not
     pay for hint bits. `replace` drops the five tables first if they exist.
 
-    Measured here (2 cores, embedded PostgreSQL 18, fsync off): ``create_bench_tables(uri)`` with
-    the default 1M users takes about 5 s (4 s insert, 0.8 s for the two indexes, 0.5 s vacuum);
-    ``orders=2_000_000, events=5_000_000`` add about 25 s.
+    Measured on this 2-core machine (embedded PostgreSQL 18, fsync off) while other test suites were
+    running (load average ~3): ``create_bench_tables(uri)``, i.e. 1M users, takes **5-9 s**, about
+    60% of it the INSERT (~200 MB of rows), 30% the PK + UNIQUE(email) builds, 0.5 s the VACUUM
+    ANALYZE; ``users=1M, orders=2M, events=5M`` take about 40 s.
     """
     counts = {"users": int(users), "orders": int(orders), "events": int(events), "wide": int(wide),
               "plain": int(plain)}
