@@ -28,6 +28,15 @@ class ForeignKey(msgspec.Struct, frozen=True):
     definition: str  # pg_get_constraintdef(), e.g. 'FOREIGN KEY (user_id) REFERENCES users(id)'
 
 
+class Index(msgspec.Struct, frozen=True):
+    """An index of a table, or the index behind its PRIMARY KEY / UNIQUE / EXCLUDE constraint."""
+
+    name: str
+    definition: str  # pg_get_indexdef(): a CREATE INDEX statement
+    constraint: str | None  # the constraint's name when the index backs one
+    constraint_def: str | None  # pg_get_constraintdef(), e.g. 'PRIMARY KEY (id)'
+
+
 class Sequence(msgspec.Struct, frozen=True):
     column: str
     name: str  # qualified, quoted: usable in setval()
@@ -43,6 +52,7 @@ class Table(msgspec.Struct, frozen=True):
     est_bytes: int
     foreign_keys: tuple[ForeignKey, ...]  # outgoing
     sequences: tuple[Sequence, ...]  # owned by a column (serial / identity)
+    indexes: tuple[Index, ...]
     user_triggers: tuple[str, ...]
 
     @property
@@ -59,6 +69,7 @@ class Table(msgspec.Struct, frozen=True):
 
 class Catalog(msgspec.Struct, frozen=True):
     tables: dict[str, Table]  # by display name
+    creatable_schemas: frozenset[str] = frozenset()  # where our role may create (and so rebuild) indexes
 
     def find(self, key: str) -> list[Table]:
         """Tables a rule key or --tables name designates: 'name' or 'schema.name', as spelled in the catalog."""
@@ -140,6 +151,15 @@ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
   AND d.deptype IN ('a', 'i') AND d.refobjid = ANY(%(oids)s::oid[])
 """
 
+_INDEXES_SQL = """
+SELECT i.indrelid, ic.relname, pg_get_indexdef(i.indexrelid), con.conname, pg_get_constraintdef(con.oid)
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+     AND con.contype IN ('p', 'u', 'x')
+WHERE i.indrelid = ANY(%(oids)s::oid[])
+ORDER BY i.indrelid, ic.relname
+"""
+
 _TRIGGERS_SQL = """
 SELECT tgrelid, tgname FROM pg_trigger
 WHERE NOT tgisinternal AND tgrelid = ANY(%(oids)s::oid[])
@@ -163,6 +183,9 @@ def read_catalog(conn) -> Catalog:
     seqs: dict[int, list[Sequence]] = {}
     for relid, col, seq in conn.execute(_SEQUENCES_SQL, {"oids": oids}).fetchall():
         seqs.setdefault(relid, []).append(Sequence(col, seq))
+    indexes: dict[int, list[Index]] = {}
+    for relid, name, definition, conname, condef in conn.execute(_INDEXES_SQL, {"oids": oids}):
+        indexes.setdefault(relid, []).append(Index(name, definition, conname, condef))
     triggers: dict[int, list[str]] = {}
     for relid, name in conn.execute(_TRIGGERS_SQL, {"oids": oids}).fetchall():
         triggers.setdefault(relid, []).append(name)
@@ -174,10 +197,13 @@ def read_catalog(conn) -> Catalog:
             leaves=tuple((p[0], p[1]) for p in parts),
             est_rows=sum(p[2] for p in parts), est_bytes=sum(p[3] for p in parts),
             foreign_keys=tuple(fkeys.get(oid, ())), sequences=tuple(seqs.get(oid, ())),
+            indexes=tuple(indexes.get(oid, ())),
             user_triggers=tuple(sorted(triggers.get(oid, ()))),
         )
         tables[t.display] = t
-    return Catalog(tables)
+    creatable = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE has_schema_privilege(oid, 'CREATE')").fetchall()
+    return Catalog(tables, frozenset(r[0] for r in creatable))
 
 
 def foreign_keys_into(catalog: Catalog, names: set[str]) -> list[ForeignKey]:

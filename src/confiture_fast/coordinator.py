@@ -131,10 +131,8 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     # Prepare the target: the record of what we drop is committed with the drop.
     dst = session.dst
     mode = tgt.trigger_mode(dst)
-    relations = {t.name: t.relation for t in plan.tables}
-    relations.update(zip(plan.cascade, plan.cascade_relations))
     try:
-        tgt.defer_foreign_keys(dst, plan, relations)
+        tgt.defer(dst, plan)
         tgt.empty(dst, plan.cascade_relations)
     except psycopg.Error as exc:
         raise SyncError(f"preparing the target failed: {_first_line(exc)}",
@@ -208,14 +206,14 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     constraints: list[tgt.Restored] = []
     if error is None:
         try:
-            constraints = tgt.restore_deferred(dst)
+            constraints = tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
             tgt.sync_sequences(session.src, dst, plan)
             tgt.analyze(dst, [t.relation for t in todo])
         except psycopg.Error as exc:
             error = f"finishing the target failed: {_first_line(exc)}"
     else:
         try:
-            constraints = tgt.restore_deferred(dst)
+            constraints = tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
         except psycopg.Error:
             pass  # kept in the target's pending_ddl; the next run recreates them
     ordered = [results[t.name] for t in plan.tables]

@@ -40,6 +40,19 @@ class TablePlan(msgspec.Struct, frozen=True):
         return [r.column for r in self.rules if r.strategy != "keep"]
 
 
+class Deferred(msgspec.Struct, frozen=True):
+    """A constraint or index dropped before the load and recreated after it.
+
+    Phase 1 (indexes, primary keys, unique constraints) is rebuilt before phase 2 (foreign keys,
+    which need the referenced unique index)."""
+
+    table: str
+    name: str
+    phase: int
+    drop_sql: str
+    create_sql: str
+
+
 class SequenceSync(msgspec.Struct, frozen=True):
     table: str
     column: str
@@ -51,7 +64,7 @@ class Plan(msgspec.Struct, frozen=True):
     tables: tuple[TablePlan, ...]  # largest first: the order workers take them in
     cascade: tuple[str, ...]  # unselected target tables emptied because of --cascade
     cascade_relations: tuple[str, ...]
-    deferred_fks: tuple[ForeignKey, ...]  # target FKs dropped before the load, recreated after
+    deferred: tuple[Deferred, ...]  # target indexes and constraints dropped before the load, rebuilt after
     sequences: tuple[SequenceSync, ...]
     anonymize: bool
 
@@ -244,8 +257,7 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
         elif into:
             cascade_tables[t.display] = t
     emptied = names | set(cascade_tables)
-    deferred = tuple(fk for t in target.tables.values() for fk in t.foreign_keys
-                     if fk.table in emptied or fk.ref_table in names)
+    deferred = _deferred(target, names, emptied)
 
     sequences = []
     for src in selected:
@@ -261,7 +273,29 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
     plans.sort(key=lambda p: (-p.est_bytes, p.name))
     return Plan(tables=tuple(plans), cascade=tuple(sorted(cascade_tables)),
                 cascade_relations=tuple(cascade_tables[n].qualified for n in sorted(cascade_tables)),
-                deferred_fks=deferred, sequences=tuple(sequences), anonymize=rules is not None)
+                deferred=deferred, sequences=tuple(sequences), anonymize=rules is not None)
+
+
+def _deferred(target: Catalog, loaded: set[str], emptied: set[str]) -> tuple[Deferred, ...]:
+    """Foreign keys from or into emptied tables (so each table can be emptied on its own), and the
+    indexes of loaded tables (building an index once is much faster than maintaining it row by row).
+    Indexes stay where our role could not create them again (no CREATE on the schema)."""
+    out = []
+    for t in target.tables.values():
+        for fk in t.foreign_keys:
+            if fk.table in emptied or fk.ref_table in loaded:
+                out.append(Deferred(t.display, fk.name, 2, f"ALTER TABLE {t.qualified} DROP CONSTRAINT {quote_ident(fk.name)}",
+                                    f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(fk.name)} {fk.definition}"))
+        if t.display not in loaded or t.schema not in target.creatable_schemas:
+            continue
+        for ix in t.indexes:
+            if ix.constraint is not None:
+                out.append(Deferred(t.display, ix.constraint, 1,
+                                    f"ALTER TABLE {t.qualified} DROP CONSTRAINT {quote_ident(ix.constraint)}",
+                                    f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(ix.constraint)} {ix.constraint_def}"))
+            else:
+                out.append(Deferred(t.display, ix.name, 1, f"DROP INDEX {qualify(t.schema, ix.name)}", ix.definition))
+    return tuple(out)
 
 
 def _propagate(source: Catalog, table_rules: dict[str, dict[str, tuple]], problems: list[str]) -> dict[str, list[str]]:

@@ -41,30 +41,28 @@ def ensure_state(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(STATE_SCHEMA)}")
         conn.execute(f"""CREATE TABLE IF NOT EXISTS {_STATE} (
-            id bigserial PRIMARY KEY, table_name text NOT NULL, relation text NOT NULL,
-            name text NOT NULL, create_sql text NOT NULL, dropped_at timestamptz NOT NULL DEFAULT now())""")
+            id bigserial PRIMARY KEY, table_name text NOT NULL, name text NOT NULL, phase int NOT NULL,
+            create_sql text NOT NULL, dropped_at timestamptz NOT NULL DEFAULT now())""")
 
 
-def pending(conn: psycopg.Connection) -> list[tuple[int, str, str, str, str]]:
-    """Constraints dropped by this or an earlier (interrupted) run and not yet recreated."""
-    exists = conn.execute("SELECT to_regclass(%s)", (_STATE,)).fetchone()[0]
-    if exists is None:
+def pending(conn: psycopg.Connection) -> list[tuple[int, str, str, int, str]]:
+    """Constraints and indexes dropped by this or an earlier (interrupted) run and not yet rebuilt."""
+    if conn.execute("SELECT to_regclass(%s)", (_STATE,)).fetchone()[0] is None:
         return []
-    return conn.execute(f"SELECT id, table_name, relation, name, create_sql FROM {_STATE} ORDER BY id").fetchall()
+    return conn.execute(f"SELECT id, table_name, name, phase, create_sql FROM {_STATE} ORDER BY phase, id").fetchall()
 
 
-def defer_foreign_keys(conn: psycopg.Connection, plan: Plan, relations: dict[str, str]) -> None:
-    """Records then drops the plan's deferred foreign keys, in one transaction."""
-    if not plan.deferred_fks:
+def defer(conn: psycopg.Connection, plan: Plan) -> None:
+    """Records, then drops, the plan's deferred constraints and indexes, in one transaction."""
+    if not plan.deferred:
         return
     ensure_state(conn)
     with conn.transaction():
-        for fk in plan.deferred_fks:
-            rel = relations[fk.table]
-            conn.execute(f"INSERT INTO {_STATE} (table_name, relation, name, create_sql) VALUES (%s, %s, %s, %s)",
-                         (fk.table, rel, fk.name,
-                          f"ALTER TABLE {rel} ADD CONSTRAINT {quote_ident(fk.name)} {fk.definition}"))
-            conn.execute(f"ALTER TABLE {rel} DROP CONSTRAINT {quote_ident(fk.name)}")
+        for d in plan.deferred:
+            conn.execute(f"INSERT INTO {_STATE} (table_name, name, phase, create_sql) VALUES (%s, %s, %s, %s)",
+                         (d.table, d.name, d.phase, d.create_sql))
+        for d in sorted(plan.deferred, key=lambda d: -d.phase):
+            conn.execute(d.drop_sql)
 
 
 def empty(conn: psycopg.Connection, relations: tuple[str, ...]) -> None:
@@ -74,26 +72,40 @@ def empty(conn: psycopg.Connection, relations: tuple[str, ...]) -> None:
             conn.execute(f"TRUNCATE ONLY {', '.join(relations)}")
 
 
-def restore_deferred(conn: psycopg.Connection) -> list[Restored]:
-    """Recreates every pending constraint. One that the data violates is recreated NOT VALID and
-    reported, so the target keeps its definition and the user sees which rows to look at."""
-    out = []
-    for id_, table, relation, name, create_sql in pending(conn):
+def _rebuild(conninfo: str, item: tuple[int, str, str, int, str]) -> Restored:
+    """Rebuilds one pending item on its own connection. A foreign key that the data violates is
+    recreated NOT VALID and reported, so the target keeps its definition and nothing is lost."""
+    id_, table, name, phase, create_sql = item
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '256MB'")
+        conn.execute("SET statement_timeout = 0")
         try:
             with conn.transaction():
                 conn.execute(create_sql)
                 conn.execute(f"DELETE FROM {_STATE} WHERE id = %s", (id_,))
-            out.append(Restored(table, name, True))
+            return Restored(table, name, True)
         except psycopg.errors.DuplicateObject:
             with conn.transaction():
                 conn.execute(f"DELETE FROM {_STATE} WHERE id = %s", (id_,))
-            out.append(Restored(table, name, True))
+            return Restored(table, name, True)
         except psycopg.errors.ForeignKeyViolation as exc:
             with conn.transaction():
                 conn.execute(create_sql + " NOT VALID")
                 conn.execute(f"DELETE FROM {_STATE} WHERE id = %s", (id_,))
-            detail = (exc.diag.message_detail or str(exc)).strip()
-            out.append(Restored(table, name, False, detail))
+            return Restored(table, name, False, (exc.diag.message_detail or str(exc)).strip())
+
+
+def restore_deferred(conn: psycopg.Connection, conninfo: str, parallel: int = 1) -> list[Restored]:
+    """Rebuilds every pending index and constraint: indexes first, then foreign keys, each phase on
+    `parallel` connections at once. What fails stays recorded for the next run to retry."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = pending(conn)
+    out: list[Restored] = []
+    for phase in sorted({i[3] for i in items}):
+        batch = [i for i in items if i[3] == phase]
+        with ThreadPoolExecutor(max(1, min(parallel, len(batch)))) as pool:
+            out += list(pool.map(lambda i: _rebuild(conninfo, i), batch))
     return out
 
 
