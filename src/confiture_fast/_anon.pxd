@@ -25,6 +25,9 @@ cdef class Rewriter:
     cdef public long long rows
     cdef Py_ssize_t ncols
     cdef FieldSpec* specs
+    cdef size_t* tabs          # offsets of the separators of the row being rewritten
+    cdef Py_ssize_t* touched   # indexes of the ruled columns, ascending
+    cdef Py_ssize_t ntouched
     cdef OutBuf scratch      # the unescaped value of the field being rewritten
     cdef OutBuf pybuf        # output of the Python-level rewrite()
     cdef bytearray tail      # partial row carried over between rewrite() calls
@@ -37,5 +40,6 @@ cdef class Rewriter:
     # Returns 0, or -1 with the error kept in the object: the caller then calls raise_error() with the GIL.
     cdef int rewrite_row(self, const char* row, size_t n, OutBuf* out) noexcept nogil
     cdef raise_error(self)
+    cdef int _checked_row(self, const char* row, size_t n, OutBuf* out) noexcept nogil
     cdef int _fail(self, int code, Py_ssize_t col, Py_ssize_t detail) noexcept nogil
     cdef int _field(self, Py_ssize_t col, const char* f, size_t n, OutBuf* out) noexcept nogil

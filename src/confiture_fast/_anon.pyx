@@ -18,6 +18,10 @@ cdef extern from "_siphash.h" nogil:
     void cf_siphash(uint64_t k0, uint64_t k1, const uint8_t* data, size_t n, uint8_t* out, int outlen)
     uint64_t cf_load64le(const uint8_t* p)
 
+cdef extern from "_scan.h" nogil:
+    size_t cf_find_tabs(const char* s, size_t n, size_t* pos, size_t max, int* suspect)
+    bint cf_is_plain(const char* s, size_t n)
+
 # Strategy codes of FieldSpec.code.
 cdef enum:
     S_PASS = 0
@@ -75,12 +79,24 @@ cdef inline void put(OutBuf* b, const char* s, size_t n) noexcept nogil:
     b.len += n
 
 
+cdef inline int append(OutBuf* b, const char* s, size_t n) noexcept nogil:
+    """Appends n bytes, growing the buffer when needed; -1 when memory runs out."""
+    if b.len + n > b.cap and outbuf_reserve(b, n) < 0:
+        return -1
+    memcpy(b.data + b.len, s, n)
+    b.len += n
+    return 0
+
+
 cdef inline void put_hex(OutBuf* b, const uint8_t* h, int digits, const char* alphabet) noexcept nogil:
+    """Writes the first `digits` hex digits of h, high nibble first; room is reserved."""
     cdef int i
-    cdef uint8_t byte
-    for i in range(digits):
-        byte = h[i >> 1]
-        b.data[b.len + i] = alphabet[(byte & 15) if (i & 1) else (byte >> 4)]
+    cdef char* o = b.data + b.len
+    for i in range(digits >> 1):
+        o[2 * i] = alphabet[h[i] >> 4]
+        o[2 * i + 1] = alphabet[h[i] & 15]
+    if digits & 1:
+        o[digits - 1] = alphabet[h[digits >> 1] >> 4]
     b.len += digits
 
 
@@ -210,6 +226,8 @@ cdef class Rewriter:
 
     def __cinit__(self):
         self.specs = NULL
+        self.tabs = NULL
+        self.touched = NULL
         self.scratch = OutBuf(NULL, 0, 0)
         self.pybuf = OutBuf(NULL, 0, 0)
 
@@ -226,7 +244,9 @@ cdef class Rewriter:
         self.keep_alive = []
         self.err_code = E_NONE
         self.specs = <FieldSpec*>realloc(NULL, self.ncols * sizeof(FieldSpec))
-        if self.specs == NULL:
+        self.tabs = <size_t*>realloc(NULL, self.ncols * sizeof(size_t))
+        self.touched = <Py_ssize_t*>realloc(NULL, self.ncols * sizeof(Py_ssize_t))
+        if self.specs == NULL or self.tabs == NULL or self.touched == NULL:
             raise MemoryError()
         for i in range(self.ncols):
             self.specs[i] = FieldSpec(S_PASS, 0, 0, 0, NULL, 0)
@@ -257,9 +277,16 @@ cdef class Rewriter:
                 self.keep_alive.append(domain)
                 spec.text = domain
                 spec.text_len = len(domain)
+        self.ntouched = 0
+        for i in range(self.ncols):
+            if self.specs[i].code != S_PASS:
+                self.touched[self.ntouched] = i
+                self.ntouched += 1
 
     def __dealloc__(self):
         free(self.specs)
+        free(self.tabs)
+        free(self.touched)
         outbuf_free(&self.scratch)
         outbuf_free(&self.pybuf)
 
@@ -288,17 +315,39 @@ cdef class Rewriter:
         raise RewriteError(self.table, self.err_row, self.columns[min(col, self.ncols - 1)], problem)
 
     cdef int rewrite_row(self, const char* row, size_t n, OutBuf* out) noexcept nogil:
-        cdef const char* end
+        cdef size_t* tabs = self.tabs
+        cdef const char* copy_from = row
+        cdef const char* start
+        cdef const char* stop
+        cdef Py_ssize_t j, col, last = self.ncols - 1
+        cdef int suspect = 0
+        if n == 0 or row[n - 1] != c'\n':
+            return self._fail(E_NO_NEWLINE, last, 0)
+        if cf_find_tabs(row, n - 1, tabs, last, &suspect) != <size_t>last or suspect:
+            return self._checked_row(row, n, out)
+        for j in range(self.ntouched):
+            col = self.touched[j]
+            start = row + tabs[col - 1] + 1 if col > 0 else row
+            stop = row + tabs[col] if col < last else row + n - 1
+            if append(out, copy_from, start - copy_from) < 0:
+                return self._fail(E_NOMEM, col, 0)
+            if self._field(col, start, stop - start, out) < 0:
+                return -1
+            copy_from = stop
+        if append(out, copy_from, row + n - copy_from) < 0:
+            return self._fail(E_NOMEM, last, 0)
+        self.rows += 1
+        return 0
+
+    cdef int _checked_row(self, const char* row, size_t n, OutBuf* out) noexcept nogil:
+        """Field by field, for rows with a suspect backslash or a wrong field count: reports the first
+        problem from the left, like the reference does."""
+        cdef const char* end = row + n - 1
         cdef const char* p = row
         cdef const char* t
         cdef const char* copy_from = row
         cdef Py_ssize_t col = 0
         cdef Py_ssize_t last = self.ncols - 1
-        if n == 0 or row[n - 1] != c'\n':
-            return self._fail(E_NO_NEWLINE, last, 0)
-        end = row + n - 1
-        if outbuf_reserve(out, n) < 0:
-            return self._fail(E_NOMEM, 0, 0)
         while True:
             t = <const char*>memchr(p, c'\t', end - p)
             if t == NULL:
@@ -306,9 +355,8 @@ cdef class Rewriter:
             if t > p and t[-1] == c'\\' and odd_backslashes_before(p, t):
                 return self._fail(E_LONE_BACKSLASH, col, 0)
             if self.specs[col].code != S_PASS:
-                if outbuf_reserve(out, p - copy_from) < 0:
+                if append(out, copy_from, p - copy_from) < 0:
                     return self._fail(E_NOMEM, col, 0)
-                put(out, copy_from, p - copy_from)
                 if self._field(col, p, t - p, out) < 0:
                     return -1
                 copy_from = t
@@ -320,9 +368,8 @@ cdef class Rewriter:
                 return self._fail(E_TOO_MANY, last, 0)
             col += 1
             p = t + 1
-        if outbuf_reserve(out, row + n - copy_from) < 0:
+        if append(out, copy_from, row + n - copy_from) < 0:
             return self._fail(E_NOMEM, col, 0)
-        put(out, copy_from, row + n - copy_from)
         self.rows += 1
         return 0
 
@@ -341,20 +388,21 @@ cdef class Rewriter:
                 return self._fail(E_NOMEM, col, 0)
             put(out, b"\\N", 2)
             return 0
-        if memchr(f, c'\\', n) != NULL:
-            self.scratch.len = 0
-            if outbuf_reserve(&self.scratch, n) < 0:
-                return self._fail(E_NOMEM, col, 0)
-            un = unescape(f, n, self.scratch.data)
-            if un < 0:
-                return self._fail(E_EOD_MARKER, col, 0)
-            vn = <size_t>un
-            v = <const uint8_t*>self.scratch.data
-        bad = utf8_error(v, vn)
-        if bad >= 0:
-            return self._fail(E_UTF8, col, bad)
-        if memchr(v, 0, vn) != NULL:
-            return self._fail(E_NUL, col, 0)
+        if not cf_is_plain(f, n):  # else: plain ASCII, the raw bytes are the value
+            if memchr(f, c'\\', n) != NULL:
+                self.scratch.len = 0
+                if outbuf_reserve(&self.scratch, n) < 0:
+                    return self._fail(E_NOMEM, col, 0)
+                un = unescape(f, n, self.scratch.data)
+                if un < 0:
+                    return self._fail(E_EOD_MARKER, col, 0)
+                vn = <size_t>un
+                v = <const uint8_t*>self.scratch.data
+            bad = utf8_error(v, vn)
+            if bad >= 0:
+                return self._fail(E_UTF8, col, bad)
+            if memchr(v, 0, vn) != NULL:
+                return self._fail(E_NUL, col, 0)
         if outbuf_reserve(out, 64 + spec.text_len) < 0:
             return self._fail(E_NOMEM, col, 0)
         if spec.code == S_REDACT:

@@ -1,0 +1,119 @@
+"""Micro-benchmark of the COPY-text rewriter alone, on an in-memory buffer shaped like the guide's users table.
+
+    PYTHONPATH=src python bench/bench_rewriter.py [--rows 200000] [--repeat 7] [--chunk 65536]
+
+Cases, all on the same bytes and in the same run: a plain copy of the buffer (the baseline), the
+five guide rules (email, phone, name, redact, hash), and pass-through (the same table, no rules).
+Prints MB/s, rows/s and the ratio to the baseline; cycles per byte when `perf stat` can count cycles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+from confiture_fast._anon import Rewriter
+from confiture_fast.strategies import FieldRule, derive_key, parse_params
+
+COLUMNS = ["id", "email", "phone", "full_name", "ssn", "password_hash", "bio", "created_at", "is_active",
+           "balance"]
+RULES = [("email", "email"), ("phone", "phone"), ("full_name", "name"), ("ssn", "redact"),
+         ("password_hash", "hash")]
+FIRST = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
+LAST = ["johnson", "smith", "garcia", "miller", "davis", "lopez", "wilson", "moore", "clark", "young"]
+BIOS = ["Loves hiking\\tand coffee.", "Works remotely.\\nLikes cats.", "Backend dev; \\\\o/ fan",
+        "Café owner — Zürich", "\\N-less bio\\twith tabs\\tand\\nnewlines"]
+
+
+def users_buffer(rows: int) -> bytes:
+    """COPY text of a users table: 10 columns, about 190 bytes a row, escaped tabs/newlines in bio."""
+    rnd = random.Random(42)
+    out = []
+    for i in range(1, rows + 1):
+        first, last = rnd.choice(FIRST), rnd.choice(LAST)
+        out.append("\t".join([
+            str(i),
+            f"{first}.{last}{i}@example.com",
+            f"+1-{rnd.randrange(200, 999)}-{rnd.randrange(100, 999)}-{rnd.randrange(10000):04d}",
+            f"{first.title()} {last.title()}",
+            f"{rnd.randrange(100, 999)}-{rnd.randrange(10, 99)}-{rnd.randrange(1000, 9999)}",
+            "$2b$12$" + "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789./") for _ in range(53)),
+            rnd.choice(BIOS),
+            f"2024-{rnd.randrange(1, 13):02d}-{rnd.randrange(1, 29):02d} 12:{rnd.randrange(60):02d}:00+00",
+            rnd.choice("tf"),
+            f"{rnd.randrange(100000)}.{rnd.randrange(100):02d}",
+        ]) + "\n")
+    return "".join(out).encode()
+
+
+def rules() -> list[FieldRule]:
+    key = derive_key(b"bench-secret", "12345")
+    return [FieldRule(index=COLUMNS.index(c), column=c, strategy=s, key=key, params=parse_params(s, {})[0])
+            for c, s in RULES]
+
+
+def run_case(name: str, data: bytes, chunk: int) -> float:
+    """One pass over the buffer; returns the seconds it took."""
+    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)]
+    if name == "baseline copy":
+        t = time.perf_counter()
+        for c in chunks:
+            bytearray(c)
+        return time.perf_counter() - t
+    rewriter = Rewriter("users", COLUMNS, rules() if name == "users, 5 rules" else [])
+    t = time.perf_counter()
+    for c in chunks:
+        rewriter.rewrite(c)
+    rewriter.finish()
+    return time.perf_counter() - t
+
+
+CASES = ["baseline copy", "users, 5 rules", "pass-through"]
+
+
+def cycles_per_byte(case: str, args, nbytes: int) -> str:
+    """Counts cycles with perf for the case minus the same process doing no passes."""
+    if not shutil.which("perf"):
+        return "perf not installed"
+    counts = []
+    for repeat in (args.repeat, 0):
+        cmd = ["perf", "stat", "-x,", "-e", "cycles", sys.executable, __file__, "--rows", str(args.rows),
+               "--chunk", str(args.chunk), "--repeat", str(repeat), "--only", case]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+        field = res.stderr.strip().splitlines()[-1].split(",")[0] if res.stderr.strip() else ""
+        if not field.isdigit():
+            return f"perf cannot count cycles here ({field or res.returncode})"
+        counts.append(int(field))
+    return f"{(counts[0] - counts[1]) / (args.repeat * nbytes):.2f} cycles/byte"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=7, help="passes per case; the best one is reported")
+    ap.add_argument("--chunk", type=int, default=65536, help="bytes per rewrite() call")
+    ap.add_argument("--only", choices=CASES, help=argparse.SUPPRESS)  # used by the perf child runs
+    args = ap.parse_args()
+    data = users_buffer(args.rows)
+    if args.only:
+        for _ in range(args.repeat):
+            run_case(args.only, data, args.chunk)
+        return
+    print(f"{args.rows} rows, {len(data) / 1e6:.1f} MB, {len(data) / args.rows:.0f} bytes/row, "
+          f"{args.chunk}-byte chunks, best of {args.repeat}")
+    best = {case: min(run_case(case, data, args.chunk) for _ in range(args.repeat)) for case in CASES}
+    base = best["baseline copy"]
+    for case in CASES:
+        s = best[case]
+        print(f"{case:16} {len(data) / s / 1e6:9.0f} MB/s {args.rows / s / 1e6:7.2f} M rows/s "
+              f"{s / base:6.2f}x baseline time  {s * 1e9 / len(data):.2f} ns/byte  "
+              f"{cycles_per_byte(case, args, len(data))}")
+
+
+if __name__ == "__main__":
+    main()
