@@ -236,3 +236,10 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _term)
     app()
+
+
+# The other commands live in their own modules and join the app here.
+from . import bench, scan, verify  # noqa: E402
+
+for _module in (bench, scan, verify):
+    _module.register(app)
