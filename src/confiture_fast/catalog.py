@@ -42,14 +42,26 @@ class Sequence(msgspec.Struct, frozen=True):
     name: str  # qualified, quoted: usable in setval()
 
 
+class Leaf(msgspec.Struct, frozen=True):
+    """What holds rows: an ordinary table, or one leaf partition of a partitioned one."""
+
+    schema: str
+    name: str
+    est_rows: int  # pg_class.reltuples: an estimate, no scan
+    est_bytes: int
+    pages: int  # pg_class.relpages, for ctid slices
+
+    @property
+    def qualified(self) -> str:
+        return qualify(self.schema, self.name)
+
+
 class Table(msgspec.Struct, frozen=True):
     schema: str
     name: str
     kind: str  # 'r' ordinary, 'p' partitioned
     columns: tuple[Column, ...]
-    leaves: tuple[tuple[str, str], ...]  # (schema, name) of what holds the rows: itself, or its leaf partitions
-    est_rows: int  # pg_class.reltuples (summed over leaves): an estimate, no scan
-    est_bytes: int
+    leaves: tuple[Leaf, ...]  # itself, or its leaf partitions
     foreign_keys: tuple[ForeignKey, ...]  # outgoing
     sequences: tuple[Sequence, ...]  # owned by a column (serial / identity)
     indexes: tuple[Index, ...]
@@ -58,6 +70,14 @@ class Table(msgspec.Struct, frozen=True):
     @property
     def display(self) -> str:
         return display_name(self.schema, self.name)
+
+    @property
+    def est_rows(self) -> int:
+        return sum(leaf.est_rows for leaf in self.leaves)
+
+    @property
+    def est_bytes(self) -> int:
+        return sum(leaf.est_bytes for leaf in self.leaves)
 
     @property
     def qualified(self) -> str:
@@ -97,7 +117,7 @@ def display_name(schema: str, name: str) -> str:
 STATE_SCHEMA = "_confiture_fast"  # our bookkeeping on the target; never synced
 
 _TABLES_SQL = """
-SELECT c.oid, n.nspname, c.relname, c.relkind, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid)
+SELECT c.oid, n.nspname, c.relname, c.relkind, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid), c.relpages
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', %(state)s)
@@ -106,7 +126,7 @@ ORDER BY n.nspname, c.relname
 """
 
 _LEAVES_SQL = """
-SELECT root.oid, n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid)
+SELECT root.oid, n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid), c.relpages
 FROM unnest(%(oids)s::oid[]) AS root(oid)
 CROSS JOIN LATERAL pg_partition_tree(root.oid) t
 JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -170,9 +190,9 @@ def read_catalog(conn) -> Catalog:
     """Reads every ordinary and partitioned table of every non-system schema (one query per kind of fact)."""
     rows = conn.execute(_TABLES_SQL, {"state": STATE_SCHEMA}).fetchall()
     oids = [r[0] for r in rows]
-    leaves: dict[int, list[tuple]] = {r[0]: [r[1:3] + r[4:6]] for r in rows if r[3] == "r"}
-    for root, schema, name, tuples, size in conn.execute(_LEAVES_SQL, {"oids": oids}).fetchall():
-        leaves.setdefault(root, []).append((schema, name, tuples, size))
+    leaves: dict[int, list[Leaf]] = {r[0]: [Leaf(r[1], r[2], *r[4:7])] for r in rows if r[3] == "r"}
+    for root, *leaf in conn.execute(_LEAVES_SQL, {"oids": oids}).fetchall():
+        leaves.setdefault(root, []).append(Leaf(*leaf))
     columns: dict[int, list[Column]] = {}
     for r in conn.execute(_COLUMNS_SQL, {"oids": oids}).fetchall():
         columns.setdefault(r[0], []).append(Column(*r[1:]))
@@ -190,12 +210,10 @@ def read_catalog(conn) -> Catalog:
     for relid, name in conn.execute(_TRIGGERS_SQL, {"oids": oids}).fetchall():
         triggers.setdefault(relid, []).append(name)
     tables = {}
-    for oid, schema, name, kind, _, _ in rows:
-        parts = sorted(leaves.get(oid, []))
+    for oid, schema, name, kind, *_ in rows:
         t = Table(
             schema=schema, name=name, kind=kind, columns=tuple(columns.get(oid, ())),
-            leaves=tuple((p[0], p[1]) for p in parts),
-            est_rows=sum(p[2] for p in parts), est_bytes=sum(p[3] for p in parts),
+            leaves=tuple(sorted(leaves.get(oid, []), key=lambda leaf: (leaf.schema, leaf.name))),
             foreign_keys=tuple(fkeys.get(oid, ())), sequences=tuple(seqs.get(oid, ())),
             indexes=tuple(indexes.get(oid, ())),
             user_triggers=tuple(sorted(triggers.get(oid, ()))),

@@ -19,7 +19,7 @@ import typer
 
 from . import __version__
 from . import checkpoint as ckpt
-from .errors import ConfigError, ConfiturError, SyncError
+from .errors import ConfigError, ConfiturError, SyncError, Terminated
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="Copy a production PostgreSQL database into a local or staging one, "
@@ -110,19 +110,20 @@ def sync(
     show_progress: Annotated[Optional[bool], typer.Option("--show-progress/--no-progress", help="Progress bars (default: on a terminal).")] = None,
     parallel: Annotated[Optional[int], typer.Option("--parallel", min=1, max=64, help="Worker processes (default: number of cores).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows gathered before each write to the target (also capped at 8 MiB).")] = 5000,
+    slice_mb: Annotated[int, typer.Option("--slice-size", min=1, help="Tables larger than this many MB are split into slices loaded in parallel.")] = 512,
+    retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retries of a table or slice after a transient connection error.")] = 2,
     fmt: Annotated[Format, typer.Option("--format", help="text, or json: one JSON object on stdout.")] = Format.text,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     try:
         code = _sync(source, target, _csv(tables), _csv(include), _csv(exclude), anonymize, anonymize_config,
                      secret_file, env_dir, source_port, cascade, checkpoint, resume, show_progress,
-                     parallel or os.cpu_count() or 1, batch_size, fmt)
-    except KeyboardInterrupt:
+                     parallel or os.cpu_count() or 1, batch_size, slice_mb << 20, retries, fmt)
+    except KeyboardInterrupt as exc:
         from .progress import stderr_console
 
-        stderr_console().print("interrupted: the table being loaded was rolled back"
-                               + (f"; resume with --resume --checkpoint {checkpoint}" if checkpoint else ""))
-        raise typer.Exit(130)
+        stderr_console().print("interrupted before the load started: the target was not changed", markup=False)
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130)
     except typer.Exit:
         raise
     except BaseException as exc:  # noqa: BLE001 - every error leaves as one clean message
@@ -135,7 +136,7 @@ def _fingerprint(*parts: object) -> str:
 
 
 def _sync(source, target, tables, include, exclude, anonymize, rules_path, secret_file, env_dir, source_port,
-          cascade, checkpoint, resume, show_progress, parallel, batch_size, fmt) -> int:
+          cascade, checkpoint, resume, show_progress, parallel, batch_size, slice_bytes, retries, fmt) -> int:
     from . import config, coordinator
     from .plan import Selection, build_plan
     from .progress import stderr_console
@@ -171,31 +172,41 @@ def _sync(source, target, tables, include, exclude, anonymize, rules_path, secre
                 console.print(f"warning: {w}")
 
     selection = Selection(tables, include, exclude)
+    expected = ckpt.new(src_env.display(), dst_env.display(), _rules_fingerprint(rules), _fingerprint(selection),
+                        secret.fingerprint() if secret else "")
+    state = expected
+    if resume:
+        state = ckpt.read(checkpoint)
+        ckpt.check_matches(state, expected, checkpoint)
     with coordinator.Session(src_env.conninfo(), dst_env.conninfo(), src_env.display(), dst_env.display()) as session:
         src_cat, dst_cat = session.catalogs()
-        plan = build_plan(src_cat, dst_cat, selection, rules, secret.value if secret else None, cascade=cascade)
+        plan = build_plan(src_cat, dst_cat, selection, rules, secret.value if secret else None, cascade=cascade,
+                          completed=frozenset(state.completed_tables), slice_bytes=slice_bytes)
         if rules is None:
             console.print("warning: syncing WITHOUT anonymization: every value is copied as it is in the source "
                           "(use --anonymize or --anonymize-config to mask PII)")
         if plan.cascade:
             console.print(f"--cascade: also emptying {', '.join(plan.cascade)}")
-
-        expected = ckpt.new(src_env.display(), dst_env.display(),
-                            _fingerprint([(t.name, [(r.column, r.strategy, msgspec.to_builtins(r.params)) for r in t.rules])
-                                          for t in plan.tables]),
-                            _fingerprint(selection), secret.fingerprint() if secret else "")
-        resume_from = None
-        if resume:
-            resume_from = ckpt.read(checkpoint)
-            ckpt.check_matches(resume_from, expected, checkpoint)
+        if plan.completed:
+            console.print(f"resuming: skipping {', '.join(plan.completed)} (completed in {checkpoint})")
         live = show_progress if show_progress is not None else console.is_terminal
-        opts = coordinator.RunOptions(parallel=parallel, flush_rows=batch_size, checkpoint=checkpoint,
-                                      resume_from=resume_from, fresh_checkpoint=expected if checkpoint else None,
+        opts = coordinator.RunOptions(parallel=parallel, flush_rows=batch_size, retries=retries,
+                                      checkpoint=checkpoint, checkpoint_state=state if checkpoint else None,
                                       live_progress=live)
         result = coordinator.run(session, plan, opts, console)
 
     _report(result, fmt, console, checkpoint)
+    if result.interrupted:
+        return 143 if result.interrupted == "SIGTERM" else 130
     return 0 if result.ok else 1
+
+
+def _rules_fingerprint(rules) -> str:
+    """What a resumed run must anonymize the same way: every rule, but not where it sits in the file."""
+    if rules is None:
+        return ""
+    return _fingerprint(sorted((t, [(r.column, r.strategy, r.seed, r.params, r.allow_duplicates) for r in specs])
+                               for t, specs in rules.tables.items()))
 
 
 def _report(result, fmt: Format, console, checkpoint: Path | None) -> None:
@@ -208,7 +219,9 @@ def _report(result, fmt: Format, console, checkpoint: Path | None) -> None:
     if result.error:
         console.print(_Redactor.clean(f"error: {result.error}"), markup=False)
         if checkpoint:
-            console.print(f"  fix: after fixing the cause, resume with --resume --checkpoint {checkpoint}", markup=False)
+            console.print(f"  fix: resume with the same command plus --resume --checkpoint {checkpoint}", markup=False)
+        else:
+            console.print("  fix: rerun the same command (with --checkpoint FILE, a rerun can --resume)", markup=False)
 
 
 @app.command(help="Run the whole thing on a throwaway PostgreSQL: a sample production database full of fake "
@@ -232,7 +245,7 @@ def main() -> None:
     import signal
 
     def _term(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     signal.signal(signal.SIGTERM, _term)
     app()

@@ -17,10 +17,10 @@ import psycopg
 from . import checkpoint as ckpt
 from . import target as tgt
 from .catalog import Catalog, read_catalog
-from .errors import ConfigError, SyncError
-from .plan import Plan
+from .errors import ConfigError, SyncError, Terminated
+from .plan import Plan, TablePlan
 from .progress import ProgressView
-from .worker import SESSION_SETTINGS, UnitFailed, UnitResult, Worker, WorkerConfig, init_process, open_source, run_unit
+from .worker import SESSION_SETTINGS, UnitFailed, UnitResult, WorkerConfig, init_process, run_unit
 
 
 class TableResult(msgspec.Struct, frozen=True):
@@ -41,6 +41,7 @@ class SyncResult(msgspec.Struct, frozen=True):
     cascade: list[str]
     constraints: list[tgt.Restored]
     error: str | None = None
+    interrupted: str | None = None  # SIGINT or SIGTERM
 
 
 def _identity(conn: psycopg.Connection) -> tuple[str, str]:
@@ -112,129 +113,170 @@ class RunOptions(msgspec.Struct, frozen=True):
     parallel: int = 1
     flush_rows: int = 5000
     flush_bytes: int = 1 << 23
+    retries: int = 2
     checkpoint: Path | None = None
-    resume_from: ckpt.Checkpoint | None = None
-    fresh_checkpoint: ckpt.Checkpoint | None = None
+    checkpoint_state: ckpt.Checkpoint | None = None  # what to write (fresh, or the one being resumed)
     live_progress: bool = False
 
 
-def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
-    start = time.perf_counter()
-    done = opts.resume_from.completed_tables if opts.resume_from else {}
-    cp = opts.resume_from or opts.fresh_checkpoint
-    results: dict[str, TableResult] = {}
-    for t in plan.tables:
-        if t.name in done:
-            results[t.name] = TableResult(t.name, done[t.name].rows_synced, 0, 0.0, t.anonymized_columns, "skipped")
-    todo = [t for t in plan.tables if t.name not in done]
+class _Run:
+    """The mutable bookkeeping of one run: per-table unit results, failures, the checkpoint."""
 
-    # Prepare the target: the record of what we drop is committed with the drop.
+    def __init__(self, plan: Plan, opts: RunOptions, view: ProgressView, console):
+        self.plan, self.opts, self.view, self.console = plan, opts, view, console
+        self.todo = [t for t in plan.tables if t.name not in plan.completed]
+        self.units: dict[str, list[UnitResult]] = {t.name: [] for t in self.todo}
+        self.failed: dict[str, str] = {}
+        self.error: str | None = None
+        self.cp = opts.checkpoint_state
+        self.started: set[str] = set()
+
+    def start(self, name: str) -> None:
+        if name not in self.started:
+            self.started.add(name)
+            self.view.started(name)
+
+    def unit_done(self, table: TablePlan, r: UnitResult) -> None:
+        self.start(table.name)
+        for note in r.retries:
+            self.console.print(f"retried {note}", markup=False)
+        self.units[table.name].append(r)
+        if len(self.units[table.name]) == len(table.units):
+            rows = sum(u.rows for u in self.units[table.name])
+            self.view.finished(table.name, rows, max(u.seconds for u in self.units[table.name]))
+            if self.cp is not None and self.opts.checkpoint is not None:
+                self.cp = self.cp.with_table(table.name, rows)
+                ckpt.write(self.opts.checkpoint, self.cp)
+
+    def unit_failed(self, table: TablePlan, message: str) -> None:
+        self.failed.setdefault(table.name, message)
+        self.error = self.error or message
+
+    def table_result(self, t: TablePlan) -> TableResult:
+        if t.name in self.plan.completed:
+            done = self.opts.checkpoint_state.completed_tables[t.name]
+            return TableResult(t.name, done.rows_synced, 0, 0.0, t.anonymized_columns, "skipped")
+        units = self.units[t.name]
+        rows, size = sum(u.rows for u in units), sum(u.bytes_in for u in units)
+        secs = max((u.seconds for u in units), default=0.0)
+        if len(units) == len(t.units):
+            return TableResult(t.name, rows, size, secs, t.anonymized_columns, "synced")
+        why = self.failed.get(t.name, "not started: the sync stopped before it")
+        if units and t.shared_relations:
+            why += f" — PARTIALLY LOADED: {len(units)} of {len(t.units)} slices committed; rerun (or --resume) reloads it"
+        elif t.shared_relations:
+            why += " — the table was emptied and not reloaded; rerun (or --resume) reloads it"
+        return TableResult(t.name, rows, size, secs, t.anonymized_columns, "failed", why)
+
+
+def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
+    """Prepares the target, loads every unit in worker processes, then rebuilds what was deferred.
+
+    Ctrl-C / SIGTERM (KeyboardInterrupt here) stop the workers at once, which rolls back their
+    in-flight transactions; the deferred indexes and constraints are rebuilt, and the interruption is
+    returned in the result."""
+    start = time.perf_counter()
     dst = session.dst
     mode = tgt.trigger_mode(dst)
     try:
         tgt.defer(dst, plan)
-        tgt.empty(dst, plan.cascade_relations)
+        tgt.empty(dst, plan.cascade_relations + tuple(r for t in plan.tables if t.name not in plan.completed
+                                                       for r in t.shared_relations), mode)
     except psycopg.Error as exc:
         raise SyncError(f"preparing the target failed: {_first_line(exc)}",
-                        "check the target role owns the selected tables") from None
-    if cp is not None and opts.checkpoint is not None:
-        ckpt.write(opts.checkpoint, cp)
+                        "check that the target role owns the selected tables") from None
+    if opts.checkpoint_state is not None and opts.checkpoint is not None:
+        ckpt.write(opts.checkpoint, opts.checkpoint_state)
 
     cfg = WorkerConfig(session.source_conninfo, session.target_conninfo, session.snapshot, mode,
-                       opts.flush_rows, opts.flush_bytes)
-    error: str | None = None
-    per_table: dict[str, list[UnitResult]] = {t.name: [] for t in todo}
-    failed: dict[str, str] = {}
-    totals = {t.name: t.est_rows for t in plan.tables}
-    tasks = [(t, i) for t in todo for i in range(len(t.units))]
+                       opts.flush_rows, opts.flush_bytes, opts.retries)
+    interrupted: str | None = None
+    with ProgressView(console, opts.live_progress, {t.name: t.est_rows for t in plan.tables}) as view:
+        state = _Run(plan, opts, view, console)
+        try:
+            _load(state, cfg, opts.parallel)
+        except KeyboardInterrupt as exc:
+            interrupted = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+            state.error = state.error or f"interrupted by {interrupted}: the tables being loaded were rolled back"
+
+    constraints: list[tgt.Restored] = []
+    error = state.error
+    try:
+        constraints = tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
+        if error is None:
+            tgt.sync_sequences(session.src, dst, plan)
+            tgt.analyze(dst, [t.relation for t in state.todo])
+    except psycopg.Error as exc:
+        error = error or f"finishing the target failed: {_first_line(exc)} (what was not rebuilt is recorded " \
+                         f"on the target and rebuilt by the next run)"
+    ordered = [state.table_result(t) for t in plan.tables]
+    return SyncResult(ok=error is None, tables=ordered, total_rows=sum(r.rows for r in ordered if r.status != "failed"),
+                      seconds=time.perf_counter() - start, cascade=list(plan.cascade), constraints=constraints,
+                      error=error, interrupted=interrupted)
+
+
+def _load(state: _Run, cfg: WorkerConfig, parallel: int) -> None:
+    """Hands the units to worker processes, largest first, and follows them until done or failed."""
+    tasks = [(t, i) for t in state.todo for i in range(len(t.units))]
     tasks.sort(key=lambda ti: -ti[0].units[ti[1]].est_bytes)
-    nworkers = max(1, min(opts.parallel, len(tasks)))
+    if not tasks:
+        return
+    nworkers = max(1, min(parallel, len(tasks)))
     ctx = mp.get_context("spawn")
     counters = ctx.RawArray("q", 2 * nworkers)
     current = ctx.RawArray("q", nworkers)
     slots = ctx.Value("i", 0)
-    started: set[str] = set()
-    with ProgressView(console, opts.live_progress, totals) as view:
-        if tasks:
-            with cf.ProcessPoolExecutor(nworkers, mp_context=ctx, initializer=init_process,
-                                        initargs=(cfg, counters, current, slots)) as pool:
-                futures = {pool.submit(run_unit, t, i, k): (t, i) for k, (t, i) in enumerate(tasks)}
-                pending = set(futures)
-                unit_rows: dict[tuple[str, int], int] = {}
+    pool = cf.ProcessPoolExecutor(nworkers, mp_context=ctx, initializer=init_process,
+                                  initargs=(cfg, counters, current, slots))
+    try:
+        futures = {pool.submit(run_unit, t, i, k): (t, i) for k, (t, i) in enumerate(tasks)}
+        pending = set(futures)
+        finished_units: dict[tuple[str, int], int] = {}
+        while pending:
+            finished, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+            for f in finished:
+                t, i = futures[f]
                 try:
-                    while pending:
-                        finished, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
-                        for f in finished:
-                            t, i = futures[f]
-                            try:
-                                r = f.result()
-                            except UnitFailed as exc:
-                                failed.setdefault(t.name, str(exc))
-                                error = error or str(exc)
-                                continue
-                            except cf.process.BrokenProcessPool:
-                                failed.setdefault(t.name, f"{t.name}: a worker process died")
-                                error = error or f"{t.name}: a worker process died"
-                                continue
-                            if t.name not in started:
-                                started.add(t.name)
-                                view.started(t.name)
-                            per_table[t.name].append(r)
-                            unit_rows[(t.name, i)] = r.rows
-                            if len(per_table[t.name]) == len(t.units):
-                                rows = sum(u.rows for u in per_table[t.name])
-                                secs = max(u.seconds for u in per_table[t.name])
-                                results[t.name] = TableResult(t.name, rows, sum(u.bytes_in for u in per_table[t.name]),
-                                                              secs, t.anonymized_columns, "synced")
-                                view.finished(t.name, rows, secs)
-                                if cp is not None and opts.checkpoint is not None:
-                                    cp = cp.with_table(t.name, rows)
-                                    ckpt.write(opts.checkpoint, cp)
-                        if error is not None:
-                            for f in pending:
-                                f.cancel()
-                        _poll(view, tasks, counters, current, unit_rows, started)
-                except KeyboardInterrupt:
-                    for f in pending:
-                        f.cancel()
-                    raise
-    for t in todo:
-        if t.name not in results:
-            results[t.name] = TableResult(t.name, sum(u.rows for u in per_table[t.name]), 0, 0.0,
-                                          t.anonymized_columns, "failed", failed.get(t.name, "not started"))
-
-    constraints: list[tgt.Restored] = []
-    if error is None:
-        try:
-            constraints = tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
-            tgt.sync_sequences(session.src, dst, plan)
-            tgt.analyze(dst, [t.relation for t in todo])
-        except psycopg.Error as exc:
-            error = f"finishing the target failed: {_first_line(exc)}"
-    else:
-        try:
-            constraints = tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
-        except psycopg.Error:
-            pass  # kept in the target's pending_ddl; the next run recreates them
-    ordered = [results[t.name] for t in plan.tables]
-    return SyncResult(ok=error is None, tables=ordered, total_rows=sum(r.rows for r in ordered if r.status != "failed"),
-                      seconds=time.perf_counter() - start, cascade=list(plan.cascade), constraints=constraints,
-                      error=error)
+                    r = f.result()
+                except UnitFailed as exc:
+                    state.unit_failed(t, str(exc))
+                except cf.process.BrokenProcessPool:
+                    state.unit_failed(t, f"{t.name}: a worker process died while loading it")
+                except cf.CancelledError:
+                    pass
+                else:
+                    finished_units[(t.name, i)] = r.rows
+                    state.unit_done(t, r)
+            if state.error is not None:
+                for f in pending:
+                    f.cancel()
+            _poll(state, tasks, counters, current, finished_units)
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _poll(view: ProgressView, tasks, counters, current, unit_rows, started: set[str]) -> None:
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Kills the workers: their connections drop and the servers roll back their transactions."""
+    for proc in list((pool._processes or {}).values()):  # noqa: SLF001 - the pool has no public kill
+        proc.kill()
+    for proc in list((pool._processes or {}).values()):  # noqa: SLF001
+        proc.join(5)
+
+
+def _poll(state: _Run, tasks, counters, current, finished_units) -> None:
     """Adds up the rows of finished and running units per table, from the shared counters."""
     rows: dict[str, int] = {}
-    for (name, _), n in unit_rows.items():
+    for (name, _), n in finished_units.items():
         rows[name] = rows.get(name, 0) + n
     for slot, task in enumerate(current):
         if task > 0:
             table, unit = tasks[task - 1]
-            if (table.name, unit) not in unit_rows:
+            if (table.name, unit) not in finished_units:
                 rows[table.name] = rows.get(table.name, 0) + counters[2 * slot]
-                if table.name not in started:
-                    started.add(table.name)
-                    view.started(table.name)
+                state.start(table.name)
     for name, n in rows.items():
-        if name in started:
-            view.update(name, n)
+        if name in state.started:
+            state.view.update(name, n)

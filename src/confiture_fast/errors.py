@@ -35,3 +35,7 @@ class SyncError(ConfiturError):
     """A failure during the sync itself."""
 
     exit_code = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stopped gracefully like Ctrl-C, but exiting 143."""

@@ -21,6 +21,7 @@ class Unit(msgspec.Struct, frozen=True):
     copy_in: str  # without the FREEZE option, which the worker adds when it may
     est_rows: int
     est_bytes: int
+    owns_relation: bool  # True: the unit empties its relation itself and loads WITH (FREEZE)
 
 
 class TablePlan(msgspec.Struct, frozen=True):
@@ -34,10 +35,16 @@ class TablePlan(msgspec.Struct, frozen=True):
     units: tuple[Unit, ...]
     est_rows: int
     est_bytes: int
+    has_user_triggers: bool  # on the target: disabled during the load when replica mode is not allowed
 
     @property
     def anonymized_columns(self) -> list[str]:
         return [r.column for r in self.rules if r.strategy != "keep"]
+
+    @property
+    def shared_relations(self) -> list[str]:
+        """Relations loaded by several slices: emptied once, up front."""
+        return sorted({u.relation for u in self.units if not u.owns_relation})
 
 
 class Deferred(msgspec.Struct, frozen=True):
@@ -62,6 +69,7 @@ class SequenceSync(msgspec.Struct, frozen=True):
 
 class Plan(msgspec.Struct, frozen=True):
     tables: tuple[TablePlan, ...]  # largest first: the order workers take them in
+    completed: tuple[str, ...]  # selected, but already synced by the run being resumed
     cascade: tuple[str, ...]  # unselected target tables emptied because of --cascade
     cascade_relations: tuple[str, ...]
     deferred: tuple[Deferred, ...]  # target indexes and constraints dropped before the load, rebuilt after
@@ -128,18 +136,31 @@ def _type_problem(src: Column, dst: Column) -> str | None:
     return f"type {src.type} on the source, {dst.type} on the target"
 
 
-def _units(src: Table, dst: Table, columns: tuple[str, ...]) -> tuple[Unit, ...]:
+def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int) -> tuple[Unit, ...]:
+    """One unit per leaf (or for the table), each split into ctid page ranges when larger than
+    `slice_bytes`. A unit that is alone on its relation empties it itself and loads with FREEZE.
+    Tables with user triggers on the target are never split: disabling them without replica mode
+    takes a lock that would make the slices wait for each other."""
     cols = ", ".join(quote_ident(c) for c in columns)
-    if src.kind == "p" and dst.kind == "p" and set(src.leaves) <= set(dst.leaves):
-        per_leaf = max(1, len(src.leaves))
-        return tuple(
-            Unit(src.display, qualify(*leaf), f"COPY {qualify(*leaf)} ({cols}) TO STDOUT",
-                 f"COPY {qualify(*leaf)} ({cols}) FROM STDIN", src.est_rows // per_leaf, src.est_bytes // per_leaf)
-            for leaf in src.leaves)
-    out = (f"COPY (SELECT {cols} FROM {src.qualified}) TO STDOUT" if src.kind == "p"
-           else f"COPY {src.qualified} ({cols}) TO STDOUT")
-    return (Unit(src.display, dst.qualified, out, f"COPY {dst.qualified} ({cols}) FROM STDIN",
-                 src.est_rows, src.est_bytes),)
+    dst_leaves = {(leaf.schema, leaf.name) for leaf in dst.leaves}
+    if src.kind == "p" and (dst.kind != "p" or not {(x.schema, x.name) for x in src.leaves} <= dst_leaves):
+        return (Unit(src.display, dst.qualified, f"COPY (SELECT {cols} FROM {src.qualified}) TO STDOUT",
+                     f"COPY {dst.qualified} ({cols}) FROM STDIN", src.est_rows, src.est_bytes, True),)
+    units = []
+    for leaf in src.leaves:
+        rel = leaf.qualified if src.kind == "p" else dst.qualified
+        n = max(1, min(leaf.pages, -(-leaf.est_bytes // slice_bytes)))
+        copy_in = f"COPY {rel} ({cols}) FROM STDIN"
+        if n == 1:
+            units.append(Unit(src.display, rel, f"COPY {leaf.qualified} ({cols}) TO STDOUT", copy_in,
+                              leaf.est_rows, leaf.est_bytes, True))
+            continue
+        step = -(-leaf.pages // n)
+        for k in range(n):
+            where = f"ctid >= '({k * step},0)'::tid" + (f" AND ctid < '({(k + 1) * step},0)'::tid" if k < n - 1 else "")
+            units.append(Unit(src.display, rel, f"COPY (SELECT {cols} FROM ONLY {leaf.qualified} WHERE {where}) TO STDOUT",
+                              copy_in, leaf.est_rows // n, leaf.est_bytes // n, False))
+    return tuple(units)
 
 
 def _rules_for(table: Table, target: Table, specs, secret, problems: list[str], path: str) -> dict[str, tuple]:
@@ -179,8 +200,12 @@ def _rules_for(table: Table, target: Table, specs, secret, problems: list[str], 
 
 
 def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: bytes | None, *,
-               cascade: bool = False) -> Plan:
-    """Validates everything against both catalogs; raises ValidationError listing every problem."""
+               cascade: bool = False, completed: frozenset[str] = frozenset(),
+               slice_bytes: int = 512 << 20) -> Plan:
+    """Validates everything against both catalogs; raises ValidationError listing every problem.
+
+    `completed` tables (from a checkpoint being resumed) stay in the plan but are not emptied,
+    loaded, or have their indexes rebuilt."""
     problems: list[str] = []
     selected = select_tables(source, sel, problems)
     names = {t.display for t in selected}
@@ -242,8 +267,9 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
             name=src.display, relation=dst.qualified, columns=tuple(columns), rules=field_rules,
             propagated=tuple(propagated.get(src.display, ())),
             skipped_generated=tuple(c.name for c in src.columns if c.generated),
-            extra_target_columns=tuple(extra), units=_units(src, dst, tuple(columns)),
-            est_rows=src.est_rows, est_bytes=src.est_bytes))
+            extra_target_columns=tuple(extra),
+            units=_units(src, dst, tuple(columns), slice_bytes if not dst.user_triggers else 1 << 62),
+            est_rows=src.est_rows, est_bytes=src.est_bytes, has_user_triggers=bool(dst.user_triggers)))
 
     # What may be emptied: exactly the selected tables, unless --cascade names more.
     cascade_tables: dict[str, Table] = {}
@@ -256,8 +282,8 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
                             f"{into[0].ref_table}, which will be emptied: select it too, or pass --cascade to empty it")
         elif into:
             cascade_tables[t.display] = t
-    emptied = names | set(cascade_tables)
-    deferred = _deferred(target, names, emptied)
+    loaded = names - completed
+    deferred = _deferred(target, loaded, loaded | set(cascade_tables))
 
     sequences = []
     for src in selected:
@@ -271,7 +297,7 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
     if problems:
         raise ValidationError(f"{len(problems)} problem(s) found before touching the target:", problems)
     plans.sort(key=lambda p: (-p.est_bytes, p.name))
-    return Plan(tables=tuple(plans), cascade=tuple(sorted(cascade_tables)),
+    return Plan(tables=tuple(plans), completed=tuple(sorted(completed & names)), cascade=tuple(sorted(cascade_tables)),
                 cascade_relations=tuple(cascade_tables[n].qualified for n in sorted(cascade_tables)),
                 deferred=deferred, sequences=tuple(sequences), anonymize=rules is not None)
 

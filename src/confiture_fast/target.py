@@ -65,10 +65,13 @@ def defer(conn: psycopg.Connection, plan: Plan) -> None:
             conn.execute(d.drop_sql)
 
 
-def empty(conn: psycopg.Connection, relations: tuple[str, ...]) -> None:
-    """Empties tables that are not loaded but must be emptied (--cascade). Never CASCADE."""
+def empty(conn: psycopg.Connection, relations: tuple[str, ...], mode: str) -> None:
+    """Empties, up front, the tables no single unit empties: those --cascade names, and those
+    loaded in several slices. Never CASCADE. ON TRUNCATE user triggers do not fire in replica mode."""
     if relations:
         with conn.transaction():
+            if mode == "replica":
+                conn.execute("SET LOCAL session_replication_role = replica")
             conn.execute(f"TRUNCATE ONLY {', '.join(relations)}")
 
 

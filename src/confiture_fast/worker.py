@@ -3,6 +3,7 @@ exported source snapshot. Connections are kept across units and dropped after an
 
 from __future__ import annotations
 
+import os
 import time
 
 import msgspec
@@ -24,6 +25,7 @@ class WorkerConfig(msgspec.Struct, frozen=True):
     trigger_mode: str
     flush_rows: int
     flush_bytes: int
+    retries: int = 0
 
 
 class UnitResult(msgspec.Struct, frozen=True):
@@ -33,10 +35,22 @@ class UnitResult(msgspec.Struct, frozen=True):
     bytes_in: int
     bytes_out: int
     seconds: float
+    retries: list[str] = []  # one line per retried failure, for the log
+
+
+# Connection lost, server shutting down or restarting, serialization failure, deadlock: worth a retry.
+_TRANSIENT = ("08", "57P01", "57P02", "57P03", "40001", "40P01")
 
 
 class UnitFailed(Exception):
     """A unit failed; the message names the table and the cause. Picklable for the process pool."""
+
+    @property
+    def transient(self) -> bool:
+        if self.sqlstate is None:
+            return self.side in ("source", "target") and any(
+                w in self.message for w in ("connection", "server closed", "terminat"))
+        return self.sqlstate.startswith(_TRANSIENT)
 
     def __init__(self, table: str, message: str, side: str = "", sqlstate: str | None = None):
         super().__init__(table, message, side, sqlstate)
@@ -91,24 +105,44 @@ class Worker:
         self.src = self.dst = None
 
     def load(self, table: TablePlan, unit: Unit) -> UnitResult:
+        """Loads one unit, retrying transient failures up to `retries` times with backoff."""
+        notes: list[str] = []
+        for attempt in range(self.cfg.retries + 1):
+            try:
+                result = self._load_once(table, unit)
+            except UnitFailed as exc:
+                if attempt >= self.cfg.retries or not exc.transient:
+                    raise
+                notes.append(f"{table.name} ({unit.relation}), attempt {attempt + 2} of {self.cfg.retries + 1}, "
+                             f"after: {exc.message}")
+                time.sleep(min(2 ** attempt, 30))
+            else:
+                return msgspec.structs.replace(result, retries=notes)
+        raise AssertionError("unreachable")
+
+    def _load_once(self, table: TablePlan, unit: Unit) -> UnitResult:
         start = time.perf_counter()
         try:
             self._connect(table.name)
             dst = self.dst
             rewriter = Rewriter(table.name, list(table.columns), list(table.rules)) if table.rules else None
+            toggle = self.cfg.trigger_mode != "replica" and table.has_user_triggers
             dst.execute("BEGIN")
             if self.cfg.trigger_mode == "replica":
                 dst.execute("SET LOCAL session_replication_role = replica")
-            else:
+            elif toggle:
                 dst.execute(f"ALTER TABLE {unit.relation} DISABLE TRIGGER USER")
-            dst.execute(f"TRUNCATE ONLY {unit.relation}")
+            copy_in = unit.copy_in
+            if unit.owns_relation:
+                dst.execute(f"TRUNCATE ONLY {unit.relation}")
+                copy_in += " WITH (FREEZE)"
             rows_out, rows_in, bytes_in, bytes_out = _pump.pump(
-                self.src, dst, unit.copy_out.encode(), (unit.copy_in + " WITH (FREEZE)").encode(),
+                self.src, dst, unit.copy_out.encode(), copy_in.encode(),
                 rewriter, self.cfg.flush_rows, self.cfg.flush_bytes, self.counters, self.slot)
             if not (rows_out == rows_in):
                 raise UnitFailed(table.name, f"row count mismatch on {unit.relation}: read {rows_out} rows "
                                              f"from the source, the target took {rows_in}")
-            if self.cfg.trigger_mode != "replica":
+            if toggle:
                 dst.execute(f"ALTER TABLE {unit.relation} ENABLE TRIGGER USER")
             dst.execute("COMMIT")
         except UnitFailed:
@@ -134,12 +168,27 @@ _worker: Worker | None = None
 _current = None
 
 
+def _die_with_parent() -> None:
+    """Linux: if the coordinator is killed, its workers die too, and the servers roll back their
+    transactions, rather than finishing tables nobody will record."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:
+        os._exit(1)
+
+
 def init_process(cfg: WorkerConfig, counters, current, slots) -> None:
     """Pool initializer: takes the next free progress slot and prepares the worker."""
     import signal
 
     global _worker, _current
     _current = current
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides how to stop
     with slots.get_lock():
         slot = slots.value
