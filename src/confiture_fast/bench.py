@@ -1,5 +1,893 @@
-"""confiture-fast bench (being written)."""
+"""`confiture-fast bench`: how fast this tool is next to a raw copy, on the same machine, in one run.
+
+Every contender loads the same generated tables into the same target tables (emptied the same way
+before each run, PK + UNIQUE(email) present), in interleaved repetitions so that the noise of a
+shared machine falls on all of them alike; medians and spreads are reported, and every number is a
+ratio to the floor measured in the same run: a raw libpq COPY pipe with no tool logic.
+
+Tool runs go through the real CLI in a subprocess, so process start-up, planning, worker spawn and
+the index rebuild are all in the time. CPU seconds are those of our own processes (getrusage of the
+waited-for children, or the thread running the in-process pipes); peak RSS is the sum over our
+process tree, sampled while the run goes. The servers' own processes are in neither.
+"""
+
+
+import datetime as _dt
+import os
+import platform
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import msgspec
+import psycopg
+
+from .errors import ConfigError, SyncError
+
+SCHEMA = "confiture_fast_bench"
+_MARK = "scratch schema of confiture-fast bench: dropped when the bench ends"
+TABLES = ("users", "orders", "events", "wide", "plain")
+# Rows per table for --rows N: issue 4's proportions (orders 2N, events 5N), N for the others.
+ROW_FACTOR = {"users": 1, "orders": 2, "events": 5, "wide": 1, "plain": 1}
+SHAPES = {"users": ("users",), "wide": ("wide",), "plain": ("plain",), "all": ("users", "wide", "plain")}
+INDEXES = {"users": 2, "orders": 1, "events": 1, "wide": 1, "plain": 1}
+DEFAULT_ROWS = 200_000
+DEFAULT_BATCH = 5000
+SWEEP_PARALLEL = (1, 2, 4)
+SWEEP_BATCH = (1000, 5000, 20000)
+BASELINE = "libpq pipe"
+MIN_NOISE = 0.05
+_BENCH_SECRET = "confiture-fast-bench-only-secret-0123456789"
+_REWRITER_MAX_BYTES = 64 << 20
+
+
+class BenchError(SyncError):
+    """A contender failed or loaded the wrong rows: the numbers would be meaningless."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+class Sample(msgspec.Struct, frozen=True):
+    wall_s: float
+    cpu_s: float
+    peak_rss_mib: float | None
+    rows: int
+
+
+class Run(msgspec.Struct, kw_only=True):
+    name: str
+    kind: str  # baseline | psql | pgcopydb | sync | rewriter
+    anonymized: bool = False
+    parallel: int | None = None
+    batch_size: int | None = None
+    rows: int = 0
+    bytes: int = 0
+    wall_s: float = 0.0
+    wall_min_s: float = 0.0
+    wall_max_s: float = 0.0
+    spread: float = 0.0  # (max - min) / median of the wall times
+    rows_per_s: float = 0.0
+    mb_per_s: float = 0.0
+    ratio: float = 0.0  # rows_per_s / the baseline's rows_per_s
+    wall_vs_psql: float | None = None  # wall time / the psql pipe's wall time (issue 4's goals)
+    cpu_s: float = 0.0
+    cpu_share: float = 0.0  # cpu_s / (wall_s * cores): our share of the whole machine
+    peak_rss_mib: float | None = None
+    samples: list[Sample] = []
+
+
+class Recommendation(msgspec.Struct, kw_only=True):
+    parallel: int
+    batch_size: int
+    rows_per_s: float
+    ties: list[str]
+    why: str
+
+
+class Report(msgspec.Struct, kw_only=True):
+    command: str
+    date: str
+    version: str
+    machine: dict
+    source: dict
+    target: dict
+    dataset: dict
+    repeat: int
+    baseline: str
+    runs: list[Run]
+    recommended: Recommendation | None
+    notes: list[str]
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _tree_rss(procs: list) -> int:
+    import psutil
+
+    total = 0
+    for p in procs:
+        try:
+            family = [p, *p.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for q in family:
+            try:
+                total += q.memory_info().rss
+            except psutil.Error:
+                pass
+    return total
+
+
+class _RssSampler:
+    """Samples the summed RSS of some process trees every 20 ms on a thread, keeps the peak."""
+
+    def __init__(self, pids: list[int]):
+        import psutil
+
+        self.procs = [psutil.Process(p) for p in pids]
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while True:
+            self.peak = max(self.peak, _tree_rss(self.procs))
+            if self._stop.wait(0.02):
+                return
+
+    def __enter__(self) -> "_RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _run_processes(start: Callable[[], list[subprocess.Popen]], what: str) -> tuple[float, float, float]:
+    """Starts processes, waits for all of them; (wall s, CPU s of them and their children, peak RSS MiB)."""
+    cpu0 = _children_cpu()
+    t0 = time.perf_counter()
+    procs = start()
+    try:
+        with _RssSampler([p.pid for p in procs]) as sampler:
+            outs = [p.communicate() for p in procs]
+    except BaseException:
+        for p in procs:
+            p.kill()
+            p.wait()
+        raise
+    wall = time.perf_counter() - t0
+    cpu = _children_cpu() - cpu0
+    for p, (_, err) in zip(procs, outs):
+        if p.returncode != 0:
+            tail = (err or b"").decode(errors="replace").strip()[-1500:]
+            raise BenchError(f"{what} failed (exit {p.returncode}): {tail}",
+                             "rerun with --debug; the bench stops at the first failed run")
+    return wall, cpu, sampler.peak / (1 << 20)
+
+
+# --------------------------------------------------------------------------- the two databases
+
+
+class Side(msgspec.Struct, frozen=True):
+    spec: str  # what the CLI is given as --from/--to
+    conninfo: str  # for psycopg (may hold a password: never shown)
+    display: str
+    psql_conninfo: str  # without the password, which psql gets through PGPASSWORD
+    password: str | None
+
+
+def _side_from_env(spec: str, env) -> Side:
+    return Side(spec, env.conninfo(), env.display(), msgspec.structs.replace(env, password=None).conninfo(),
+                env.password)
+
+
+def _connect(side: Side) -> psycopg.Connection:
+    return psycopg.connect(side.conninfo, autocommit=True, connect_timeout=10)
+
+
+def _qual(table: str) -> str:
+    return f'"{SCHEMA}"."{table}"'
+
+
+def _prepare_scratch(conn: psycopg.Connection, where: str) -> None:
+    """Refuses a schema of that name that the bench did not create; drops a leftover of an earlier bench."""
+    row = conn.execute("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
+                       (SCHEMA,)).fetchone()
+    if row is not None:
+        if row[0] != _MARK:
+            raise ConfigError(f"the {where} already has a schema {SCHEMA} that confiture-fast bench did not create",
+                              "rename or drop it: the bench needs that name for its scratch tables")
+        conn.execute(f'DROP SCHEMA "{SCHEMA}" CASCADE')
+
+
+def _mark(conn: psycopg.Connection) -> None:
+    conn.execute(f"COMMENT ON SCHEMA \"{SCHEMA}\" IS '{_MARK}'")
+
+
+def _drop_scratch(side: Side) -> None:
+    with _connect(side) as conn:
+        row = conn.execute("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
+                           (SCHEMA,)).fetchone()
+        if row is not None and row[0] == _MARK:
+            conn.execute(f'DROP SCHEMA "{SCHEMA}" CASCADE')
+
+
+class Dataset(msgspec.Struct, kw_only=True):
+    tables: tuple[str, ...]
+    rows: dict[str, int]
+    bytes: dict[str, int] = {}
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes.values())
+
+
+def _create_tables(src: Side, dst: Side, tables: tuple[str, ...], rows: int) -> Dataset:
+    from . import sample
+
+    counts = {t: rows * ROW_FACTOR[t] if t in tables else 0 for t in TABLES}
+    if counts["orders"] or counts["events"]:
+        counts["users"] = rows  # their user_id values point into users
+    unused = [t for t in TABLES if t not in tables]
+    with _connect(src) as conn:
+        _prepare_scratch(conn, "source")
+        conn.execute(f'CREATE SCHEMA "{SCHEMA}"')
+        _mark(conn)
+    sample.create_bench_tables(src.conninfo, schema=SCHEMA, **counts)
+    with _connect(src) as conn:
+        if unused:
+            conn.execute("DROP TABLE " + ", ".join(_qual(t) for t in unused))
+    _create_target(dst, unused)
+    return Dataset(tables=tables, rows={t: counts[t] for t in tables})
+
+
+def _create_target(dst: Side, unused: list[str]) -> None:
+    from . import sample
+
+    with _connect(dst) as conn:
+        _prepare_scratch(conn, "target")
+        conn.execute(sample.bench_schema_sql(SCHEMA))
+        _mark(conn)
+        if unused:
+            conn.execute("DROP TABLE " + ", ".join(_qual(t) for t in unused))
+
+
+# --------------------------------------------------------------------------- contenders
+
+
+class Context(msgspec.Struct, kw_only=True):
+    src: Side
+    dst: Side
+    dataset: Dataset
+    env_dir: str
+    rules: str
+    psql: str | None
+    child_env: dict[str, str]
+
+
+class Contender(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    kind: str
+    anonymized: bool = False
+    parallel: int | None = None
+    batch_size: int | None = None
+
+
+def _run_baseline(ctx: Context) -> Sample:
+    """The floor: each table through the compiled pump, one transaction a side, no rewriter, no tool logic."""
+    from ._pump import pump
+
+    rows = 0
+    nbytes = {}
+    t0 = time.perf_counter()
+    cpu0 = time.thread_time()
+    with _RssSampler([os.getpid()]) as sampler, _connect(ctx.src) as s, _connect(ctx.dst) as d:
+        for table in ctx.dataset.tables:
+            s.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            d.execute("BEGIN")
+            out = pump(s, d, f"COPY {_qual(table)} TO STDOUT".encode(), f"COPY {_qual(table)} FROM STDIN".encode())
+            d.execute("COMMIT")
+            s.execute("COMMIT")
+            rows += out[1]
+            nbytes[table] = out[2]
+    cpu = time.thread_time() - cpu0
+    wall = time.perf_counter() - t0
+    ctx.dataset.bytes = nbytes
+    return Sample(wall, cpu, sampler.peak / (1 << 20), rows)
+
+
+def _run_psql(ctx: Context) -> Sample:
+    """`psql \\copy to stdout | psql \\copy from stdin`, one pipe per table, one after the other."""
+    env = {**os.environ}
+    wall = cpu = peak = 0.0
+    for table in ctx.dataset.tables:
+        def start(table=table) -> list[subprocess.Popen]:
+            out = subprocess.Popen([ctx.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", ctx.src.psql_conninfo,
+                                    "-c", f"\\copy {_qual(table)} to stdout"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env={**env, **_pgpass(ctx.src)})
+            into = subprocess.Popen([ctx.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", ctx.dst.psql_conninfo,
+                                     "-c", f"\\copy {_qual(table)} from stdin"], stdin=out.stdout,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**env, **_pgpass(ctx.dst)})
+            out.stdout.close()
+            return [out, into]
+
+        w, c, p = _run_processes(start, f"psql pipe of {table}")
+        wall, cpu, peak = wall + w, cpu + c, max(peak, p)
+    return Sample(wall, cpu, peak, 0)
+
+
+def _pgpass(side: Side) -> dict[str, str]:
+    return {"PGPASSWORD": side.password} if side.password else {}
+
+
+def _run_pgcopydb(ctx: Context, workdir: Path) -> Sample:
+    """`pgcopydb clone` of the scratch schema into a target where it does not exist yet."""
+    filters = workdir / "pgcopydb-filters.ini"
+    filters.write_text(f"[include-only-schema]\n{SCHEMA}\n")
+    run_dir = workdir / "pgcopydb"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cmd = ["pgcopydb", "clone", "--source", ctx.src.conninfo, "--target", ctx.dst.conninfo,
+           "--filters", str(filters), "--dir", str(run_dir), "--table-jobs", str(os.cpu_count() or 1),
+           "--index-jobs", str(os.cpu_count() or 1), "--no-owner", "--no-acl", "--skip-extensions"]
+    wall, cpu, peak = _run_processes(
+        lambda: [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  env={**os.environ, **ctx.child_env})], "pgcopydb clone")
+    return Sample(wall, cpu, peak, 0)
+
+
+def _run_sync(ctx: Context, c: Contender) -> Sample:
+    cmd = [sys.executable, "-m", "confiture_fast", "sync", "--from", ctx.src.spec, "--to", ctx.dst.spec,
+           "--env-dir", ctx.env_dir, "--include", f"{SCHEMA}.*", "--no-progress", "--format", "json",
+           "--parallel", str(c.parallel), "--batch-size", str(c.batch_size)]
+    if c.anonymized:
+        cmd += ["--anonymize-config", ctx.rules]
+    cpu0 = _children_cpu()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **ctx.child_env})
+    try:
+        with _RssSampler([proc.pid]) as sampler:
+            out, err = proc.communicate()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    wall = time.perf_counter() - t0
+    cpu = _children_cpu() - cpu0
+    try:
+        result = msgspec.json.decode(out)
+    except msgspec.DecodeError:
+        result = {}
+    if proc.returncode != 0 or not result.get("ok"):
+        tail = err.decode(errors="replace").strip()[-1500:] or str(result.get("error"))
+        raise BenchError(f"{c.name} failed (exit {proc.returncode}): {tail}",
+                         "rerun the same sync by hand with --debug to see why")
+    return Sample(wall, cpu, sampler.peak / (1 << 20), int(result.get("total_rows", 0)))
+
+
+def _reset_target(ctx: Context) -> None:
+    """The same for every contender: the tables emptied, their indexes checked present."""
+    with _connect(ctx.dst) as conn:
+        conn.execute("TRUNCATE " + ", ".join(_qual(t) for t in ctx.dataset.tables))
+        have = dict(conn.execute(
+            "SELECT c.relname, count(i.indexrelid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_index i ON i.indrelid = c.oid WHERE n.nspname = %s AND c.relkind = 'r' GROUP BY 1",
+            (SCHEMA,)).fetchall())
+    want = {t: INDEXES[t] for t in ctx.dataset.tables}
+    if have != want:
+        raise BenchError(f"the target's scratch tables are not as the bench made them: indexes {have}, expected {want}",
+                         "an earlier run may have failed halfway; rerun the bench")
+
+
+def _loaded_rows(ctx: Context) -> dict[str, int]:
+    with _connect(ctx.dst) as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {_qual(t)}").fetchone()[0] for t in ctx.dataset.tables}
+
+
+def _measure(ctx: Context, c: Contender, workdir: Path) -> Sample:
+    if c.kind == "pgcopydb":
+        with _connect(ctx.dst) as conn:
+            conn.execute(f'DROP SCHEMA "{SCHEMA}" CASCADE')
+        try:
+            sample = _run_pgcopydb(ctx, workdir)
+            loaded = _loaded_rows(ctx)
+        finally:
+            with _connect(ctx.dst) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
+            _create_target(ctx.dst, [t for t in TABLES if t not in ctx.dataset.tables])
+    else:
+        _reset_target(ctx)
+        if c.kind == "baseline":
+            sample = _run_baseline(ctx)
+        elif c.kind == "psql":
+            sample = _run_psql(ctx)
+        else:
+            sample = _run_sync(ctx, c)
+        loaded = _loaded_rows(ctx)
+    if loaded != ctx.dataset.rows:
+        raise BenchError(f"{c.name} loaded {loaded} rows, the source has {ctx.dataset.rows}",
+                         "a contender that loses rows is broken: report it")
+    return msgspec.structs.replace(sample, rows=sum(loaded.values()))
+
+
+def _rewriter_alone(ctx: Context, secret: bytes) -> Run | None:
+    """The rewriter on the source's own COPY text, in memory: what the anonymization costs without I/O."""
+    from . import config
+    from ._anon import Rewriter
+    from .catalog import read_catalog
+    from .plan import Selection, build_plan
+
+    with _connect(ctx.src) as s, _connect(ctx.dst) as d:
+        plan = build_plan(read_catalog(s), read_catalog(d), Selection(include=(f"{SCHEMA}.*",)),
+                          config.load_rules(Path(ctx.rules)), secret)
+        work = []
+        for tp in plan.tables:
+            if not tp.rules:
+                continue
+            cols = ", ".join('"' + c.replace('"', '""') + '"' for c in tp.columns)
+            chunks, size, rows = [], 0, 0
+            with s.cursor().copy(f"COPY {tp.relation} ({cols}) TO STDOUT") as cp:
+                for row in cp:
+                    if size >= _REWRITER_MAX_BYTES:
+                        break
+                    chunks.append(bytes(row))
+                    size += len(row)
+                    rows += 1
+            blob = b"".join(chunks)
+            work.append((tp, [blob[i:i + 65536] for i in range(0, len(blob), 65536)], rows, len(blob)))
+    if not work:
+        return None
+    rows = sum(w[2] for w in work)
+    nbytes = sum(w[3] for w in work)
+    walls = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for tp, chunks, _, _ in work:
+            rw = Rewriter(tp.name, list(tp.columns), list(tp.rules))
+            for chunk in chunks:
+                rw.rewrite(chunk)
+            rw.finish()
+        walls.append(time.perf_counter() - t0)
+    samples = [Sample(w, w, None, rows) for w in walls]
+    return Run(name="rewriter alone (in memory)", kind="rewriter", anonymized=True, rows=rows, bytes=nbytes,
+               samples=samples)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _summarize(run: Run, baseline: Run | None, psql: Run | None, cores: int) -> None:
+    walls = [s.wall_s for s in run.samples]
+    run.wall_s = statistics.median(walls)
+    run.wall_min_s, run.wall_max_s = min(walls), max(walls)
+    run.spread = (run.wall_max_s - run.wall_min_s) / run.wall_s if run.wall_s else 0.0
+    run.rows_per_s = run.rows / run.wall_s if run.wall_s else 0.0
+    run.mb_per_s = run.bytes / run.wall_s / 1e6 if run.wall_s else 0.0
+    run.cpu_s = statistics.median(s.cpu_s for s in run.samples)
+    run.cpu_share = run.cpu_s / (run.wall_s * cores) if run.wall_s else 0.0
+    rss = [s.peak_rss_mib for s in run.samples if s.peak_rss_mib is not None]
+    run.peak_rss_mib = max(rss) if rss else None
+    if baseline is not None and baseline.rows_per_s:
+        run.ratio = run.rows_per_s / baseline.rows_per_s
+    if psql is not None and psql.wall_s and run.kind != "rewriter":
+        run.wall_vs_psql = run.wall_s / psql.wall_s
+
+
+def _recommend(runs: list[Run]) -> Recommendation | None:
+    """The fastest anonymized configuration, or among those within its noise the one with fewest workers."""
+    cands = [r for r in runs if r.kind == "sync" and r.anonymized]
+    if not cands:
+        return None
+    best = min(cands, key=lambda r: r.wall_s)
+    noise = max(best.spread, MIN_NOISE)
+    ties = [r for r in cands if r.wall_s <= best.wall_s * (1 + noise)]
+    pick = min(ties, key=lambda r: (r.parallel, abs(r.batch_size - DEFAULT_BATCH), r.batch_size))
+    if len(cands) == 1:
+        why = "the only configuration measured: run with --sweep to compare --parallel and --batch-size values"
+    elif pick is best:
+        why = f"fastest of {len(cands)} anonymized configurations"
+    else:
+        why = (f"within noise ({noise:.0%}) of the fastest ({best.name}, {best.rows_per_s:,.0f} rows/s) "
+               f"with fewer workers or the default batch size")
+    return Recommendation(parallel=pick.parallel, batch_size=pick.batch_size, rows_per_s=pick.rows_per_s,
+                          ties=[r.name for r in ties], why=why)
+
+
+def _machine() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count() or 1, "cpu": model, "platform": platform.platform(),
+            "python": platform.python_version(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _server_info(side: Side, where: str) -> dict:
+    with _connect(side) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+    return {"where": where, "server_version": version}
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class Options(msgspec.Struct, kw_only=True):
+    source: str | None = None
+    target: str | None = None
+    env_dir: str = "db/environments"
+    rows: int = DEFAULT_ROWS
+    shape: tuple[str, ...] = ("users",)
+    repeat: int = 3
+    sweep: bool = False
+    parallel: int = os.cpu_count() or 1
+    batch_size: int = DEFAULT_BATCH
+    pg_bin: str | None = None
+    pgcopydb: bool = False
+    command: str = ""
+
+
+def _contenders(opts: Options, psql: str | None) -> list[Contender]:
+    out = [Contender(name=BASELINE, kind="baseline")]
+    if psql:
+        out.append(Contender(name="psql pipe", kind="psql"))
+    if opts.pgcopydb:
+        out.append(Contender(name="pgcopydb clone", kind="pgcopydb"))
+    out.append(Contender(name=f"sync verbatim -p{opts.parallel} -b{opts.batch_size}", kind="sync",
+                         parallel=opts.parallel, batch_size=opts.batch_size))
+    grid = [(p, b) for p in SWEEP_PARALLEL for b in SWEEP_BATCH] if opts.sweep else []
+    if (opts.parallel, opts.batch_size) not in grid:
+        grid.insert(0, (opts.parallel, opts.batch_size))
+    out += [Contender(name=f"sync anonymized -p{p} -b{b}", kind="sync", anonymized=True, parallel=p, batch_size=b)
+            for p, b in grid]
+    return out
+
+
+def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
+    from . import __version__, config
+
+    notes: list[str] = []
+    if opts.pgcopydb and not shutil.which("pgcopydb"):
+        raise ConfigError("--pgcopydb: pgcopydb is not on PATH", "install it (Debian: apt-get install pgcopydb)")
+    secret = os.environ.get(config.SECRET_ENV_VAR) or _BENCH_SECRET
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="confiture-fast-bench-")))
+        if opts.source is None:
+            from .embedded import ThrowawayServer
+
+            log("starting two throwaway PostgreSQL servers")
+            s1 = stack.enter_context(ThrowawayServer(opts.pg_bin))
+            s2 = stack.enter_context(ThrowawayServer(opts.pg_bin))
+            src_uri, dst_uri = s1.create_database("bench_source"), s2.create_database("bench_target")
+            src = Side(src_uri, src_uri, src_uri, src_uri, None)
+            dst = Side(dst_uri, dst_uri, dst_uri, dst_uri, None)
+            where = ("embedded", "embedded")
+            psql = shutil.which("psql", path=str(s1.bin_dir)) or shutil.which("psql")
+        else:
+            src, dst = _resolve_pair(opts)
+            where = (src.display, dst.display)
+            psql = shutil.which("psql")
+        if psql is None:
+            notes.append("psql was not found: no psql pipe in this run")
+        rules = workdir / "rules.yaml"
+        rules.write_text(_rules_yaml(opts.shape))
+        source_info, target_info = _server_info(src, where[0]), _server_info(dst, where[1])
+        state_existed = _state_schema_exists(dst)
+        stack.callback(_cleanup, src, dst, state_existed, log)
+        log(f"generating {', '.join(f'{t} x{ROW_FACTOR[t] * opts.rows:,}' for t in opts.shape)} on the source")
+        dataset = _create_tables(src, dst, opts.shape, opts.rows)
+        ctx = Context(src=src, dst=dst, dataset=dataset, env_dir=opts.env_dir, rules=str(rules), psql=psql,
+                      child_env={config.SECRET_ENV_VAR: secret})
+        contenders = _contenders(opts, psql)
+        runs = {c.name: Run(name=c.name, kind=c.kind, anonymized=c.anonymized, parallel=c.parallel,
+                            batch_size=c.batch_size) for c in contenders}
+        # the first pass warms caches and fills dataset.bytes; it is not counted
+        log("warm-up: one untimed run of the baseline")
+        _measure(ctx, contenders[0], workdir)
+        for rep in range(opts.repeat):
+            k = rep % len(contenders)
+            for c in contenders[k:] + contenders[:k]:
+                s = _measure(ctx, c, workdir)
+                runs[c.name].samples.append(s)
+                log(f"round {rep + 1}/{opts.repeat}: {c.name:32} {s.wall_s:7.2f} s  cpu {s.cpu_s:6.2f} s"
+                    + (f"  rss {s.peak_rss_mib:6.0f} MiB" if s.peak_rss_mib is not None else ""))
+        log("rewriter alone, in memory")
+        rw = _rewriter_alone(ctx, secret.encode())
+    out = list(runs.values()) + ([rw] if rw else [])
+    for r in out:
+        if r.kind != "rewriter":
+            r.rows, r.bytes = dataset.total_rows, dataset.total_bytes
+    if rw is None:
+        notes.append("no table of this shape has rules: no rewriter-alone run")
+    cores = os.cpu_count() or 1
+    base = runs[BASELINE]
+    _summarize(base, None, None, cores)
+    base.ratio = 1.0
+    pipe = runs.get("psql pipe")
+    if pipe:
+        _summarize(pipe, base, None, cores)
+        pipe.wall_vs_psql = 1.0
+    for r in out:
+        if r is not base and r is not pipe:
+            _summarize(r, base, pipe, cores)
+    return Report(
+        command=opts.command, date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        version=__version__, machine=_machine(), source=source_info, target=target_info,
+        dataset={"schema": SCHEMA, "shape": list(opts.shape), "tables": {
+            t: {"rows": dataset.rows[t], "bytes": dataset.bytes.get(t, 0)} for t in dataset.tables},
+            "rows": dataset.total_rows, "bytes": dataset.total_bytes},
+        repeat=opts.repeat, baseline=BASELINE, runs=out, recommended=_recommend(out), notes=notes)
+
+
+def _rules_yaml(tables: tuple[str, ...]) -> str:
+    """The benchmark rules of the tables in the run only: a rule for a missing table is an error."""
+    import yaml
+
+    from .sample import bench_rules_yaml
+
+    rules = yaml.safe_load(bench_rules_yaml(SCHEMA))
+    return yaml.safe_dump({k: v for k, v in rules.items() if k.split(".", 1)[1] in tables}, sort_keys=False)
+
+
+def _state_schema_exists(side: Side) -> bool:
+    from .catalog import STATE_SCHEMA
+
+    with _connect(side) as conn:
+        return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (STATE_SCHEMA,)).fetchone() is not None
+
+
+def _cleanup(src: Side, dst: Side, state_existed: bool, log: Callable[[str], None]) -> None:
+    """Drops the scratch schema on both sides, and the sync's bookkeeping schema when the bench made it."""
+    from .catalog import STATE_SCHEMA, quote_ident
+
+    for side in (src, dst):
+        try:
+            _drop_scratch(side)
+        except psycopg.Error as exc:
+            log(f"warning: could not drop {SCHEMA} on {side.display}: {exc}")
+    if state_existed:
+        return
+    try:
+        with _connect(dst) as conn:
+            state = f"{quote_ident(STATE_SCHEMA)}.pending_ddl"
+            if conn.execute("SELECT to_regclass(%s)", (state,)).fetchone()[0] is not None:
+                if conn.execute(f"SELECT count(*) FROM {state}").fetchone()[0]:
+                    return
+            conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(STATE_SCHEMA)} CASCADE")
+    except psycopg.Error as exc:
+        log(f"warning: could not drop {STATE_SCHEMA} on {dst.display}: {exc}")
+
+
+def _resolve_pair(opts: Options) -> tuple[Side, Side]:
+    from . import config
+    from .coordinator import _identity
+
+    if opts.source is None or opts.target is None:
+        raise ConfigError("--from and --to go together", "give both, or neither for the embedded servers")
+    src_env = config.resolve_environment(opts.source, Path(opts.env_dir))
+    dst_env = config.resolve_environment(opts.target, Path(opts.env_dir))
+    from .cli import _Redactor
+
+    _Redactor.add(src_env.password)
+    _Redactor.add(dst_env.password)
+    if dst_env.protected:
+        raise ConfigError(f"the target {dst_env.name} is protected: the bench never writes into it",
+                          "give a scratch or staging server as --to")
+    src, dst = _side_from_env(opts.source, src_env), _side_from_env(opts.target, dst_env)
+    try:
+        with _connect(src) as s, _connect(dst) as d:
+            same = _identity(s) == _identity(d)
+    except psycopg.OperationalError as exc:
+        raise ConfigError(f"cannot connect: {str(exc).strip().splitlines()[-1]}",
+                          "check that both servers are running and the settings are right") from None
+    if same:
+        raise ConfigError("--to is the same database as --from", "give a different target database")
+    return src, dst
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _table_counts(ds: dict) -> str:
+    return ", ".join(f"{t} {v['rows']:,} rows" for t, v in ds["tables"].items())
+
+
+def _fmt_rss(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def render(report: Report, console) -> None:
+    """The rich table, the recommendation and the run information."""
+    from rich.table import Table
+
+    ds = report.dataset
+    table = Table(title=f"confiture-fast bench: {ds['rows']:,} rows, {ds['bytes'] / 1e6:,.0f} MB of COPY text "
+                        f"({_table_counts(ds)}); "
+                        f"median of {report.repeat}, interleaved", title_justify="left")
+    for col, just in (("run", "left"), ("rows/s", "right"), ("MB/s", "right"), ("vs floor", "right"),
+                      ("time vs psql", "right"), ("wall s (min-max)", "right"), ("spread", "right"),
+                      ("CPU s", "right"), ("CPU share", "right"), ("peak RSS MiB", "right")):
+        table.add_column(col, justify=just)
+    rec = report.recommended
+    for r in report.runs:
+        name = r.name + (" (floor)" if r.name == report.baseline else "")
+        if rec and r.kind == "sync" and r.anonymized and (r.parallel, r.batch_size) == (rec.parallel, rec.batch_size):
+            name += " *"
+        table.add_row(name, f"{r.rows_per_s:,.0f}", f"{r.mb_per_s:,.1f}", f"{r.ratio:.2f}x",
+                      "-" if r.wall_vs_psql is None else f"{r.wall_vs_psql:.2f}x",
+                      f"{r.wall_s:.2f} ({r.wall_min_s:.2f}-{r.wall_max_s:.2f})", f"{r.spread:.0%}",
+                      f"{r.cpu_s:.2f}", f"{r.cpu_share:.0%}", _fmt_rss(r.peak_rss_mib))
+    console.print(table)
+    if rec:
+        console.print(f"recommended: --parallel {rec.parallel} --batch-size {rec.batch_size}  * ({rec.why})",
+                      markup=False, highlight=False)
+    m = report.machine
+    console.print(f"machine: {m['cores']} cores {m['cpu']}, load average at start {m['load_avg_at_start']}; "
+                  f"source PostgreSQL {report.source['server_version']} ({report.source['where']}), "
+                  f"target PostgreSQL {report.target['server_version']} ({report.target['where']}); "
+                  f"{report.date}; confiture-fast {report.version}", markup=False, highlight=False)
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+_COLORS = {"baseline": "#6b7280", "psql": "#94a3b8", "pgcopydb": "#a78bfa", "sync": "#0d9488", "anon": "#ea580c"}
+
+
+def svg_chart(report: Report) -> str:
+    """Horizontal bars of median rows/s per configuration, min-max whiskers, the floor as a dashed line."""
+    runs = [r for r in report.runs if r.kind != "rewriter"]
+    base = next(r for r in runs if r.name == report.baseline)
+    label_w, bar_w, row_h, top = 270, 520, 28, 64
+    width, height = label_w + bar_w + 150, top + row_h * len(runs) + 56
+    peak = max(r.rows / r.wall_min_s for r in runs if r.wall_min_s) * 1.05
+    x = lambda v: label_w + bar_w * v / peak  # noqa: E731
+    ds = report.dataset
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+           f'<text x="10" y="22" font-size="15" font-weight="bold">Throughput per configuration '
+           f'(rows/s, median of {report.repeat}; whiskers: min-max)</text>',
+           f'<text x="10" y="42" fill="#374151">{_esc(_table_counts(ds))}; '
+           f'{report.machine["cores"]} cores; PostgreSQL {_esc(report.source["server_version"])} to '
+           f'{_esc(report.target["server_version"])}; {_esc(report.date)}</text>']
+    rec = report.recommended
+    for i, r in enumerate(runs):
+        y = top + i * row_h
+        color = _COLORS["anon" if r.anonymized else r.kind]
+        name = r.name + (" *" if rec and r.anonymized and r.kind == "sync"
+                         and (r.parallel, r.batch_size) == (rec.parallel, rec.batch_size) else "")
+        out.append(f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end">{_esc(name)}</text>')
+        out.append(f'<rect x="{label_w}" y="{y + 5}" width="{x(r.rows_per_s) - label_w:.1f}" height="{row_h - 10}" '
+                   f'fill="{color}"><title>{_esc(r.name)}: {r.rows_per_s:,.0f} rows/s</title></rect>')
+        if r.wall_min_s and r.wall_max_s:
+            lo, hi = x(r.rows / r.wall_max_s), x(r.rows / r.wall_min_s)
+            out.append(f'<line x1="{lo:.1f}" x2="{hi:.1f}" y1="{y + row_h / 2}" y2="{y + row_h / 2}" '
+                       f'stroke="#111827" stroke-width="1.5"/>')
+        out.append(f'<text x="{x(r.rows_per_s) + 6 if r.rows_per_s < peak * 0.8 else label_w + bar_w + 6:.1f}" '
+                   f'y="{y + 17}">{r.rows_per_s / 1e3:,.0f}k ({r.ratio:.2f}x)</text>')
+    bx = x(base.rows_per_s)
+    bottom = top + row_h * len(runs)
+    out.append(f'<line x1="{bx:.1f}" x2="{bx:.1f}" y1="{top - 4}" y2="{bottom + 4}" stroke="#111827" '
+               f'stroke-dasharray="5,4"/>')
+    out.append(f'<text x="{bx:.1f}" y="{bottom + 18}" text-anchor="middle">floor: {_esc(report.baseline)} '
+               f'{base.rows_per_s / 1e3:,.0f}k rows/s</text>')
+    rw = next((r for r in report.runs if r.kind == "rewriter"), None)
+    foot = "ratios are to the floor measured in the same run"
+    if rw:
+        foot += f"; the rewriter alone, in memory: {rw.rows_per_s / 1e6:,.1f}M rows/s ({rw.ratio:.0f}x, not drawn)"
+    out.append(f'<text x="10" y="{height - 10}" fill="#374151">{_esc(foot)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _parse_shape(value: str) -> tuple[str, ...]:
+    if value in SHAPES:
+        return SHAPES[value]
+    names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    bad = [n for n in names if n not in TABLES]
+    if bad or not names:
+        raise ConfigError(f"--shape {value!r}: unknown {', '.join(bad) or 'shape'}",
+                          f"give one of {', '.join(SHAPES)}, or a comma-separated list of {', '.join(TABLES)}")
+    return names
 
 
 def register(app) -> None:
     """Adds the `bench` command to the CLI."""
+    import typer
+
+    from .cli import DEFAULT_ENV_DIR, Format
+
+    @app.command("bench", help="""Measure this tool against a raw COPY pipe on the same machine, and find the best settings.
+
+\b
+  confiture-fast bench                                   # two throwaway servers, users table
+  confiture-fast bench --sweep --plot bench.svg          # also --parallel 1,2,4 x --batch-size 1000,5000,20000
+  confiture-fast bench --rows 1000000 --shape users,orders,events
+  confiture-fast bench --from prod_replica --to staging  # your servers, in a scratch schema
+
+Every run loads the same rows into the same target tables (emptied before each run, indexes
+present); repetitions are interleaved; ratios are to the raw libpq pipe measured in the same run.
+""")
+    def bench(
+        source: Annotated[Optional[str], typer.Option("--from", help="Source server (environment name or URI); default: a throwaway one.")] = None,
+        target: Annotated[Optional[str], typer.Option("--to", help="Target server (environment name or URI); never a protected one.")] = None,
+        env_dir: Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")] = DEFAULT_ENV_DIR,
+        rows: Annotated[int, typer.Option("--rows", min=100, help="Rows of users, wide and plain; orders get 2x, events 5x.")] = DEFAULT_ROWS,
+        shape: Annotated[str, typer.Option("--shape", help="users, wide, plain, all (users+wide+plain), or a list of tables: users,orders,events.")] = "users",
+        repeat: Annotated[int, typer.Option("--repeat", min=1, help="Interleaved rounds; medians and spreads over them.")] = 3,
+        sweep: Annotated[bool, typer.Option("--sweep", help="Anonymized sync with --parallel 1,2,4 x --batch-size 1000,5000,20000.")] = False,
+        parallel: Annotated[Optional[int], typer.Option("--parallel", min=1, max=64, help="Workers of the tool runs (default: number of cores).")] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per write of the tool runs.")] = DEFAULT_BATCH,
+        pg_bin: Annotated[Optional[Path], typer.Option("--pg-bin", help="PostgreSQL bin folder of the throwaway servers (default: the embedded PostgreSQL 18).")] = None,
+        pgcopydb: Annotated[bool, typer.Option("--pgcopydb", help="Also time `pgcopydb clone` of the same tables (its pg_dump must handle the servers' version).")] = False,
+        plot: Annotated[Optional[Path], typer.Option("--plot", help="Write an SVG chart of throughput per configuration here.")] = None,
+        fmt: Annotated[Format, typer.Option("--format", help="text, or json: one JSON object on stdout.")] = Format.text,
+        debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    ) -> None:
+        from .cli import _fail, _Redactor
+        from .progress import stderr_console
+
+        console = stderr_console()
+        try:
+            if (source is None) != (target is None):
+                raise ConfigError("--from and --to go together", "give both, or neither for the throwaway servers")
+            if pg_bin is not None and source is not None:
+                raise ConfigError("--pg-bin is for the throwaway servers", "leave it out with --from/--to")
+            if pgcopydb and source is not None:
+                raise ConfigError("--pgcopydb runs only on the throwaway servers",
+                                  "leave it out with --from/--to: pgcopydb clone would write outside the scratch schema")
+            opts = Options(source=source, target=target, env_dir=str(env_dir), rows=rows, shape=_parse_shape(shape),
+                           repeat=repeat, sweep=sweep, parallel=parallel or os.cpu_count() or 1,
+                           batch_size=batch_size, pg_bin=str(pg_bin) if pg_bin else None, pgcopydb=pgcopydb,
+                           command=shlex.join(["confiture-fast", *sys.argv[1:]]))
+            report = run_bench(opts, lambda msg: print(_Redactor.clean(msg), file=sys.stderr, flush=True))
+            report.command = _Redactor.clean(report.command)
+            if plot is not None:
+                plot.parent.mkdir(parents=True, exist_ok=True)
+                plot.write_text(svg_chart(report))
+            if fmt is Format.json:
+                sys.stdout.write(_Redactor.clean(msgspec.json.encode(report).decode()) + "\n")
+            else:
+                from rich.console import Console
+
+                render(report, Console(width=max(Console().width, 150)))
+                if plot is not None:
+                    console.print(f"chart: {plot}", markup=False, highlight=False)
+        except KeyboardInterrupt:
+            console.print("interrupted: the scratch schema was dropped")
+            raise typer.Exit(130)
+        except typer.Exit:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every error leaves as one clean message
+            raise _fail(exc, debug) from None
