@@ -1,5 +1,5 @@
 # The C-level face of the COPY-text rewriter, cimported by the pump (_pump.pyx).
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint8_t, uint64_t
 
 cdef struct OutBuf:
     char* data
@@ -10,14 +10,26 @@ cdef struct OutBuf:
 cdef int outbuf_reserve(OutBuf* b, size_t extra) noexcept nogil
 cdef void outbuf_free(OutBuf* b) noexcept nogil
 
+# A list of values (fake_* strategies): item i is data[off[i]:off[i + 1]].
+cdef struct Pool:
+    const char* data
+    const unsigned int* off
+    size_t n
+
 # How one column is rewritten; code 0 means copied through untouched.
 cdef struct FieldSpec:
     int code
     uint64_t k0
     uint64_t k1
-    int length
-    const char* text
+    int length              # hex digits (email, hash, fake_email)
+    const char* text        # domain, constant value or mask character
     size_t text_len
+    long long a             # keep_first / keep_prefix / days / IPv4 prefix
+    long long b             # keep_last / keep_suffix / relative noise flag / IPv6 prefix
+    double x                # noise bound
+    size_t max_out          # longest output of the fixed-shape strategies, in bytes
+    Py_ssize_t key_index    # column whose value keys the PRF instead of the field's own, or -1
+    Pool pools[2]
 
 cdef class Rewriter:
     cdef public str table
@@ -28,10 +40,14 @@ cdef class Rewriter:
     cdef size_t* tabs          # offsets of the separators of the row being rewritten
     cdef Py_ssize_t* touched   # indexes of the ruled columns, ascending
     cdef Py_ssize_t ntouched
+    cdef const char* cur_row   # the row being rewritten, for per-row keys
+    cdef size_t cur_n
     cdef OutBuf scratch      # the unescaped value of the field being rewritten
+    cdef OutBuf keybuf       # the unescaped value of its key column
+    cdef OutBuf result       # the strategy's output before escaping
     cdef OutBuf pybuf        # output of the Python-level rewrite()
     cdef bytearray tail      # partial row carried over between rewrite() calls
-    cdef list keep_alive     # Python objects whose buffers FieldSpec.text points into
+    cdef list keep_alive     # Python objects whose buffers FieldSpecs point into
     cdef int err_code
     cdef Py_ssize_t err_col
     cdef long long err_row
@@ -40,6 +56,10 @@ cdef class Rewriter:
     # Returns 0, or -1 with the error kept in the object: the caller then calls raise_error() with the GIL.
     cdef int rewrite_row(self, const char* row, size_t n, OutBuf* out) noexcept nogil
     cdef raise_error(self)
-    cdef int _checked_row(self, const char* row, size_t n, OutBuf* out) noexcept nogil
+    cdef int _check_structure(self, const char* row, size_t n) noexcept nogil
     cdef int _fail(self, int code, Py_ssize_t col, Py_ssize_t detail) noexcept nogil
+    cdef int _value(self, Py_ssize_t col, const char* f, size_t n, OutBuf* buf,
+                    const uint8_t** v, size_t* vn) noexcept nogil
     cdef int _field(self, Py_ssize_t col, const char* f, size_t n, OutBuf* out) noexcept nogil
+    cdef void _fake(self, FieldSpec* spec, const uint8_t* h, OutBuf* res) noexcept nogil
+    cdef _set_spec(self, FieldSpec* spec, rule)

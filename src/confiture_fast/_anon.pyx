@@ -7,12 +7,14 @@ UTF-8, handed to its strategy and written back in PostgreSQL's own COPY TO escap
 docs/strategies.md). The pure-Python twin in anon_ref.py defines the expected output byte for byte.
 """
 
+from array import array
+
 from libc.stdint cimport uint8_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memchr, memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-from confiture_fast.strategies import RewriteError, STRATEGIES
+from confiture_fast.strategies import STRATEGIES, RewriteError, fake_pools
 
 cdef extern from "_siphash.h" nogil:
     void cf_siphash(uint64_t k0, uint64_t k1, const uint8_t* data, size_t n, uint8_t* out, int outlen)
@@ -22,6 +24,18 @@ cdef extern from "_scan.h" nogil:
     size_t cf_find_tabs(const char* s, size_t n, size_t* pos, size_t max, int* suspect)
     bint cf_is_plain(const char* s, size_t n)
 
+cdef extern from "_strategies.h" nogil:
+    int CF_BAD_DATE, CF_BAD_CALENDAR, CF_BAD_NUMBER, CF_TOO_LARGE, CF_BAD_IP
+    size_t cf_partial(const uint8_t* v, size_t n, size_t keep_first, size_t keep_last, const char* mask,
+                      size_t mask_len, char* out)
+    void cf_preserve_format(const uint8_t* v, size_t n, const uint8_t* digest, size_t keep_prefix,
+                            size_t keep_suffix, char* out)
+    void cf_uuid(const uint8_t* digest, char* out)
+    long cf_date_shift(const uint8_t* v, size_t n, long long shift, char* out)
+    long cf_noise(const uint8_t* v, size_t n, const uint8_t* digest, int relative, double param, char* tmp,
+                  char* out, size_t cap)
+    long cf_ip(const uint8_t* v, size_t n, const uint8_t* digest, int keep4, int keep6, char* out)
+
 # Strategy codes of FieldSpec.code.
 cdef enum:
     S_PASS = 0
@@ -30,8 +44,27 @@ cdef enum:
     S_NAME
     S_REDACT
     S_HASH
+    S_NULL
+    S_CONSTANT
+    S_PARTIAL
+    S_PRESERVE_FORMAT
+    S_UUID
+    S_DATE_SHIFT
+    S_NOISE
+    S_IP
+    S_FAKE_NAME
+    S_FAKE_FIRST_NAME
+    S_FAKE_LAST_NAME
+    S_FAKE_EMAIL
+    S_FAKE_ADDRESS
+    S_FAKE_COMPANY
 
-_CODES = {"email": S_EMAIL, "phone": S_PHONE, "name": S_NAME, "redact": S_REDACT, "hash": S_HASH}
+_CODES = {"email": S_EMAIL, "phone": S_PHONE, "name": S_NAME, "redact": S_REDACT, "hash": S_HASH,
+          "keep": S_PASS, "null": S_NULL, "constant": S_CONSTANT, "partial": S_PARTIAL,
+          "preserve_format": S_PRESERVE_FORMAT, "uuid": S_UUID, "date_shift": S_DATE_SHIFT, "noise": S_NOISE,
+          "ip": S_IP, "fake_name": S_FAKE_NAME, "fake_first_name": S_FAKE_FIRST_NAME,
+          "fake_last_name": S_FAKE_LAST_NAME, "fake_email": S_FAKE_EMAIL, "fake_address": S_FAKE_ADDRESS,
+          "fake_company": S_FAKE_COMPANY}
 
 # Error codes kept in the Rewriter until raise_error() turns them into a RewriteError.
 cdef enum:
@@ -43,10 +76,26 @@ cdef enum:
     E_UTF8
     E_NUL
     E_EOD_MARKER
+    E_VALUE
     E_NOMEM
 
 cdef const char* HEX_LOWER = b"0123456789abcdef"
 cdef const char* HEX_UPPER = b"0123456789ABCDEF"
+
+# COPY TO's escaping, as PostgreSQL writes it: ESCAPES[c] is the letter after the backslash, or 0.
+cdef char ESCAPES[256]
+for _c in range(256):
+    ESCAPES[_c] = 0
+for _c, _letter in ((8, b"b"), (9, b"t"), (10, b"n"), (11, b"v"), (12, b"f"), (13, b"r"), (92, b"\\")):
+    ESCAPES[_c] = _letter[0]
+
+_VALUE_PROBLEMS = {
+    CF_BAD_DATE: "not an ISO date or timestamp (set DateStyle to ISO)",
+    CF_BAD_CALENDAR: "not a valid calendar date",
+    CF_BAD_NUMBER: "not a plain decimal number",
+    CF_TOO_LARGE: "value too large for noise",
+    CF_BAD_IP: "not an IP address",
+}
 
 
 cdef int outbuf_reserve(OutBuf* b, size_t extra) noexcept nogil:
@@ -100,10 +149,37 @@ cdef inline void put_hex(OutBuf* b, const uint8_t* h, int digits, const char* al
     b.len += digits
 
 
+cdef int escape_append(OutBuf* b, const char* s, size_t n) noexcept nogil:
+    """Appends a value in COPY text escaping; -1 when memory runs out."""
+    cdef size_t i
+    cdef char e
+    cdef char* o
+    if outbuf_reserve(b, 2 * n) < 0:
+        return -1
+    o = b.data + b.len
+    for i in range(n):
+        e = ESCAPES[<uint8_t>s[i]]
+        if e:
+            o[0] = c'\\'
+            o[1] = e
+            o += 2
+        else:
+            o[0] = s[i]
+            o += 1
+    b.len = o - b.data
+    return 0
+
+
+cdef inline void put_pick(OutBuf* b, const Pool* pool, uint64_t u) noexcept nogil:
+    """Appends item u mod n of the pool; room is reserved."""
+    cdef size_t i = u % pool.n
+    put(b, pool.data + pool.off[i], pool.off[i + 1] - pool.off[i])
+
+
 cdef inline bint odd_backslashes_before(const char* start, const char* end) noexcept nogil:
     """True when the run of backslashes ending at `end` is odd: the last one escapes what follows."""
     cdef const char* q = end
-    while q > start and q[-1] == c'\\':
+    while q > start and (q - 1)[0] == c'\\':
         q -= 1
     return ((end - q) & 1) == 1
 
@@ -229,11 +305,11 @@ cdef class Rewriter:
         self.tabs = NULL
         self.touched = NULL
         self.scratch = OutBuf(NULL, 0, 0)
+        self.keybuf = OutBuf(NULL, 0, 0)
+        self.result = OutBuf(NULL, 0, 0)
         self.pybuf = OutBuf(NULL, 0, 0)
 
     def __init__(self, str table, list columns, list rules):
-        cdef FieldSpec* spec
-        cdef const uint8_t* k
         self.table = table
         self.columns = list(columns)
         self.ncols = len(columns)
@@ -249,45 +325,92 @@ cdef class Rewriter:
         if self.specs == NULL or self.tabs == NULL or self.touched == NULL:
             raise MemoryError()
         for i in range(self.ncols):
-            self.specs[i] = FieldSpec(S_PASS, 0, 0, 0, NULL, 0)
+            self.specs[i].code = S_PASS
+        seen = set()
         for rule in rules:
             if not 0 <= rule.index < self.ncols or columns[rule.index] != rule.column:
                 raise ValueError(f"{table}: rule for {rule.column!r} has index {rule.index}, "
                                  f"which is not that column in {columns!r}")
-            spec = &self.specs[rule.index]
-            if spec.code != S_PASS:
+            if rule.index in seen:
                 raise ValueError(f"{table}: two rules for column {rule.column!r}")
+            seen.add(rule.index)
             if rule.strategy not in _CODES:
                 raise ValueError(f"{table}.{rule.column}: unknown strategy {rule.strategy!r}")
             if rule.is_array:
                 raise ValueError(f"{table}.{rule.column}: array columns are not supported yet")
-            strategy = STRATEGIES[rule.strategy]
-            if strategy.keyed:
-                if len(rule.key) != 16:
-                    raise ValueError(f"{table}.{rule.column}: the key must be 16 bytes")
-                self.keep_alive.append(rule.key)
-                k = rule.key
-                spec.k0 = cf_load64le(k)
-                spec.k1 = cf_load64le(k + 8)
-            spec.code = _CODES[rule.strategy]
-            if spec.code in (S_EMAIL, S_HASH):
-                spec.length = rule.params.length
-            if spec.code == S_EMAIL:
-                domain = rule.params.domain.encode("ascii")
-                self.keep_alive.append(domain)
-                spec.text = domain
-                spec.text_len = len(domain)
+            if not -1 <= rule.key_index < self.ncols:
+                raise ValueError(f"{table}.{rule.column}: key column index {rule.key_index} out of range")
+            self._set_spec(&self.specs[rule.index], rule)
         self.ntouched = 0
         for i in range(self.ncols):
             if self.specs[i].code != S_PASS:
                 self.touched[self.ntouched] = i
                 self.ntouched += 1
 
+    cdef _set_spec(self, FieldSpec* spec, rule):
+        """Fills the C description of one rule; Python objects it points into go to keep_alive."""
+        cdef const uint8_t* k
+        cdef const char* text
+        p = rule.params
+        spec.code = _CODES[rule.strategy]
+        spec.key_index = rule.key_index
+        spec.k0 = spec.k1 = 0
+        spec.text = NULL
+        spec.text_len = spec.max_out = 0
+        if STRATEGIES[rule.strategy].keyed:
+            if len(rule.key) != 16:
+                raise ValueError(f"{self.table}.{rule.column}: the key must be 16 bytes")
+            k = rule.key
+            spec.k0 = cf_load64le(k)
+            spec.k1 = cf_load64le(k + 8)
+        raw = None
+        if spec.code in (S_EMAIL, S_FAKE_EMAIL):
+            raw = p.domain.encode("ascii")
+        elif spec.code == S_CONSTANT:
+            raw = p.value.encode()
+        elif spec.code == S_PARTIAL:
+            raw = p.mask_char.encode()
+        if raw is not None:
+            self.keep_alive.append(raw)
+            text = raw
+            spec.text = text
+            spec.text_len = len(raw)
+        if spec.code in (S_EMAIL, S_HASH, S_FAKE_EMAIL):
+            spec.length = p.length
+        if spec.code == S_PARTIAL:
+            spec.a, spec.b = p.keep_first, p.keep_last
+        elif spec.code == S_PRESERVE_FORMAT:
+            spec.a, spec.b = p.keep_prefix, p.keep_suffix
+        elif spec.code == S_DATE_SHIFT:
+            spec.a = p.days
+        elif spec.code == S_NOISE:
+            spec.b = p.relative is not None
+            spec.x = p.relative if p.relative is not None else p.absolute
+        elif spec.code == S_IP:
+            spec.a, spec.b = p.prefix, p.prefix_v6
+        if rule.strategy.startswith("fake_"):
+            pools = fake_pools(rule.strategy, p.locale)
+            for i, values in enumerate(pools):
+                encoded = [v.encode() for v in values]
+                blob = b"".join(encoded)
+                offsets = array("I", [0])
+                for v in encoded:
+                    offsets.append(offsets[len(offsets) - 1] + len(v))
+                self.keep_alive += [blob, offsets]
+                text = blob
+                spec.pools[i].data = text
+                spec.pools[i].off = <const unsigned int*><size_t>offsets.buffer_info()[0]
+                spec.pools[i].n = len(encoded)
+                spec.max_out += max(map(len, encoded))
+            spec.max_out += 64 + spec.text_len
+
     def __dealloc__(self):
         free(self.specs)
         free(self.tabs)
         free(self.touched)
         outbuf_free(&self.scratch)
+        outbuf_free(&self.keybuf)
+        outbuf_free(&self.result)
         outbuf_free(&self.pybuf)
 
     cdef int _fail(self, int code, Py_ssize_t col, Py_ssize_t detail) noexcept nogil:
@@ -310,6 +433,7 @@ cdef class Rewriter:
             E_NUL: "the value contains a NUL byte, which PostgreSQL text cannot hold",
             E_EOD_MARKER: "the field contains \\. (PostgreSQL's end-of-copy marker), which COPY TO never "
                           "writes inside a value",
+            E_VALUE: _VALUE_PROBLEMS.get(detail, "unreadable value"),
             E_NOMEM: "out of memory",
         }.get(code, f"unknown error {code}")
         raise RewriteError(self.table, self.err_row, self.columns[min(col, self.ncols - 1)], problem)
@@ -324,7 +448,10 @@ cdef class Rewriter:
         if n == 0 or row[n - 1] != c'\n':
             return self._fail(E_NO_NEWLINE, last, 0)
         if cf_find_tabs(row, n - 1, tabs, last, &suspect) != <size_t>last or suspect:
-            return self._checked_row(row, n, out)
+            if self._check_structure(row, n) < 0:
+                return -1
+        self.cur_row = row
+        self.cur_n = n
         for j in range(self.ntouched):
             col = self.touched[j]
             start = row + tabs[col - 1] + 1 if col > 0 else row
@@ -339,65 +466,70 @@ cdef class Rewriter:
         self.rows += 1
         return 0
 
-    cdef int _checked_row(self, const char* row, size_t n, OutBuf* out) noexcept nogil:
-        """Field by field, for rows with a suspect backslash or a wrong field count: reports the first
-        problem from the left, like the reference does."""
+    cdef int _check_structure(self, const char* row, size_t n) noexcept nogil:
+        """The careful look at a row whose separators the fast scan could not vouch for: finds each
+        separator, refuses a field ending in a lone backslash (it would escape the separator) and a
+        wrong field count, reporting the first problem from the left. Fills self.tabs."""
         cdef const char* end = row + n - 1
         cdef const char* p = row
         cdef const char* t
-        cdef const char* copy_from = row
         cdef Py_ssize_t col = 0
         cdef Py_ssize_t last = self.ncols - 1
         while True:
             t = <const char*>memchr(p, c'\t', end - p)
             if t == NULL:
                 t = end
-            if t > p and t[-1] == c'\\' and odd_backslashes_before(p, t):
+            if t > p and (t - 1)[0] == c'\\' and odd_backslashes_before(p, t):
                 return self._fail(E_LONE_BACKSLASH, col, 0)
-            if self.specs[col].code != S_PASS:
-                if append(out, copy_from, p - copy_from) < 0:
-                    return self._fail(E_NOMEM, col, 0)
-                if self._field(col, p, t - p, out) < 0:
-                    return -1
-                copy_from = t
             if t == end:
                 if col != last:
                     return self._fail(E_TOO_FEW, col + 1, col + 1)
-                break
+                return 0
             if col == last:
                 return self._fail(E_TOO_MANY, last, 0)
+            self.tabs[col] = t - row
             col += 1
             p = t + 1
-        if append(out, copy_from, row + n - copy_from) < 0:
-            return self._fail(E_NOMEM, col, 0)
-        self.rows += 1
+
+    cdef int _value(self, Py_ssize_t col, const char* f, size_t n, OutBuf* buf,
+                    const uint8_t** v, size_t* vn) noexcept nogil:
+        """Points v at the unescaped value of field f (decoded into buf when it has escapes)."""
+        cdef Py_ssize_t un
+        v[0] = <const uint8_t*>f
+        vn[0] = n
+        if memchr(f, c'\\', n) != NULL:
+            buf.len = 0
+            if outbuf_reserve(buf, n) < 0:
+                return self._fail(E_NOMEM, col, 0)
+            un = unescape(f, n, buf.data)
+            if un < 0:
+                return self._fail(E_EOD_MARKER, col, 0)
+            v[0] = <const uint8_t*>buf.data
+            vn[0] = <size_t>un
         return 0
 
     cdef int _field(self, Py_ssize_t col, const char* f, size_t n, OutBuf* out) noexcept nogil:
         """Writes the rewritten value of one ruled field (raw bytes f[0:n]) to out."""
         cdef FieldSpec* spec = &self.specs[col]
-        cdef const uint8_t* v = <const uint8_t*>f
-        cdef size_t vn = n
-        cdef Py_ssize_t bad, un
+        cdef const uint8_t* v
+        cdef const uint8_t* kv
+        cdef const char* kf
+        cdef size_t vn, kn
+        cdef Py_ssize_t bad, kcol = spec.key_index
+        cdef long r
         cdef uint8_t h[16]
         cdef uint64_t x
+        cdef long long shift
+        cdef OutBuf* res = &self.result
         if n == 0:
             return 0
         if n == 2 and f[0] == c'\\' and f[1] == c'N':
-            if outbuf_reserve(out, 2) < 0:
-                return self._fail(E_NOMEM, col, 0)
-            put(out, b"\\N", 2)
-            return 0
+            return self._fail(E_NOMEM, col, 0) if append(out, b"\\N", 2) < 0 else 0
+        v = <const uint8_t*>f
+        vn = n
         if not cf_is_plain(f, n):  # else: plain ASCII, the raw bytes are the value
-            if memchr(f, c'\\', n) != NULL:
-                self.scratch.len = 0
-                if outbuf_reserve(&self.scratch, n) < 0:
-                    return self._fail(E_NOMEM, col, 0)
-                un = unescape(f, n, self.scratch.data)
-                if un < 0:
-                    return self._fail(E_EOD_MARKER, col, 0)
-                vn = <size_t>un
-                v = <const uint8_t*>self.scratch.data
+            if self._value(col, f, n, &self.scratch, &v, &vn) < 0:
+                return -1
             bad = utf8_error(v, vn)
             if bad >= 0:
                 return self._fail(E_UTF8, col, bad)
@@ -408,15 +540,40 @@ cdef class Rewriter:
         if spec.code == S_REDACT:
             put(out, b"[REDACTED]", 10)
             return 0
-        cf_siphash(spec.k0, spec.k1, v, vn, h, 16)
+        if spec.code == S_NULL:
+            put(out, b"\\N", 2)
+            return 0
+        if spec.code == S_CONSTANT:
+            return self._fail(E_NOMEM, col, 0) if escape_append(out, spec.text, spec.text_len) < 0 else 0
+        res.len = 0
+        if spec.code == S_PARTIAL:
+            if outbuf_reserve(res, vn * spec.text_len) < 0:
+                return self._fail(E_NOMEM, col, 0)
+            res.len = cf_partial(v, vn, <size_t>spec.a, <size_t>spec.b, spec.text, spec.text_len, res.data)
+            return self._fail(E_NOMEM, col, 0) if escape_append(out, res.data, res.len) < 0 else 0
+
+        kv = v
+        kn = vn
+        if kcol >= 0:  # the PRF reads another column of the row (date_shift per_row_key)
+            kf = self.cur_row + (self.tabs[kcol - 1] + 1 if kcol > 0 else 0)
+            kn = (self.tabs[kcol] if kcol < self.ncols - 1 else self.cur_n - 1) - (kf - self.cur_row)
+            if not (kn == 2 and kf[0] == c'\\' and kf[1] == c'N'):
+                if self._value(kcol, kf, kn, &self.keybuf, &kv, &kn) < 0:
+                    return -1
+            else:
+                kv = v
+                kn = vn
+        cf_siphash(spec.k0, spec.k1, kv, kn, h, 16)
         if spec.code == S_EMAIL:
             put(out, b"user_", 5)
             put_hex(out, h, spec.length, HEX_LOWER)
             put(out, b"@", 1)
             put(out, spec.text, spec.text_len)
-        elif spec.code == S_HASH:
+            return 0
+        if spec.code == S_HASH:
             put_hex(out, h, spec.length, HEX_LOWER)
-        elif spec.code == S_PHONE:
+            return 0
+        if spec.code == S_PHONE:
             x = cf_load64le(h) % 10000
             put(out, b"+1-555-", 7)
             out.data[out.len] = <char>(c'0' + x // 1000)
@@ -424,10 +581,72 @@ cdef class Rewriter:
             out.data[out.len + 2] = <char>(c'0' + x // 10 % 10)
             out.data[out.len + 3] = <char>(c'0' + x % 10)
             out.len += 4
-        elif spec.code == S_NAME:
+            return 0
+        if spec.code == S_NAME:
             put(out, b"User ", 5)
             put_hex(out, h, 4, HEX_UPPER)
-        return 0
+            return 0
+        if spec.code == S_UUID:
+            cf_uuid(h, out.data + out.len)
+            out.len += 36
+            return 0
+
+        if outbuf_reserve(res, 2 * vn + 512 + spec.max_out) < 0:
+            return self._fail(E_NOMEM, col, 0)
+        r = 0
+        if spec.code == S_PRESERVE_FORMAT:
+            cf_preserve_format(v, vn, h, <size_t>spec.a, <size_t>spec.b, res.data)
+            r = vn
+        elif spec.code == S_DATE_SHIFT:
+            x = cf_load64le(h) % <uint64_t>(2 * spec.a)
+            shift = <long long>x - spec.a if <long long>x < spec.a else <long long>x - spec.a + 1
+            r = cf_date_shift(v, vn, shift, res.data)
+        elif spec.code == S_NOISE:
+            r = cf_noise(v, vn, h, <int>spec.b, spec.x, res.data, res.data + vn + 1, vn + 400)
+            if r > 0:
+                memcpy(res.data, res.data + vn + 1, r)
+        elif spec.code == S_IP:
+            r = cf_ip(v, vn, h, <int>spec.a, <int>spec.b, res.data)
+        else:
+            self._fake(spec, h, res)
+            r = res.len
+        if r < 0:
+            return self._fail(E_VALUE, col, r)
+        return self._fail(E_NOMEM, col, 0) if escape_append(out, res.data, <size_t>r) < 0 else 0
+
+    cdef void _fake(self, FieldSpec* spec, const uint8_t* h, OutBuf* res) noexcept nogil:
+        """Writes a fake_* value picked by the digest h to res (sized by spec.max_out)."""
+        cdef uint64_t u0 = cf_load64le(h), u1 = cf_load64le(h + 8)
+        cdef char number[8]
+        cdef int i, k
+        if spec.code == S_FAKE_FIRST_NAME or spec.code == S_FAKE_COMPANY:
+            put_pick(res, &spec.pools[0], u0)
+        elif spec.code == S_FAKE_LAST_NAME:
+            put_pick(res, &spec.pools[1], u1)
+        elif spec.code == S_FAKE_NAME:
+            put_pick(res, &spec.pools[0], u0)
+            put(res, b" ", 1)
+            put_pick(res, &spec.pools[1], u1)
+        elif spec.code == S_FAKE_EMAIL:
+            put_pick(res, &spec.pools[0], u0)
+            put(res, b".", 1)
+            put_pick(res, &spec.pools[1], u1)
+            put(res, b".", 1)
+            put_hex(res, h, spec.length, HEX_LOWER)
+            put(res, b"@", 1)
+            put(res, spec.text, spec.text_len)
+        elif spec.code == S_FAKE_ADDRESS:
+            k = <int>(1 + u0 % 9999)
+            i = 8
+            while k:
+                i -= 1
+                number[i] = <char>(c'0' + k % 10)
+                k //= 10
+            put(res, number + i, 8 - i)
+            put(res, b" ", 1)
+            put_pick(res, &spec.pools[0], u1)
+            put(res, b", ", 2)
+            put_pick(res, &spec.pools[1], u1 >> 32)
 
     def rewrite(self, data) -> bytes:
         """Rewrites the complete rows in `data` (any chunking); a trailing partial row waits for more."""

@@ -6,7 +6,12 @@ the same generated rows and require identical bytes (or the same error row and c
 
 from __future__ import annotations
 
-from confiture_fast.strategies import FieldRule, RewriteError
+import datetime
+import ipaddress
+import math
+import re
+
+from confiture_fast.strategies import FieldRule, RewriteError, fake_pools
 
 _MASK = (1 << 64) - 1
 
@@ -115,22 +120,211 @@ def _ends_with_lone_backslash(field: bytes) -> bool:
 
 
 # -- strategies ---------------------------------------------------------------------------------
-def apply(rule: FieldRule, value: bytes) -> bytes | None:
-    """The strategy's output for one non-empty, non-NULL value (None means NULL)."""
-    p = rule.params
-    if rule.strategy == "redact":
-        return b"[REDACTED]"
-    digest = siphash24(rule.key, value)
-    hexdigits = digest.hex()
-    if rule.strategy == "email":
-        return f"user_{hexdigits[:p.length]}@{p.domain}".encode()
-    if rule.strategy == "hash":
-        return hexdigits[:p.length].encode()
-    if rule.strategy == "phone":
-        return f"+1-555-{int.from_bytes(digest[:8], 'little') % 10000:04d}".encode()
-    if rule.strategy == "name":
-        return f"User {hexdigits[:4].upper()}".encode()
+def _u64(b: bytes) -> int:
+    return int.from_bytes(b[:8], "little")
+
+
+def _keystream(digest: bytes):
+    """Endless keyed bytes: SipHash-128 of a block counter under the value's digest as the key."""
+    block = 0
+    while True:
+        yield from siphash24(digest, block.to_bytes(8, "little"))
+        block += 1
+
+
+def _partial(text: str, keep_first: int, keep_last: int, mask: str) -> str:
+    if len(text) <= keep_first + keep_last:
+        return mask * len(text)  # too short to show anything
+    return text[:keep_first] + mask * (len(text) - keep_first - keep_last) + text[len(text) - keep_last:]
+
+
+def _preserve_format(text: str, digest: bytes, keep_prefix: int, keep_suffix: int) -> str:
+    if len(text) <= keep_prefix + keep_suffix:
+        keep_prefix = keep_suffix = 0
+    stream = _keystream(digest)
+    out = []
+    for i, ch in enumerate(text):
+        if keep_prefix <= i < len(text) - keep_suffix and ch.isascii() and ch.isalnum():
+            b = next(stream)
+            if ch.isdigit():
+                ch = "0123456789"[b % 10]
+            elif ch.isupper():
+                ch = chr(ord("A") + b % 26)
+            else:
+                ch = chr(ord("a") + b % 26)
+        out.append(ch)
+    return "".join(out)
+
+
+def _uuid(digest: bytes) -> str:
+    b = bytearray(digest)
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_DATE_RE = re.compile(r"([0-9]{4,7})-([0-9]{2})-([0-9]{2})((?:[ T][0-9:.+-]*)?)( BC)?")
+_CYCLE_YEARS, _CYCLE_DAYS = 400, 146097  # the Gregorian calendar repeats every 400 years
+
+
+def _shift_date(text: str, days: int) -> str:
+    """Moves the date part of an ISO date/timestamp[tz] by `days`; the time and zone stay."""
+    if text in ("infinity", "-infinity"):
+        return text
+    m = _DATE_RE.fullmatch(text)
+    if not m:
+        raise ValueError("not an ISO date or timestamp (set DateStyle to ISO)")
+    year = int(m[1])
+    year = 1 - year if m[5] else year  # astronomical numbering: 1 BC is year 0
+    # Move the year into 2001..2400 by whole 400-year cycles, where Python's date type works.
+    cycles = (year - 2001) // _CYCLE_YEARS
+    try:
+        d = datetime.date(year - cycles * _CYCLE_YEARS, int(m[2]), int(m[3]))
+    except ValueError:
+        raise ValueError("not a valid calendar date") from None
+    ordinal = d.toordinal() + days + cycles * _CYCLE_DAYS
+    cycles2, rest = divmod(ordinal - datetime.date(2001, 1, 1).toordinal(), _CYCLE_DAYS)
+    shifted = datetime.date.fromordinal(datetime.date(2001, 1, 1).toordinal() + rest)
+    year2 = shifted.year + cycles2 * _CYCLE_YEARS
+    bc = year2 <= 0
+    shown = 1 - year2 if bc else year2
+    return f"{shown:04d}-{shifted.month:02d}-{shifted.day:02d}{m[4]}{' BC' if bc else ''}"
+
+
+def _date_shift_days(digest: bytes, days: int) -> int:
+    """A shift in [-days, -1] or [1, days]: never 0, so no date keeps its true value."""
+    s = _u64(digest) % (2 * days)
+    return s - days if s < days else s - days + 1
+
+
+_NUMBER_RE = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?")
+
+
+def _noise(text: str, digest: bytes, p) -> str:
+    if text in ("NaN", "Infinity", "-Infinity"):
+        return text
+    m = _NUMBER_RE.fullmatch(text)
+    if not m:
+        raise ValueError("not a plain decimal number")
+    scale = len(m[2] or "")
+    x = float(text)
+    r = (_u64(digest) >> 11) / 2.0**52 - 1.0  # uniform in [-1, 1)
+    bound = p.absolute if p.absolute is not None else abs(x) * p.relative
+    y = x + bound * r
+    if not math.isfinite(y):
+        raise ValueError("value too large for noise")
+    out = "%.*f" % (scale, y)
+    if out.startswith("-") and not out.strip("-0."):
+        out = out[1:]  # no negative zero
+    return out
+
+
+def _ip_text(value: int, bits: int) -> str:
+    """IPv4 dotted quad, or IPv6 with the longest run (>= 2) of zero groups as '::' (RFC 5952)."""
+    if bits == 32:
+        return ".".join(str((value >> s) & 255) for s in (24, 16, 8, 0))
+    groups = [(value >> (112 - 16 * i)) & 0xFFFF for i in range(8)]
+    best_start, best_len = -1, 1
+    i = 0
+    while i < 8:
+        j = i
+        while j < 8 and groups[j] == 0:
+            j += 1
+        if j - i > best_len:
+            best_start, best_len = i, j - i
+        i = j + 1 if j == i else j
+    hexes = [f"{g:x}" for g in groups]
+    if best_start < 0:
+        return ":".join(hexes)
+    return ":".join(hexes[:best_start]) + "::" + ":".join(hexes[best_start + best_len:])
+
+
+def _ip(text: str, digest: bytes, p) -> str:
+    addr_text, slash, mask_text = text.partition("/")
+    try:
+        if "%" in addr_text:  # IPv6 scope ids: Python reads them, PostgreSQL does not
+            raise ValueError
+        addr = ipaddress.ip_address(addr_text)
+    except ValueError:
+        raise ValueError("not an IP address") from None
+    bits = addr.max_prefixlen
+    keep = p.prefix if bits == 32 else p.prefix_v6
+    value = int(addr)
+    if slash and not (re.fullmatch("[0-9]{1,3}", mask_text) and int(mask_text) <= bits):
+        raise ValueError("not an IP address")
+    mask = int(mask_text) if slash else bits
+    # Replace bits keep..end; a network address (zero host bits after its mask) stays one.
+    end = mask if slash and value & ((1 << (bits - mask)) - 1) == 0 else bits
+    if keep < end:
+        width = end - keep
+        field = ((1 << width) - 1) << (bits - end)
+        fresh = (int.from_bytes(digest, "big") & ((1 << width) - 1)) << (bits - end)
+        value = (value & ~field) | fresh
+    return _ip_text(value, bits) + (f"/{mask}" if slash else "")
+
+
+def _fake(rule: FieldRule, digest: bytes) -> str:
+    pools = fake_pools(rule.strategy, rule.params.locale)
+    u0, u1 = _u64(digest), _u64(digest[8:])
+    if rule.strategy == "fake_first_name":
+        return pools[0][u0 % len(pools[0])]
+    if rule.strategy == "fake_last_name":
+        return pools[1][u1 % len(pools[1])]
+    if rule.strategy == "fake_name":
+        return f"{pools[0][u0 % len(pools[0])]} {pools[1][u1 % len(pools[1])]}"
+    if rule.strategy == "fake_email":
+        first, last = pools[0][u0 % len(pools[0])], pools[1][u1 % len(pools[1])]
+        return f"{first}.{last}.{digest.hex()[:rule.params.length]}@{rule.params.domain}"
+    if rule.strategy == "fake_address":
+        streets, cities = pools
+        return f"{1 + u0 % 9999} {streets[u1 % len(streets)]}, {cities[(u1 >> 32) % len(cities)]}"
+    if rule.strategy == "fake_company":
+        return pools[0][u0 % len(pools[0])]
     raise ValueError(f"unknown strategy {rule.strategy!r}")
+
+
+def apply(rule: FieldRule, value: bytes, row_key: bytes | None = None) -> bytes | None:
+    """The strategy's output for one non-empty, non-NULL value (None means NULL).
+
+    `row_key` is the unescaped value of the rule's key column (date_shift per_row_key), if not NULL.
+    Raises ValueError when the value is not of the form the strategy reads.
+    """
+    p = rule.params
+    s = rule.strategy
+    if s == "redact":
+        return b"[REDACTED]"
+    if s == "null":
+        return None
+    if s == "keep":
+        return value
+    if s == "constant":
+        return p.value.encode()
+    if s == "partial":
+        return _partial(value.decode(), p.keep_first, p.keep_last, p.mask_char).encode()
+    digest = siphash24(rule.key, value if row_key is None else row_key)
+    hexdigits = digest.hex()
+    if s == "email":
+        return f"user_{hexdigits[:p.length]}@{p.domain}".encode()
+    if s == "hash":
+        return hexdigits[:p.length].encode()
+    if s == "phone":
+        return f"+1-555-{_u64(digest) % 10000:04d}".encode()
+    if s == "name":
+        return f"User {hexdigits[:4].upper()}".encode()
+    if s == "preserve_format":
+        return _preserve_format(value.decode(), digest, p.keep_prefix, p.keep_suffix).encode()
+    if s == "uuid":
+        return _uuid(digest).encode()
+    if s == "date_shift":
+        return _shift_date(value.decode(), _date_shift_days(digest, p.days)).encode()
+    if s == "noise":
+        return _noise(value.decode(), digest, p).encode()
+    if s == "ip":
+        return _ip(value.decode(), digest, p).encode()
+    if s.startswith("fake_"):
+        return _fake(rule, digest).encode()
+    raise ValueError(f"unknown strategy {s!r}")
 
 
 class ReferenceRewriter:
@@ -139,7 +333,7 @@ class ReferenceRewriter:
     def __init__(self, table: str, columns: list[str], rules: list[FieldRule]):
         self.table = table
         self.columns = list(columns)
-        self.rules = {rule.index: rule for rule in rules}
+        self.rules = {rule.index: rule for rule in rules if rule.strategy != "keep"}  # keep = untouched
         self.rows = 0
         self._tail = b""
 
@@ -159,31 +353,40 @@ class ReferenceRewriter:
     def rewrite_row(self, line: bytes) -> bytes:
         """One row without its newline -> the rewritten row without its newline."""
         fields = line.split(b"\t")
-        out = []
         for i, field in enumerate(fields[:len(self.columns)]):
             if _ends_with_lone_backslash(field):
                 raise self._error(i, "the field ends with a lone backslash")
-            rule = self.rules.get(i)
-            out.append(field if rule is None else self._rewrite_field(i, rule, field))
         if len(fields) < len(self.columns):
             raise self._error(len(fields), f"the row has {len(fields)} fields, {len(self.columns)} expected")
         if len(fields) > len(self.columns):
             raise self._error(len(self.columns) - 1, "the row has too many fields")
+        out = list(fields)
+        for i, rule in sorted(self.rules.items()):
+            out[i] = self._rewrite_field(i, rule, fields[i], fields)
         self.rows += 1
         return b"\t".join(out)
 
-    def _rewrite_field(self, i: int, rule: FieldRule, field: bytes) -> bytes:
-        if field in (b"", b"\\N"):  # empty stays empty, NULL stays NULL
-            return field
+    def _unescape(self, i: int, field: bytes) -> bytes:
         try:
-            value = unescape(field)
+            return unescape(field)
         except EndOfCopyMarker:
             raise self._error(i, "the field contains \\. (the end-of-copy marker)") from None
+
+    def _rewrite_field(self, i: int, rule: FieldRule, field: bytes, fields: list[bytes]) -> bytes:
+        if field in (b"", b"\\N"):  # empty stays empty, NULL stays NULL
+            return field
+        value = self._unescape(i, field)
         try:
             value.decode("utf-8")
         except UnicodeDecodeError as e:
             raise self._error(i, f"invalid UTF-8 at byte {e.start} of the unescaped value") from None
         if b"\0" in value:
             raise self._error(i, "the value contains a NUL byte")
-        result = apply(rule, value)
+        row_key = None
+        if rule.key_index >= 0 and fields[rule.key_index] != b"\\N":
+            row_key = self._unescape(rule.key_index, fields[rule.key_index])
+        try:
+            result = apply(rule, value, row_key)
+        except ValueError as e:
+            raise self._error(i, str(e)) from None
         return b"\\N" if result is None else escape(result)

@@ -8,8 +8,10 @@ empty string to an empty string and NULL to NULL; keyed strategies derive their 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import unicodedata
 from typing import Union
 
 import msgspec
@@ -51,7 +53,7 @@ def derive_key(secret: bytes, seed: str | int) -> bytes:
 # -- parameters ---------------------------------------------------------------------------------
 # One frozen Struct per strategy, tagged with the strategy name so that a FieldRule survives a
 # msgspec round trip (coordinator -> worker) with the right params type.
-_STRUCT = dict(frozen=True, forbid_unknown_fields=True, tag_field="strategy")
+_STRUCT = dict(frozen=True, forbid_unknown_fields=True, tag_field="strategy", kw_only=True)
 
 
 class Params(msgspec.Struct, **_STRUCT):
@@ -81,7 +83,78 @@ class HashParams(Params, tag="hash"):
     length: int = 16
 
 
-AnyParams = Union[EmailParams, PhoneParams, NameParams, RedactParams, HashParams]
+class NullParams(Params, tag="null"):
+    pass
+
+
+class KeepParams(Params, tag="keep"):
+    pass
+
+
+class ConstantParams(Params, tag="constant"):
+    value: str
+
+
+class PartialParams(Params, tag="partial"):
+    keep_first: int = 0
+    keep_last: int = 4
+    mask_char: str = "*"
+
+
+class PreserveFormatParams(Params, tag="preserve_format"):
+    keep_prefix: int = 0
+    keep_suffix: int = 0
+
+
+class UuidParams(Params, tag="uuid"):
+    pass
+
+
+class DateShiftParams(Params, tag="date_shift"):
+    days: int = 30
+    per_row_key: str | None = None  # a column of the same row whose value picks the shift
+
+
+class NoiseParams(Params, tag="noise"):
+    relative: float | None = None  # at most this fraction of |value|, e.g. 0.1
+    absolute: float | None = None  # at most this much
+
+
+class IpParams(Params, tag="ip"):
+    prefix: int = 24  # IPv4 network bits kept
+    prefix_v6: int = 64
+
+
+class FakeNameParams(Params, tag="fake_name"):
+    locale: str = "en_US"
+
+
+class FakeFirstNameParams(Params, tag="fake_first_name"):
+    locale: str = "en_US"
+
+
+class FakeLastNameParams(Params, tag="fake_last_name"):
+    locale: str = "en_US"
+
+
+class FakeAddressParams(Params, tag="fake_address"):
+    locale: str = "en_US"
+
+
+class FakeCompanyParams(Params, tag="fake_company"):
+    locale: str = "en_US"
+
+
+class FakeEmailParams(Params, tag="fake_email"):
+    locale: str = "en_US"
+    length: int = 16
+    domain: str = "example.com"
+
+
+AnyParams = Union[EmailParams, PhoneParams, NameParams, RedactParams, HashParams, NullParams, KeepParams,
+                  ConstantParams, PartialParams, PreserveFormatParams, UuidParams, DateShiftParams,
+                  NoiseParams, IpParams, FakeNameParams, FakeFirstNameParams, FakeLastNameParams,
+                  FakeAddressParams, FakeCompanyParams, FakeEmailParams]
 
 
 class FieldRule(msgspec.Struct, frozen=True):
@@ -93,6 +166,7 @@ class FieldRule(msgspec.Struct, frozen=True):
     key: bytes  # 16 bytes from derive_key (any 16 bytes for unkeyed strategies)
     params: AnyParams
     is_array: bool = False
+    key_index: int = -1  # date_shift per_row_key: position of the column whose value keys the PRF
 
 
 # -- strategies ---------------------------------------------------------------------------------
@@ -200,8 +274,231 @@ class HashStrategy(Strategy):
         return p.length
 
 
+class NullStrategy(Strategy):
+    name, params_type, keyed = "null", NullParams, False
+
+    def check_column(self, params, column: Column) -> str | None:
+        if column.not_null:
+            return f"null cannot go into {column.name}, which is NOT NULL"
+        return None
+
+
+class KeepStrategy(Strategy):
+    """Identity: says the column was reviewed and holds no PII."""
+
+    name, params_type, keyed, unique = "keep", KeepParams, False, True
+
+    def check_column(self, params, column: Column) -> str | None:
+        return None
+
+
+_INT_RE = re.compile(r"^[+-]?[0-9]+$")
+_NUMERIC_RE = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$|^(NaN|[+-]?Infinity)$")
+_BOOL_VALUES = {"t", "f", "true", "false", "yes", "no", "on", "off", "1", "0", "y", "n"}
+
+
+class ConstantStrategy(Strategy):
+    name, params_type, keyed = "constant", ConstantParams, False
+
+    def validate(self, p: ConstantParams, problems):
+        if "\0" in p.value:
+            problems.append("value cannot contain a NUL character")
+
+    def check_column(self, p: ConstantParams, column: Column) -> str | None:
+        if column.is_array:
+            return f"constant on {column.name} ({column.type}): array columns are not supported yet"
+        ok = {
+            "S": lambda v: column.max_length is None or len(v) <= column.max_length,
+            "N": lambda v: bool((_INT_RE if column.base_type in ("int2", "int4", "int8") else _NUMERIC_RE)
+                                .match(v.strip())),
+            "B": lambda v: v.strip().lower() in _BOOL_VALUES,
+        }.get(column.category)
+        if ok is None or column.base_type in ("uuid", "json", "jsonb"):
+            return f"constant is only checked for text, number and boolean columns, not {column.type}"
+        if not ok(p.value):
+            return f"constant {p.value!r} is not a valid {column.type} value for {column.name}"
+        return None
+
+
+class PartialStrategy(Strategy):
+    name, params_type, keyed = "partial", PartialParams, False
+
+    def validate(self, p: PartialParams, problems):
+        if p.keep_first < 0 or p.keep_last < 0:
+            problems.append("keep_first and keep_last must be >= 0")
+        if len(p.mask_char) != 1 or p.mask_char == "\0":
+            problems.append(f"mask_char must be one character, got {p.mask_char!r}")
+
+
+class PreserveFormatStrategy(Strategy):
+    name, params_type = "preserve_format", PreserveFormatParams
+
+    def validate(self, p: PreserveFormatParams, problems):
+        if p.keep_prefix < 0 or p.keep_suffix < 0:
+            problems.append("keep_prefix and keep_suffix must be >= 0")
+
+
+class UuidStrategy(Strategy):
+    name, params_type, unique = "uuid", UuidParams, True
+
+    def max_chars(self, p) -> int:
+        return 36
+
+    def check_column(self, p, column: Column) -> str | None:
+        if column.base_type == "uuid" and not column.is_array:
+            return None
+        return super().check_column(p, column)
+
+
+class TypedStrategy(Strategy):
+    """A strategy that reads and writes the text form of particular types."""
+
+    base_types: tuple[str, ...] = ()
+
+    def check_column(self, p, column: Column) -> str | None:
+        if column.is_array:
+            return f"{self.name} on {column.name} ({column.type}): array columns are not supported yet"
+        if column.base_type not in self.base_types:
+            return (f"{self.name} works on {', '.join(self.base_types)} columns; {column.name} is "
+                    f"{column.type}")
+        return None
+
+
+class DateShiftStrategy(TypedStrategy):
+    name, params_type = "date_shift", DateShiftParams
+    base_types = ("date", "timestamp", "timestamptz")
+
+    def validate(self, p: DateShiftParams, problems):
+        if not 1 <= p.days <= 3_650_000:
+            problems.append(f"days must be between 1 and 3650000, got {p.days}")
+
+
+class NoiseStrategy(TypedStrategy):
+    name, params_type = "noise", NoiseParams
+    base_types = ("int2", "int4", "int8", "numeric")
+
+    def validate(self, p: NoiseParams, problems):
+        if (p.relative is None) == (p.absolute is None):
+            problems.append("give exactly one of relative or absolute")
+        elif p.relative is not None and not 0 < p.relative <= 1:
+            problems.append(f"relative must be in (0, 1], got {p.relative}")
+        elif p.absolute is not None and not 0 < p.absolute < 1e15:
+            problems.append(f"absolute must be positive and below 1e15, got {p.absolute}")
+
+
+class IpStrategy(TypedStrategy):
+    name, params_type = "ip", IpParams
+    base_types = ("inet", "cidr")
+
+    def validate(self, p: IpParams, problems):
+        if not 0 <= p.prefix <= 32:
+            problems.append(f"prefix must be between 0 and 32, got {p.prefix}")
+        if not 0 <= p.prefix_v6 <= 128:
+            problems.append(f"prefix_v6 must be between 0 and 128, got {p.prefix_v6}")
+
+
+# -- locale data for the fake_* strategies -------------------------------------------------------
+FAKE_POOL_DRAWS = 1000  # generated values per pool (streets, cities, companies), before dedup
+
+
+def _check_locale(p, problems):
+    import faker.config
+
+    if p.locale not in faker.config.AVAILABLE_LOCALES:
+        problems.append(f"unknown locale {p.locale!r} (Faker knows e.g. en_US, fr_FR, de_DE, ja_JP)")
+
+
+def _ascii_word(s: str) -> str:
+    """Lowercase ASCII letters of s (accents dropped), for the local part of fake emails."""
+    plain = unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode().lower()
+    return "".join(ch for ch in plain if ch.isalnum())
+
+
+@functools.lru_cache(maxsize=None)
+def fake_pools(kind: str, locale: str) -> tuple[tuple[str, ...], ...]:
+    """The value lists a fake_* strategy picks from, built once per process from Faker's providers.
+
+    Names come straight from the locale's provider lists; streets, cities and companies are drawn
+    from a Faker instance with a fixed seed. Sorted and deduplicated, so the same Faker version
+    gives the same pools (and pseudonyms) everywhere.
+    """
+    from faker import Faker
+
+    fake = Faker(locale)
+    fake.seed_instance(20240601)
+
+    def attr(name):
+        for provider in fake.get_providers():
+            if hasattr(provider, name):
+                return sorted(set(getattr(provider, name)))
+        raise ValueError(f"Faker locale {locale} has no {name}")
+
+    def drawn(method):
+        return sorted({getattr(fake, method)() for _ in range(FAKE_POOL_DRAWS)})
+
+    if kind in ("fake_name", "fake_first_name", "fake_last_name"):
+        return tuple(attr("first_names")), tuple(attr("last_names"))
+    if kind == "fake_email":
+        firsts = sorted({w for w in map(_ascii_word, attr("first_names")) if w} or {"user"})
+        lasts = sorted({w for w in map(_ascii_word, attr("last_names")) if w} or {"user"})
+        return tuple(firsts), tuple(lasts)
+    if kind == "fake_address":
+        return tuple(drawn("street_name")), tuple(drawn("city"))
+    if kind == "fake_company":
+        return (tuple(drawn("company")),)
+    raise ValueError(f"no pools for {kind}")
+
+
+class FakeStrategy(Strategy):
+    """Realistic values picked from locale pools by the keyed PRF."""
+
+    def validate(self, p, problems):
+        _check_locale(p, problems)
+
+    def max_chars(self, p) -> int:
+        pools = fake_pools(self.name, p.locale)
+        longest = [max(map(len, pool)) for pool in pools]
+        return {
+            "fake_name": lambda: longest[0] + 1 + longest[1],
+            "fake_first_name": lambda: longest[0],
+            "fake_last_name": lambda: longest[1],
+            "fake_address": lambda: 4 + 1 + longest[0] + 2 + longest[1],
+            "fake_company": lambda: longest[0],
+        }[self.name]()
+
+
+class FakeEmailStrategy(FakeStrategy):
+    """first.last.<hex>@domain: the hex part keeps distinct inputs distinct."""
+
+    name, params_type, unique = "fake_email", FakeEmailParams, True
+
+    def validate(self, p: FakeEmailParams, problems):
+        _check_locale(p, problems)
+        _check_hex_length(p, problems)
+        if not _DOMAIN_RE.match(p.domain):
+            problems.append(f"domain {p.domain!r} is not a plain DNS name (letters, digits, '-', '.')")
+
+    def is_unique(self, p: FakeEmailParams) -> bool:
+        return p.length >= UNIQUE_HEX_FLOOR
+
+    def max_chars(self, p: FakeEmailParams) -> int:
+        firsts, lasts = fake_pools(self.name, p.locale)
+        return max(map(len, firsts)) + 1 + max(map(len, lasts)) + 1 + p.length + 1 + len(p.domain)
+
+
+def _fake(name: str, params_type) -> FakeStrategy:
+    strategy = FakeStrategy()
+    strategy.name, strategy.params_type = name, params_type
+    return strategy
+
+
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     EmailStrategy(), PhoneStrategy(), NameStrategy(), RedactStrategy(), HashStrategy(),
+    NullStrategy(), KeepStrategy(), ConstantStrategy(), PartialStrategy(), PreserveFormatStrategy(),
+    UuidStrategy(), DateShiftStrategy(), NoiseStrategy(), IpStrategy(),
+    _fake("fake_name", FakeNameParams), _fake("fake_first_name", FakeFirstNameParams),
+    _fake("fake_last_name", FakeLastNameParams), _fake("fake_address", FakeAddressParams),
+    _fake("fake_company", FakeCompanyParams), FakeEmailStrategy(),
 )}
 
 
