@@ -1,5 +1,291 @@
-"""confiture-fast scan (being written)."""
+"""confiture-fast scan: find the PII of a source database, and write the rules it calls for.
+
+Read-only and light on production: a read-only session with a statement timeout, column names from
+the catalog, and a bounded page sample (`TABLESAMPLE SYSTEM` + `LIMIT`) of the text-like columns.
+The output is a ready-to-edit anonymization.yaml where every suggestion says why it was made.
+`strict_problems` is the same detection used by `sync --strict` to refuse unreviewed columns.
+"""
+
+
+import datetime as _dt
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import msgspec
+import psycopg
+import typer
+
+from .catalog import Catalog, Table, read_catalog
+from .errors import ConfigError, ValidationError
+from .pii import Finding, TableScan, restore_statement_timeout, scan_table, set_statement_timeout
+
+DEFAULT_SAMPLE_ROWS = 200
+DEFAULT_TIMEOUT_S = 10.0
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+class Covered(msgspec.Struct, frozen=True):
+    strategy: str
+    where: str  # 'FILE:LINE', or 'via FK name' for a rule propagated through a foreign key
+
+
+def coverage(catalog: Catalog, rules) -> dict[tuple[str, str], Covered]:
+    """(table, column) -> the rule that covers it, including rules that a sync propagates through
+    foreign keys. Rule keys that name no single table are left to the planner to report."""
+    covered: dict[tuple[str, str], Covered] = {}
+    if rules is None:
+        return covered
+    for key, specs in rules.tables.items():
+        hits = catalog.find(key)
+        if len(hits) != 1:
+            continue
+        for spec in specs:
+            covered[(hits[0].display, spec.column)] = Covered(spec.strategy, f"{rules.path}:{spec.line}")
+    changed = True
+    while changed:
+        changed = False
+        for t in catalog.tables.values():
+            for fk in t.foreign_keys:
+                for col, ref_col in zip(fk.columns, fk.ref_columns):
+                    src = covered.get((fk.ref_table, ref_col))
+                    if src is not None and (t.display, col) not in covered:
+                        covered[(t.display, col)] = Covered(src.strategy, f"via foreign key {fk.name}")
+                        changed = True
+    return covered
+
+
+def scan_tables(conn: psycopg.Connection, tables: list[Table], rows: int, timeout_ms: int,
+                covered: dict[tuple[str, str], Covered]) -> list[TableScan]:
+    """Findings of every table, each sample under `timeout_ms`; marks the ones the rules cover."""
+    old = set_statement_timeout(conn, timeout_ms)
+    try:
+        scans = [scan_table(conn, t, rows) for t in tables]
+    finally:
+        restore_statement_timeout(conn, old)
+    for s in scans:
+        for f in s.findings:
+            if (c := covered.get((f.table, f.column))) is not None:
+                f.covered = f"{c.where} ({c.strategy})"
+    return scans
+
+
+def strict_problems(src_conn: psycopg.Connection, catalog: Catalog, tables: list[Table], rules) -> list[str]:
+    """For `sync --strict`: every column scan flags (by name or content) that no rule covers.
+
+    Each problem names table.column, why it was flagged and the rule scan suggests. Any rule counts,
+    `keep` included: it records that someone looked at the column. Safe inside the caller's snapshot
+    transaction: each sample runs in a savepoint and the statement timeout is put back afterwards."""
+    scans = scan_tables(src_conn, tables, DEFAULT_SAMPLE_ROWS, int(DEFAULT_TIMEOUT_S * 1000), coverage(catalog, rules))
+    problems = []
+    for s in scans:
+        for f in s.findings:
+            if f.covered is None:
+                problems.append(f"{f.table}.{f.column}: {'; '.join(f.reasons)} (confidence {f.confidence}); "
+                                f"suggested rule: {f.rule_text()}")
+        if s.note and any(f.covered is None for f in s.findings):
+            problems.append(f"{s.table}: {s.note}")
+    return problems
+
+
+def strict_error(problems: list[str], rules) -> ValidationError:
+    """The refusal `sync --strict` raises: every unruled column at once, and how to proceed."""
+    target = str(rules.path) if rules is not None else "an anonymization rules file (--anonymize-config)"
+    return ValidationError(
+        f"--strict: {len(problems)} column(s) look like PII and have no rule:", problems,
+        f"add a rule for each to {target} (confiture-fast scan --from SOURCE prints them all); "
+        "after review, 'strategy: keep' marks a column as safe to copy")
+
+
+# --------------------------------------------------------------------------- output
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_YAML_WORDS = frozenset({"yes", "no", "true", "false", "on", "off", "null", "y", "n", "~"})
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):
+        if _PLAIN.match(value) and value.lower() not in _YAML_WORDS:
+            return value
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)  # JSON is YAML flow style
+    return json.dumps(value)
+
+
+def _rule_lines(column: str, strategy: str, params: dict[str, Any], seed: str = "",
+                allow_duplicates: bool = False, prefix: str = "") -> list[str]:
+    lines = [f"{prefix}  - column: {_scalar(column)}", f"{prefix}    strategy: {_scalar(strategy)}"]
+    if seed:
+        lines.append(f"{prefix}    seed: {_scalar(seed)}")
+    if allow_duplicates:
+        lines.append(f"{prefix}    allow_duplicates: true")
+    for k, v in params.items():
+        lines.append(f"{prefix}    {_scalar(k)}: {_scalar(v)}")
+    return lines
+
+
+def render_yaml(scans: list[TableScan], rules, catalog: Catalog, source: str, rows: int) -> str:
+    """A rules file: the existing rules (marked), then a commented suggestion per uncovered finding."""
+    existing: dict[str, list] = {}
+    unmatched: list[tuple[str, tuple]] = []
+    for key, specs in (rules.tables.items() if rules is not None else ()):
+        hits = catalog.find(key)
+        if len(hits) == 1:
+            existing.setdefault(hits[0].display, []).extend(specs)
+        else:
+            unmatched.append((key, specs))
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = [f"# Anonymization rules suggested by confiture-fast scan of {source} ({when}),",
+           f"# from column names and a sample of up to {rows} rows per table.",
+           "# Review every rule. A column that is safe to copy as it is gets 'strategy: keep',",
+           "# which tells sync --strict that it was reviewed.", ""]
+    by_table = {s.table: s for s in scans}
+    names = list(dict.fromkeys([s.table for s in scans] + list(existing)))
+    for name in names:
+        s = by_table.get(name)
+        specs = existing.get(name, [])
+        todo = [f for f in (s.findings if s else []) if f.covered is None]
+        if not specs and not todo:
+            continue
+        out.append(f"{_scalar(name)}:")
+        if s is not None and s.note:
+            out.append(f"  # {s.note}")
+        for spec in specs:
+            out.append(f"  # already in {rules.path}:{spec.line}")
+            out += _rule_lines(spec.column, spec.strategy, dict(spec.params), spec.seed, spec.allow_duplicates)
+        for f in todo:
+            out.append(f"  # {f.column}: {'; '.join(f.reasons)} (confidence {f.confidence})")
+            if f.strategy is None:
+                out.append(f"  # not suggested yet: {f.no_fit}; use another rule until it fits")
+                out += _rule_lines(f.column, f.wanted, f.params, prefix="  #")
+            else:
+                out += _rule_lines(f.column, f.strategy, f.params)
+        out.append("")
+    for key, specs in unmatched:
+        out.append(f"{_scalar(key)}:  # not a single table on the source")
+        for spec in specs:
+            out += _rule_lines(spec.column, spec.strategy, dict(spec.params), spec.seed, spec.allow_duplicates)
+        out.append("")
+    return "\n".join(out)
+
+
+def render_json(scans: list[TableScan], source: str, rows: int) -> str:
+    return msgspec.json.encode({"source": source, "sample_rows": rows, "tables": scans}).decode()
+
+
+def summary(scans: list[TableScan]) -> str:
+    findings = [f for s in scans for f in s.findings]
+    uncovered = [f for f in findings if f.covered is None]
+    notes = [s for s in scans if s.note]
+    text = (f"scan: {len(scans)} table(s), {len(findings)} column(s) look like PII, "
+            f"{len(findings) - len(uncovered)} already covered, {len(uncovered)} without a rule")
+    if notes:
+        text += f"; {len(notes)} table(s) checked by name only (see the comments)"
+    return text
+
+
+# --------------------------------------------------------------------------- command
+
+
+def connect_read_only(what: str, env, timeout_ms: int | None = None) -> psycopg.Connection:
+    """A read-only session (`default_transaction_read_only=on`), optionally with a statement timeout."""
+    options = "-c default_transaction_read_only=on"
+    if timeout_ms is not None:
+        options += f" -c statement_timeout={int(timeout_ms)}"
+    try:
+        conn = psycopg.connect(env.conninfo(), autocommit=True, connect_timeout=10, options=options)
+    except psycopg.OperationalError as exc:
+        text = str(exc).strip()
+        for marker in ("FATAL:", "ERROR:"):
+            if marker in text:
+                text = text[text.rindex(marker):]
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise ConfigError(f"cannot connect to the {what} {env.display()}: {first}",
+                          f"check that the server is running and the {what} settings are right") from None
+    conn.execute("SET client_encoding = 'UTF8'")
+    return conn
+
+
+def load_rules_option(rules_path: Path | None, default: Path):
+    """The rules named by --anonymize-config, else the default file when it exists, else None."""
+    from . import config
+
+    if rules_path is not None:
+        if not Path(rules_path).exists():
+            raise ConfigError(f"anonymization rules file {rules_path} does not exist",
+                              "check the path, or leave --anonymize-config out")
+        return config.load_rules(rules_path)
+    return config.load_rules(default) if default.exists() else None
+
+
+def _scan(source, tables, include, exclude, rules_path, env_dir, source_port, output, rows, timeout, fmt) -> int:
+    from . import cli, config
+    from .plan import Selection, select_tables
+    from .progress import stderr_console
+
+    console = stderr_console()
+    env = config.resolve_environment(source, env_dir, port=source_port)
+    cli._Redactor.add(env.password)
+    if (w := env.ssl_warning()):
+        console.print(f"warning: {w}", markup=False)
+    rules = load_rules_option(rules_path, cli.DEFAULT_RULES)
+    with connect_read_only("source", env, int(timeout * 1000)) as conn:
+        catalog = read_catalog(conn)
+        problems: list[str] = []
+        chosen = select_tables(catalog, Selection(tables, include, exclude), problems)
+        if problems:
+            raise ValidationError("the table selection does not match the source:", problems,
+                                  "fix --tables / --include / --exclude")
+        scans = scan_tables(conn, chosen, rows, int(timeout * 1000), coverage(catalog, rules))
+    text = (render_json(scans, env.display(), rows) if fmt == "json"
+            else render_yaml(scans, rules, catalog, env.display(), rows))
+    if output is not None:
+        output.write_text(text + "\n", encoding="utf-8")
+        console.print(f"wrote {output}", markup=False)
+    else:
+        sys.stdout.write(text + "\n")
+    console.print(summary(scans), markup=False)
+    return 0
 
 
 def register(app) -> None:
     """Adds the `scan` command to the CLI."""
+    from .cli import DEFAULT_ENV_DIR, Format, _csv, _fail
+
+    @app.command("scan", help="""Find PII in the source and print the anonymization rules it calls for.
+
+\b
+  confiture-fast scan --from production                          # rules on stdout
+  confiture-fast scan --from production -o anonymization.yaml    # into a file
+  confiture-fast scan --from prod --anonymize-config db/sync/anonymization.yaml  # mark covered columns
+  confiture-fast scan --from prod --tables users,orders --format json
+""")
+    def scan(
+        source: Annotated[str, typer.Option("--from", help="Source: environment name or a libpq URI/conninfo.")],
+        tables: Annotated[Optional[list[str]], typer.Option("--tables", help="Only these tables (comma-separated).")] = None,
+        include: Annotated[Optional[list[str]], typer.Option("--include", help="Tables matching these patterns.")] = None,
+        exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Leave out these tables or patterns.")] = None,
+        rules_path: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="Existing rules: covered columns are marked (default: db/sync/anonymization.yaml when it exists).")] = None,
+        env_dir: Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")] = DEFAULT_ENV_DIR,
+        source_port: Annotated[Optional[int], typer.Option("--source-port", help="Override the source port (SSH tunnel).")] = None,
+        output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the rules to this file instead of stdout.")] = None,
+        rows: Annotated[int, typer.Option("--sample-rows", min=0, help="Rows sampled per table (0: names only).")] = DEFAULT_SAMPLE_ROWS,
+        timeout: Annotated[float, typer.Option("--statement-timeout", min=0.1, help="Seconds any one query may run on the source.")] = DEFAULT_TIMEOUT_S,
+        fmt: Annotated[Format, typer.Option("--format", help="text: a rules YAML; json: the findings.")] = Format.text,
+        debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    ) -> None:
+        try:
+            code = _scan(source, _csv(tables), _csv(include), _csv(exclude), rules_path, env_dir, source_port,
+                         output, rows, timeout, fmt.value)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            raise typer.Exit(130)
+        except BaseException as exc:  # noqa: BLE001 - every error leaves as one clean message
+            raise _fail(exc, debug) from None
+        raise typer.Exit(code)
