@@ -495,8 +495,10 @@ def _summarize(run: Run, baseline: Run | None, psql: Run | None, cores: int) -> 
 
 
 def _recommend(runs: list[Run]) -> Recommendation | None:
-    """The fastest anonymized configuration, or among those within its noise the one with fewest workers."""
-    cands = [r for r in runs if r.kind == "sync" and r.anonymized]
+    """The fastest configuration of the tool (anonymized when the shape has rules), or among those within
+    its noise the one with the fewest workers, then the batch size closest to the default."""
+    syncs = [r for r in runs if r.kind == "sync"]
+    cands = [r for r in syncs if r.anonymized] or syncs
     if not cands:
         return None
     best = min(cands, key=lambda r: r.wall_s)
@@ -506,7 +508,7 @@ def _recommend(runs: list[Run]) -> Recommendation | None:
     if len(cands) == 1:
         why = "the only configuration measured: run with --sweep to compare --parallel and --batch-size values"
     elif pick is best:
-        why = f"fastest of {len(cands)} anonymized configurations"
+        why = f"fastest of {len(cands)} configurations"
     else:
         why = (f"within noise ({noise:.0%}) of the fastest ({best.name}, {best.rows_per_s:,.0f} rows/s) "
                f"with fewer workers or the default batch size")
@@ -551,18 +553,23 @@ class Options(msgspec.Struct, kw_only=True):
     command: str = ""
 
 
-def _contenders(opts: Options, psql: str | None) -> list[Contender]:
+def _contenders(opts: Options, psql: str | None, anonymize: bool) -> list[Contender]:
+    """The floor first, then the other pipes, then the tool: verbatim once and anonymized over the sweep,
+    or verbatim over the sweep when no table of the shape has PII rules."""
     out = [Contender(name=BASELINE, kind="baseline")]
     if psql:
         out.append(Contender(name="psql pipe", kind="psql"))
     if opts.pgcopydb:
         out.append(Contender(name="pgcopydb clone", kind="pgcopydb"))
-    out.append(Contender(name=f"sync verbatim -p{opts.parallel} -b{opts.batch_size}", kind="sync",
-                         parallel=opts.parallel, batch_size=opts.batch_size))
+    default = (opts.parallel, opts.batch_size)
     grid = [(p, b) for p in SWEEP_PARALLEL for b in SWEEP_BATCH] if opts.sweep else []
-    if (opts.parallel, opts.batch_size) not in grid:
-        grid.insert(0, (opts.parallel, opts.batch_size))
-    out += [Contender(name=f"sync anonymized -p{p} -b{b}", kind="sync", anonymized=True, parallel=p, batch_size=b)
+    if default not in grid:
+        grid.insert(0, default)
+    if anonymize:
+        out.append(Contender(name=f"sync verbatim -p{default[0]} -b{default[1]}", kind="sync",
+                             parallel=default[0], batch_size=default[1]))
+    word = "anonymized" if anonymize else "verbatim"
+    out += [Contender(name=f"sync {word} -p{p} -b{b}", kind="sync", anonymized=anonymize, parallel=p, batch_size=b)
             for p, b in grid]
     return out
 
@@ -594,7 +601,8 @@ def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
         if psql is None:
             notes.append("psql was not found: no psql pipe in this run")
         rules = workdir / "rules.yaml"
-        rules.write_text(_rules_yaml(opts.shape))
+        rules_text = _rules_yaml(opts.shape)
+        rules.write_text(rules_text or "")
         source_info, target_info = _server_info(src, where[0]), _server_info(dst, where[1])
         state_existed = _state_schema_exists(dst)
         stack.callback(_cleanup, src, dst, state_existed, log)
@@ -602,7 +610,7 @@ def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
         dataset = _create_tables(src, dst, opts.shape, opts.rows)
         ctx = Context(src=src, dst=dst, dataset=dataset, env_dir=opts.env_dir, rules=str(rules), psql=psql,
                       child_env={config.SECRET_ENV_VAR: secret})
-        contenders = _contenders(opts, psql)
+        contenders = _contenders(opts, psql, anonymize=rules_text is not None)
         runs = {c.name: Run(name=c.name, kind=c.kind, anonymized=c.anonymized, parallel=c.parallel,
                             batch_size=c.batch_size) for c in contenders}
         # the first pass warms caches and fills dataset.bytes; it is not counted
@@ -615,14 +623,17 @@ def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
                 runs[c.name].samples.append(s)
                 log(f"round {rep + 1}/{opts.repeat}: {c.name:32} {s.wall_s:7.2f} s  cpu {s.cpu_s:6.2f} s"
                     + (f"  rss {s.peak_rss_mib:6.0f} MiB" if s.peak_rss_mib is not None else ""))
-        log("rewriter alone, in memory")
-        rw = _rewriter_alone(ctx, secret.encode())
+        rw = None
+        if rules_text is not None:
+            log("rewriter alone, in memory")
+            rw = _rewriter_alone(ctx, secret.encode())
     out = list(runs.values()) + ([rw] if rw else [])
     for r in out:
         if r.kind != "rewriter":
             r.rows, r.bytes = dataset.total_rows, dataset.total_bytes
-    if rw is None:
-        notes.append("no table of this shape has rules: no rewriter-alone run")
+    if rules_text is None:
+        notes.append("no table of this shape has anonymization rules: the tool runs are verbatim, "
+                     "and there is no rewriter-alone run")
     cores = os.cpu_count() or 1
     base = runs[BASELINE]
     _summarize(base, None, None, cores)
@@ -631,6 +642,7 @@ def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
     if pipe:
         _summarize(pipe, base, None, cores)
         pipe.wall_vs_psql = 1.0
+        base.wall_vs_psql = base.wall_s / pipe.wall_s if pipe.wall_s else None
     for r in out:
         if r is not base and r is not pipe:
             _summarize(r, base, pipe, cores)
@@ -643,14 +655,16 @@ def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
         repeat=opts.repeat, baseline=BASELINE, runs=out, recommended=_recommend(out), notes=notes)
 
 
-def _rules_yaml(tables: tuple[str, ...]) -> str:
-    """The benchmark rules of the tables in the run only: a rule for a missing table is an error."""
+def _rules_yaml(tables: tuple[str, ...]) -> str | None:
+    """The benchmark rules of the tables in the run only (a rule for a missing table is an error);
+    None when none of them has rules."""
     import yaml
 
     from .sample import bench_rules_yaml
 
     rules = yaml.safe_load(bench_rules_yaml(SCHEMA))
-    return yaml.safe_dump({k: v for k, v in rules.items() if k.split(".", 1)[1] in tables}, sort_keys=False)
+    kept = {k: v for k, v in rules.items() if k.split(".", 1)[1] in tables}
+    return yaml.safe_dump(kept, sort_keys=False) if kept else None
 
 
 def _state_schema_exists(side: Side) -> bool:
