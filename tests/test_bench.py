@@ -67,6 +67,15 @@ def test_text_table_and_plot_for_a_shape_without_rules(tmp_path):
     ET.parse(chart)
 
 
+def test_markdown_for_the_docs():
+    res = run_cli("bench", "--rows", "300", "--repeat", "1", "--shape", "plain", "--format", "markdown")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "`confiture-fast bench --rows 300 --repeat 1 --shape plain --format markdown`"
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[0].startswith("| run | rows/s |") and table[1].startswith("| libpq pipe (floor) |")
+
+
 def test_their_servers_scratch_schema_only(pair):
     pair.both("CREATE TABLE keep (id int PRIMARY KEY, v text)")
     pair.source("INSERT INTO keep SELECT g, 'source ' || g FROM generate_series(1, 50) g")

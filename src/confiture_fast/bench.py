@@ -13,6 +13,7 @@ process tree, sampled while the run goes. The servers' own processes are in neit
 
 
 import datetime as _dt
+import enum
 import os
 import platform
 import resource
@@ -31,7 +32,7 @@ from typing import Annotated, Callable, Optional
 import msgspec
 import psycopg
 
-from .errors import ConfigError, SyncError
+from .errors import ConfigError, SyncError, Terminated
 
 SCHEMA = "confiture_fast_bench"
 _MARK = "scratch schema of confiture-fast bench: dropped when the bench ends"
@@ -40,7 +41,7 @@ TABLES = ("users", "orders", "events", "wide", "plain")
 ROW_FACTOR = {"users": 1, "orders": 2, "events": 5, "wide": 1, "plain": 1}
 SHAPES = {"users": ("users",), "wide": ("wide",), "plain": ("plain",), "all": ("users", "wide", "plain")}
 INDEXES = {"users": 2, "orders": 1, "events": 1, "wide": 1, "plain": 1}
-DEFAULT_ROWS = 200_000
+DEFAULT_ROWS = 400_000
 DEFAULT_BATCH = 5000
 SWEEP_PARALLEL = (1, 2, 4)
 SWEEP_BATCH = (1000, 5000, 20000)
@@ -160,8 +161,9 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _run_processes(start: Callable[[], list[subprocess.Popen]], what: str) -> tuple[float, float, float]:
-    """Starts processes, waits for all of them; (wall s, CPU s of them and their children, peak RSS MiB)."""
+def _run_processes(start: Callable[[], list[subprocess.Popen]], what: str) -> tuple[float, float, float, bytes]:
+    """Starts processes, waits for all of them; (wall s, CPU s of them and their children, peak RSS MiB,
+    the last one's stdout)."""
     cpu0 = _children_cpu()
     t0 = time.perf_counter()
     procs = start()
@@ -180,7 +182,7 @@ def _run_processes(start: Callable[[], list[subprocess.Popen]], what: str) -> tu
             tail = (err or b"").decode(errors="replace").strip()[-1500:]
             raise BenchError(f"{what} failed (exit {p.returncode}): {tail}",
                              "rerun with --debug; the bench stops at the first failed run")
-    return wall, cpu, sampler.peak / (1 << 20)
+    return wall, cpu, sampler.peak / (1 << 20), outs[-1][0] or b""
 
 
 # --------------------------------------------------------------------------- the two databases
@@ -333,7 +335,7 @@ def _run_psql(ctx: Context) -> Sample:
             out.stdout.close()
             return [out, into]
 
-        w, c, p = _run_processes(start, f"psql pipe of {table}")
+        w, c, p, _ = _run_processes(start, f"psql pipe of {table}")
         wall, cpu, peak = wall + w, cpu + c, max(peak, p)
     return Sample(wall, cpu, peak, 0)
 
@@ -351,7 +353,7 @@ def _run_pgcopydb(ctx: Context, workdir: Path) -> Sample:
     cmd = ["pgcopydb", "clone", "--source", ctx.src.conninfo, "--target", ctx.dst.conninfo,
            "--filters", str(filters), "--dir", str(run_dir), "--table-jobs", str(os.cpu_count() or 1),
            "--index-jobs", str(os.cpu_count() or 1), "--no-owner", "--no-acl", "--skip-extensions"]
-    wall, cpu, peak = _run_processes(
+    wall, cpu, peak, _ = _run_processes(
         lambda: [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   env={**os.environ, **ctx.child_env})], "pgcopydb clone")
     return Sample(wall, cpu, peak, 0)
@@ -363,27 +365,17 @@ def _run_sync(ctx: Context, c: Contender) -> Sample:
            "--parallel", str(c.parallel), "--batch-size", str(c.batch_size)]
     if c.anonymized:
         cmd += ["--anonymize-config", ctx.rules]
-    cpu0 = _children_cpu()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **ctx.child_env})
-    try:
-        with _RssSampler([proc.pid]) as sampler:
-            out, err = proc.communicate()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    wall = time.perf_counter() - t0
-    cpu = _children_cpu() - cpu0
+    wall, cpu, peak, out = _run_processes(
+        lambda: [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env={**os.environ, **ctx.child_env})], c.name)
     try:
         result = msgspec.json.decode(out)
     except msgspec.DecodeError:
         result = {}
-    if proc.returncode != 0 or not result.get("ok"):
-        tail = err.decode(errors="replace").strip()[-1500:] or str(result.get("error"))
-        raise BenchError(f"{c.name} failed (exit {proc.returncode}): {tail}",
+    if not result.get("ok"):
+        raise BenchError(f"{c.name} did not report success: {result.get('error') or out[-500:]!r}",
                          "rerun the same sync by hand with --debug to see why")
-    return Sample(wall, cpu, sampler.peak / (1 << 20), int(result.get("total_rows", 0)))
+    return Sample(wall, cpu, peak, int(result["total_rows"]))
 
 
 def _reset_target(ctx: Context) -> None:
@@ -734,38 +726,71 @@ def _fmt_rss(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
+_HEADER = (("run", "left"), ("rows/s", "right"), ("MB/s", "right"), ("vs floor", "right"), ("time vs psql", "right"),
+           ("wall s (min-max)", "right"), ("spread", "right"), ("CPU s", "right"), ("CPU share", "right"),
+           ("peak RSS MiB", "right"))
+
+
+def _title(report: Report) -> str:
+    ds = report.dataset
+    return (f"confiture-fast bench: {ds['rows']:,} rows, {ds['bytes'] / 1e6:,.0f} MB of COPY text "
+            f"({_table_counts(ds)}); median of {report.repeat}, interleaved")
+
+
+def _is_recommended(report: Report, r: Run) -> bool:
+    rec = report.recommended
+    swept_anonymized = any(x.anonymized for x in report.runs if x.kind == "sync")
+    return (rec is not None and r.kind == "sync" and r.anonymized == swept_anonymized
+            and (r.parallel, r.batch_size) == (rec.parallel, rec.batch_size))
+
+
+def _cells(report: Report) -> list[list[str]]:
+    out = []
+    for r in report.runs:
+        name = r.name + (" (floor)" if r.name == report.baseline else "")
+        if _is_recommended(report, r):
+            name += " *"
+        out.append([name, f"{r.rows_per_s:,.0f}", f"{r.mb_per_s:,.1f}", f"{r.ratio:.2f}x",
+                    "-" if r.wall_vs_psql is None else f"{r.wall_vs_psql:.2f}x",
+                    f"{r.wall_s:.2f} ({r.wall_min_s:.2f}-{r.wall_max_s:.2f})", f"{r.spread:.0%}",
+                    f"{r.cpu_s:.2f}", f"{r.cpu_share:.0%}", _fmt_rss(r.peak_rss_mib)])
+    return out
+
+
+def _footer(report: Report) -> list[str]:
+    rec = report.recommended
+    m = report.machine
+    lines = [f"recommended: --parallel {rec.parallel} --batch-size {rec.batch_size}  * ({rec.why})"] if rec else []
+    lines.append(f"machine: {m['cores']} cores {m['cpu']}, load average at start {m['load_avg_at_start']}; "
+                 f"source PostgreSQL {report.source['server_version']} ({report.source['where']}), "
+                 f"target PostgreSQL {report.target['server_version']} ({report.target['where']}); "
+                 f"{report.date}; confiture-fast {report.version}")
+    lines += [f"note: {n}" for n in report.notes]
+    return lines
+
+
 def render(report: Report, console) -> None:
     """The rich table, the recommendation and the run information."""
     from rich.table import Table
 
-    ds = report.dataset
-    table = Table(title=f"confiture-fast bench: {ds['rows']:,} rows, {ds['bytes'] / 1e6:,.0f} MB of COPY text "
-                        f"({_table_counts(ds)}); "
-                        f"median of {report.repeat}, interleaved", title_justify="left")
-    for col, just in (("run", "left"), ("rows/s", "right"), ("MB/s", "right"), ("vs floor", "right"),
-                      ("time vs psql", "right"), ("wall s (min-max)", "right"), ("spread", "right"),
-                      ("CPU s", "right"), ("CPU share", "right"), ("peak RSS MiB", "right")):
+    table = Table(title=_title(report), title_justify="left")
+    for col, just in _HEADER:
         table.add_column(col, justify=just)
-    rec = report.recommended
-    for r in report.runs:
-        name = r.name + (" (floor)" if r.name == report.baseline else "")
-        if rec and r.kind == "sync" and r.anonymized and (r.parallel, r.batch_size) == (rec.parallel, rec.batch_size):
-            name += " *"
-        table.add_row(name, f"{r.rows_per_s:,.0f}", f"{r.mb_per_s:,.1f}", f"{r.ratio:.2f}x",
-                      "-" if r.wall_vs_psql is None else f"{r.wall_vs_psql:.2f}x",
-                      f"{r.wall_s:.2f} ({r.wall_min_s:.2f}-{r.wall_max_s:.2f})", f"{r.spread:.0%}",
-                      f"{r.cpu_s:.2f}", f"{r.cpu_share:.0%}", _fmt_rss(r.peak_rss_mib))
+    for row in _cells(report):
+        table.add_row(*row)
     console.print(table)
-    if rec:
-        console.print(f"recommended: --parallel {rec.parallel} --batch-size {rec.batch_size}  * ({rec.why})",
-                      markup=False, highlight=False)
-    m = report.machine
-    console.print(f"machine: {m['cores']} cores {m['cpu']}, load average at start {m['load_avg_at_start']}; "
-                  f"source PostgreSQL {report.source['server_version']} ({report.source['where']}), "
-                  f"target PostgreSQL {report.target['server_version']} ({report.target['where']}); "
-                  f"{report.date}; confiture-fast {report.version}", markup=False, highlight=False)
-    for note in report.notes:
-        console.print(f"note: {note}", markup=False, highlight=False)
+    for line in _footer(report):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def markdown(report: Report) -> str:
+    """The same table in Markdown, with the command, for docs/performance.md."""
+    lines = [f"`{report.command}`", "", f"**{_title(report)}**", "",
+             "| " + " | ".join(h for h, _ in _HEADER) + " |",
+             "|" + "|".join("---" if j == "left" else "---:" for _, j in _HEADER) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in _cells(report)]
+    lines += [""] + [line + "  " for line in _footer(report)]
+    return "\n".join(lines) + "\n"
 
 
 def _esc(text: str) -> str:
@@ -792,12 +817,10 @@ def svg_chart(report: Report) -> str:
            f'<text x="10" y="42" fill="#374151">{_esc(_table_counts(ds))}; '
            f'{report.machine["cores"]} cores; PostgreSQL {_esc(report.source["server_version"])} to '
            f'{_esc(report.target["server_version"])}; {_esc(report.date)}</text>']
-    rec = report.recommended
     for i, r in enumerate(runs):
         y = top + i * row_h
         color = _COLORS["anon" if r.anonymized else r.kind]
-        name = r.name + (" *" if rec and r.anonymized and r.kind == "sync"
-                         and (r.parallel, r.batch_size) == (rec.parallel, rec.batch_size) else "")
+        name = r.name + (" *" if _is_recommended(report, r) else "")
         out.append(f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end">{_esc(name)}</text>')
         out.append(f'<rect x="{label_w}" y="{y + 5}" width="{x(r.rows_per_s) - label_w:.1f}" height="{row_h - 10}" '
                    f'fill="{color}"><title>{_esc(r.name)}: {r.rows_per_s:,.0f} rows/s</title></rect>')
@@ -825,6 +848,12 @@ def svg_chart(report: Report) -> str:
 # --------------------------------------------------------------------------- the command
 
 
+class BenchFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
 def _parse_shape(value: str) -> tuple[str, ...]:
     if value in SHAPES:
         return SHAPES[value]
@@ -840,7 +869,7 @@ def register(app) -> None:
     """Adds the `bench` command to the CLI."""
     import typer
 
-    from .cli import DEFAULT_ENV_DIR, Format
+    from .cli import DEFAULT_ENV_DIR
 
     @app.command("bench", help="""Measure this tool against a raw COPY pipe on the same machine, and find the best settings.
 
@@ -866,7 +895,7 @@ present); repetitions are interleaved; ratios are to the raw libpq pipe measured
         pg_bin: Annotated[Optional[Path], typer.Option("--pg-bin", help="PostgreSQL bin folder of the throwaway servers (default: the embedded PostgreSQL 18).")] = None,
         pgcopydb: Annotated[bool, typer.Option("--pgcopydb", help="Also time `pgcopydb clone` of the same tables (its pg_dump must handle the servers' version).")] = False,
         plot: Annotated[Optional[Path], typer.Option("--plot", help="Write an SVG chart of throughput per configuration here.")] = None,
-        fmt: Annotated[Format, typer.Option("--format", help="text, or json: one JSON object on stdout.")] = Format.text,
+        fmt: Annotated[BenchFormat, typer.Option("--format", help="text; json: one JSON object on stdout; markdown: the table for a doc.")] = BenchFormat.text,
         debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     ) -> None:
         from .cli import _fail, _Redactor
@@ -890,17 +919,19 @@ present); repetitions are interleaved; ratios are to the raw libpq pipe measured
             if plot is not None:
                 plot.parent.mkdir(parents=True, exist_ok=True)
                 plot.write_text(svg_chart(report))
-            if fmt is Format.json:
+            if fmt is BenchFormat.json:
                 sys.stdout.write(_Redactor.clean(msgspec.json.encode(report).decode()) + "\n")
+            elif fmt is BenchFormat.markdown:
+                sys.stdout.write(_Redactor.clean(markdown(report)))
             else:
                 from rich.console import Console
 
                 render(report, Console(width=max(Console().width, 150)))
                 if plot is not None:
                     console.print(f"chart: {plot}", markup=False, highlight=False)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             console.print("interrupted: the scratch schema was dropped")
-            raise typer.Exit(130)
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130)
         except typer.Exit:
             raise
         except BaseException as exc:  # noqa: BLE001 - every error leaves as one clean message
