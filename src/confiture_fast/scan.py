@@ -31,7 +31,9 @@ DEFAULT_TIMEOUT_S = 10.0
 
 class Covered(msgspec.Struct, frozen=True):
     strategy: str
-    where: str  # 'FILE:LINE', or 'via FK name' for a rule propagated through a foreign key
+    where: str  # 'FILE:LINE', or 'via foreign key NAME' for a rule propagated through a foreign key
+    params: dict[str, Any] = {}
+    allow_duplicates: bool = False
 
 
 def coverage(catalog: Catalog, rules) -> dict[tuple[str, str], Covered]:
@@ -45,7 +47,8 @@ def coverage(catalog: Catalog, rules) -> dict[tuple[str, str], Covered]:
         if len(hits) != 1:
             continue
         for spec in specs:
-            covered[(hits[0].display, spec.column)] = Covered(spec.strategy, f"{rules.path}:{spec.line}")
+            covered[(hits[0].display, spec.column)] = Covered(spec.strategy, f"{rules.path}:{spec.line}",
+                                                              dict(spec.params), spec.allow_duplicates)
     changed = True
     while changed:
         changed = False
@@ -54,7 +57,8 @@ def coverage(catalog: Catalog, rules) -> dict[tuple[str, str], Covered]:
                 for col, ref_col in zip(fk.columns, fk.ref_columns):
                     src = covered.get((fk.ref_table, ref_col))
                     if src is not None and (t.display, col) not in covered:
-                        covered[(t.display, col)] = Covered(src.strategy, f"via foreign key {fk.name}")
+                        covered[(t.display, col)] = Covered(src.strategy, f"via foreign key {fk.name}",
+                                                            src.params, src.allow_duplicates)
                         changed = True
     return covered
 

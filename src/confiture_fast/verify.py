@@ -1,5 +1,508 @@
-"""confiture-fast verify (being written)."""
+"""confiture-fast verify: prove that a synced copy is complete where it should be and anonymized
+where it should be, the user guide's "Verify Anonymization" made into one command.
+
+Both sides are streamed once with `COPY (SELECT ... ORDER BY key) TO STDOUT` in read-only
+repeatable-read sessions and compared field by field in this process: nothing is loaded whole.
+Untouched columns get an xxh3 fingerprint per side; anonymized columns are checked against a bounded
+set of xxh3 hashes of the source values (which thins itself to a deterministic share of the value
+space, and says so, when a column has more distinct values than the bound).
+"""
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import msgspec
+import psycopg
+import typer
+import xxhash
+
+from . import strategies
+from .anon_ref import unescape
+from .catalog import Column, Table, quote_ident, read_catalog
+from .errors import ValidationError
+from .pii import LEAK_KINDS, content_kinds
+
+DEFAULT_MAX_VALUES = 5_000_000
+DEFAULT_PII_ROWS = 100_000
+NULL = b"\\N"
+
+# What a reviewed-but-unchanged column looks like in the rules: compared like any untouched column.
+_UNCHANGED = frozenset({"keep"})
+
+
+# --------------------------------------------------------------------------- expected outputs
+
+
+def output_format(strategy: str, params: Any) -> re.Pattern[str] | None:
+    """The shape every non-empty output of `strategy` has (docs/strategies.md), or None when the
+    output has no fixed shape (pseudonyms drawn from locale data, shifted dates, ...)."""
+    if strategy == "email":
+        return re.compile(rf"user_[0-9a-f]{{{params.length}}}@{re.escape(params.domain)}")
+    if strategy == "hash":
+        return re.compile(rf"[0-9a-f]{{{params.length}}}")
+    if strategy == "phone":
+        return re.compile(r"\+1-555-\d{4}")
+    if strategy == "name":
+        return re.compile(r"User [0-9A-F]{4}")
+    if strategy == "redact":
+        return re.compile(r"\[REDACTED\]")
+    return None
+
+
+def array_elements(text: str) -> list[str | None] | None:
+    """Elements of a one-dimensional PostgreSQL array literal (`{a,"b c",NULL}`); None if nested."""
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    body, out, i = text[1:-1], [], 0
+    if not body:
+        return out
+    while i <= len(body):
+        if i < len(body) and body[i] == "{":
+            return None
+        if i < len(body) and body[i] == '"':
+            i += 1
+            buf = []
+            while body[i] != '"':
+                if body[i] == "\\":
+                    i += 1
+                buf.append(body[i])
+                i += 1
+            out.append("".join(buf))
+            i += 2  # closing quote and comma
+        else:
+            end = body.find(",", i)
+            end = len(body) if end < 0 else end
+            item = body[i:end]
+            out.append(None if item == "NULL" else item)
+            i = end + 1
+    return out
+
+
+def _text(field: bytes) -> str:
+    return (unescape(field) if b"\\" in field else field).decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- per-column state
+
+
+class ColumnReport(msgspec.Struct, kw_only=True):
+    column: str
+    mode: str  # untouched, keep, anonymized
+    strategy: str | None = None
+    fingerprint_source: str | None = None
+    fingerprint_target: str | None = None
+    differing_rows: int = 0
+    unchanged_rows: int = 0  # anonymized: rows whose target value is the source value
+    equal_to_a_source_value: int = 0  # anonymized: target values found among the column's source values
+    value_check: str | None = None  # exact, or the share of the value space the equality check covered
+    null_mismatches: int = 0
+    format_errors: int = 0
+    format_check: str | None = None
+    duplicates: int | None = None  # anonymized unique columns: extra copies of a value on the target
+    leaks: dict[str, int] = {}
+    leak_rows_checked: int = 0
+    problems: list[str] = []
+
+
+class _HashSet:
+    """Hashes of source values, at most `bound` of them. Past the bound, only hashes with
+    h % share == 0 are kept (share doubling each time): a deterministic slice of the value space,
+    so a target value equal to a source value in that slice is still always found."""
+
+    def __init__(self, bound: int):
+        self.bound = max(1, bound)
+        self.share = 1
+        self.hashes: set[int] = set()
+
+    def add(self, h: int) -> None:
+        if h % self.share:
+            return
+        self.hashes.add(h)
+        if len(self.hashes) > self.bound:
+            self.share *= 2
+            self.hashes = {x for x in self.hashes if x % self.share == 0}
+
+    def __contains__(self, h: int) -> bool:
+        return h % self.share == 0 and h in self.hashes
+
+
+class _Anonymized:
+    def __init__(self, report: ColumnReport, params, is_array: bool, seen: _HashSet):
+        self.r, self.is_array, self.seen = report, is_array, seen
+        self.pattern = output_format(report.strategy, params) if params is not None else None
+        self.nullable = report.strategy != "null"
+        self.first: dict[str, int] = {}
+
+    def _note(self, what: str, row: int) -> None:
+        self.first.setdefault(what, row)
+
+    def check(self, row: int, src: bytes | None, dst: bytes | None) -> None:
+        r = self.r
+        if src is None or dst is None:
+            return
+        if self.nullable and (src == NULL) != (dst == NULL):
+            r.null_mismatches += 1
+            self._note("null", row)
+        if dst == NULL or dst == b"":
+            return
+        if dst == src:
+            r.unchanged_rows += 1
+            self._note("unchanged", row)
+        values = self._values(dst)
+        if any(xxhash.xxh3_64_intdigest(v) in self.seen for v in values if v):
+            r.equal_to_a_source_value += 1
+            self._note("equal", row)
+        if self.pattern is not None:
+            texts = [v.decode("utf-8", "replace") for v in values if v]
+            if not all(self.pattern.fullmatch(t) for t in texts):
+                r.format_errors += 1
+                self._note("format", row)
+
+    def _values(self, field: bytes) -> list[bytes]:
+        if not self.is_array:
+            return [unescape(field) if b"\\" in field else field]
+        items = array_elements(_text(field))
+        return [i.encode() for i in items if i is not None] if items is not None else [field]
+
+
+class _Untouched:
+    def __init__(self, report: ColumnReport, leak_rows: int):
+        self.r = report
+        self.hs, self.ht = xxhash.xxh3_64(), xxhash.xxh3_64()
+        self.leak_rows = leak_rows
+        self.first_diff: int | None = None
+        self.first_leak: int | None = None
+
+    def check(self, row: int, src: bytes | None, dst: bytes | None) -> None:
+        if src is not None:
+            self.hs.update(src)
+            self.hs.update(b"\t")
+        if dst is not None:
+            self.ht.update(dst)
+            self.ht.update(b"\t")
+        if src != dst and src is not None and dst is not None:
+            self.r.differing_rows += 1
+            if self.first_diff is None:
+                self.first_diff = row
+        if dst is not None and row <= self.leak_rows and dst != NULL:
+            self.r.leak_rows_checked = row
+            found = [k for k in content_kinds(_text(dst)) if k in LEAK_KINDS]
+            for k in found:
+                self.r.leaks[k] = self.r.leaks.get(k, 0) + 1
+            if found and self.first_leak is None:
+                self.first_leak = row
+
+
+# --------------------------------------------------------------------------- per table
+
+
+class TableReport(msgspec.Struct, kw_only=True):
+    table: str
+    rows_source: int = 0
+    rows_target: int = 0
+    order_by: str = ""
+    columns: list[ColumnReport] = []
+    problems: list[str] = []
+    notes: list[str] = []
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not any(c.problems for c in self.columns)
+
+
+def constraint_columns(definition: str) -> list[str]:
+    """Column names of `PRIMARY KEY (a, "B c")` as pg_get_constraintdef() writes it."""
+    inside = definition[definition.index("(") + 1:definition.rindex(")")]
+    return [m.group(1).replace('""', '"') if m.group(1) is not None else m.group(2)
+            for m in re.finditer(r'\s*(?:"((?:[^"]|"")*)"|([^,\s]+))\s*(?:,|$)', inside)]
+
+
+def _order_key(src: Table, dst: Table, columns: list[Column], touched: set[str]) -> tuple[str, str]:
+    """ORDER BY clause and its description: the primary key, else a unique NOT NULL column, else every
+    untouched column; never an anonymized column (its values differ between the sides). Text sorts
+    with the C collation so that both servers agree on the order whatever their locale."""
+    def expr(c: Column) -> str:
+        return f"{quote_ident(c.name)} COLLATE \"C\"" if c.category == "S" and not c.is_array else quote_ident(c.name)
+
+    by_name = {c.name: c for c in columns}
+    for ix in src.indexes:
+        if ix.constraint_def and ix.constraint_def.startswith("PRIMARY KEY"):
+            key = constraint_columns(ix.constraint_def)
+            if key and all(k in by_name and k not in touched for k in key):
+                return ", ".join(expr(by_name[k]) for k in key), f"primary key ({', '.join(key)})"
+    for c in columns:
+        if c.unique and c.not_null and c.name not in touched:
+            return expr(c), f"unique column {c.name}"
+    plain = [c for c in columns if c.name not in touched]
+    if not plain:
+        return "", "no untouched column: rows compared in storage order"
+    return (", ".join(f"{quote_ident(c.name)}::text COLLATE \"C\"" for c in plain),
+            "every untouched column (no usable key)")
+
+
+def _copy_rows(conn: psycopg.Connection, sql: str) -> Iterator[list[bytes]]:
+    """Rows of a COPY TO STDOUT in text format, split into raw (still escaped) fields."""
+    with conn.cursor().copy(sql) as copy:
+        tail = b""
+        for chunk in copy:
+            data = tail + bytes(chunk)
+            lines = data.split(b"\n")
+            tail = lines.pop()
+            for line in lines:
+                yield line.split(b"\t")
+
+
+def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[str, Any],
+                 max_values: int, pii_rows: int) -> TableReport:
+    """All the checks for one table; `rules` maps column -> scan.Covered."""
+    rep = TableReport(table=src.display)
+    if dst is None:
+        rep.problems.append("missing on the target")
+        return rep
+    columns = [c for c in src.columns if not c.generated and dst.column(c.name) is not None
+               and not dst.column(c.name).generated]
+    skipped = [c.name for c in src.columns if c not in columns]
+    if skipped:
+        rep.notes.append(f"not compared (generated, or missing on the target): {', '.join(skipped)}")
+    anonymized = {c.name for c in columns if c.name in rules and rules[c.name].strategy not in _UNCHANGED}
+    order, rep.order_by = _order_key(src, dst, columns, anonymized)
+    cols_sql = ", ".join(quote_ident(c.name) for c in columns) or "NULL"
+    order_sql = f" ORDER BY {order}" if order else ""
+
+    seen: dict[str, _HashSet] = {}
+    anon_cols = [c for c in columns if c.name in anonymized]
+    if anon_cols:
+        seen = {c.name: _HashSet(max_values) for c in anon_cols}
+        sql = f"COPY (SELECT {', '.join(quote_ident(c.name) for c in anon_cols)} FROM {src.qualified}) TO STDOUT"
+        for fields in _copy_rows(src_conn, sql):
+            for c, field in zip(anon_cols, fields):
+                if field == NULL or field == b"":
+                    continue
+                if c.is_array:
+                    items = array_elements(_text(field)) or []
+                    values = [i.encode() for i in items if i]
+                else:
+                    values = [unescape(field) if b"\\" in field else field]
+                for v in values:
+                    seen[c.name].add(xxhash.xxh3_64_intdigest(v))
+
+    checkers: list[_Anonymized | _Untouched] = []
+    for c in columns:
+        rule = rules.get(c.name)
+        if c.name in anonymized:
+            params, errs = strategies.parse_params(rule.strategy, {**rule.params,
+                                                                    "allow_duplicates": rule.allow_duplicates})
+            report = ColumnReport(column=c.name, mode="anonymized", strategy=rule.strategy)
+            checker = _Anonymized(report, None if errs else params, c.is_array, seen[c.name])
+            share = seen[c.name].share
+            report.value_check = "exact" if share == 1 else (
+                f"sampled: 1/{share} of the value space (more than {max_values:,} distinct source values)")
+            report.format_check = ("checked" if checker.pattern is not None
+                                   else f"not checked: {rule.strategy} has no fixed output format")
+            checkers.append(checker)
+        else:
+            text_like = c.category == "S" or c.base_type in ("json", "jsonb")
+            checks_leaks = pii_rows if text_like and rule is None else 0
+            report = ColumnReport(column=c.name, mode="keep" if rule is not None else "untouched",
+                                  strategy=rule.strategy if rule is not None else None)
+            checkers.append(_Untouched(report, checks_leaks))
+
+    sql = f"COPY (SELECT {cols_sql} FROM {{}}{order_sql}) TO STDOUT"
+    src_rows = _copy_rows(src_conn, sql.format(src.qualified))
+    dst_rows = _copy_rows(dst_conn, sql.format(dst.qualified))
+    row = 0
+    while True:
+        a = next(src_rows, None)
+        b = next(dst_rows, None)
+        if a is None and b is None:
+            break
+        row += 1
+        rep.rows_source += a is not None
+        rep.rows_target += b is not None
+        if a is None or b is None:
+            continue
+        for checker, fa, fb in zip(checkers, a, b):
+            checker.check(row, fa, fb)
+
+    if rep.rows_source != rep.rows_target:
+        rep.problems.append(f"row counts differ: {rep.rows_source:,} on the source, {rep.rows_target:,} on the target")
+    for checker, c in zip(checkers, columns):
+        _conclude(checker, c, src, dst, dst_conn, rep)
+    rep.columns = [ch.r for ch in checkers]
+    return rep
+
+
+def _conclude(checker, col: Column, src: Table, dst: Table, dst_conn, rep: TableReport) -> None:
+    r = checker.r
+    if isinstance(checker, _Untouched):
+        r.fingerprint_source = checker.hs.hexdigest()
+        r.fingerprint_target = checker.ht.hexdigest()
+        if r.fingerprint_source != r.fingerprint_target or r.differing_rows:
+            where = f" (first at row {checker.first_diff})" if checker.first_diff else ""
+            r.problems.append(f"differs from the source in {r.differing_rows:,} row(s){where}")
+        if r.leaks:
+            kinds = ", ".join(f"{n:,} value(s) with {k_article(k)}" for k, n in sorted(r.leaks.items()))
+            r.problems.append(f"not anonymized, and {kinds} (first at row {checker.first_leak}): "
+                              "add a rule, or 'strategy: keep' once reviewed")
+        return
+    first = checker.first
+    if r.unchanged_rows:
+        r.problems.append(f"{r.unchanged_rows:,} row(s) still hold their source value (first at row {first['unchanged']})")
+    if r.equal_to_a_source_value:
+        r.problems.append(f"{r.equal_to_a_source_value:,} value(s) equal a source value of the column "
+                          f"(first at row {first['equal']})")
+    if r.null_mismatches:
+        r.problems.append(f"NULLs moved: {r.null_mismatches:,} row(s) NULL on one side only (first at row {first['null']})")
+    if r.format_errors:
+        r.problems.append(f"{r.format_errors:,} value(s) do not have the {r.strategy} format (first at row {first['format']})")
+    if (col.unique or (dst.column(col.name) and dst.column(col.name).unique)) and not col.is_array:
+        q = quote_ident(col.name)
+        r.duplicates = dst_conn.execute(f"SELECT count({q}) - count(DISTINCT {q}) FROM {dst.qualified}").fetchone()[0]
+        if r.duplicates:
+            r.problems.append(f"unique on the source, but {r.duplicates:,} duplicate value(s) on the target")
+
+
+def k_article(kind: str) -> str:
+    return {"email": "an email", "phone": "a phone number", "card": "a card number"}.get(kind, kind)
+
+
+# --------------------------------------------------------------------------- command
+
+
+def _open(what: str, env) -> psycopg.Connection:
+    from .scan import connect_read_only
+
+    conn = connect_read_only(what, env)
+    conn.execute("SET DateStyle = 'ISO, YMD'")
+    conn.execute("SET IntervalStyle = 'postgres'")
+    conn.execute("SET extra_float_digits = 3")
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    return conn
+
+
+def _verify(source, target, tables, include, exclude, rules_path, env_dir, source_port, pii, max_values,
+            pii_rows, fmt) -> int:
+    from . import cli, config
+    from .plan import Selection, select_tables
+    from .progress import stderr_console
+    from .scan import coverage, load_rules_option
+
+    console = stderr_console()
+    src_env = config.resolve_environment(source, env_dir, port=source_port)
+    dst_env = config.resolve_environment(target, env_dir)
+    cli._Redactor.add(src_env.password)
+    cli._Redactor.add(dst_env.password)
+    if (w := src_env.ssl_warning()):
+        console.print(f"warning: {w}", markup=False)
+    rules = load_rules_option(rules_path, cli.DEFAULT_RULES)
+    if rules is None:
+        console.print("no anonymization rules: checking that every column is an identical copy", markup=False)
+    src_conn = _open("source", src_env)
+    try:
+        dst_conn = _open("target", dst_env)
+    except BaseException:
+        src_conn.close()
+        raise
+    with src_conn, dst_conn:
+        src_cat, dst_cat = read_catalog(src_conn), read_catalog(dst_conn)
+        problems: list[str] = []
+        chosen = select_tables(src_cat, Selection(tables, include, exclude), problems)
+        for key, specs in (rules.tables.items() if rules is not None else ()):
+            hits = src_cat.find(key)
+            if len(hits) != 1:
+                problems.append(f"{rules.path}:{specs[0].line if specs else 0}: {key}: "
+                                + ("no such table on the source" if not hits else "ambiguous: write schema.name"))
+            for spec in specs:
+                if len(hits) == 1 and hits[0].column(spec.column) is None:
+                    problems.append(f"{rules.path}:{spec.line}: {key}.{spec.column}: no such column on the source")
+        if problems:
+            raise ValidationError(f"{len(problems)} problem(s) found before verifying:", problems,
+                                  "fix the table selection or the rules")
+        covered = coverage(src_cat, rules)
+        reports = []
+        for t in sorted(chosen, key=lambda t: t.display):
+            table_rules = {col: c for (tname, col), c in covered.items() if tname == t.display}
+            reports.append(verify_table(src_conn, dst_conn, t, dst_cat.tables.get(t.display), table_rules,
+                                        max_values, pii_rows if pii else 0))
+    ok = all(r.ok for r in reports)
+    if fmt == "json":
+        sys.stdout.write(msgspec.json.encode({"source": src_env.display(), "target": dst_env.display(), "ok": ok,
+                                              "tables": [{**msgspec.structs.asdict(r), "ok": r.ok} for r in reports]}
+                                             ).decode() + "\n")
+    else:
+        _render(reports, console, pii)
+    return 0 if ok else 1
+
+
+def _render(reports: list[TableReport], console, pii: bool) -> None:
+    from rich.table import Table as RichTable
+
+    grid = RichTable(title="verify", title_justify="left")
+    for head in ("table", "rows (source / target)", "untouched identical", "anonymized ok", "leaks", "status"):
+        grid.add_column(head, justify="right" if head.startswith(("rows", "untouched", "anonymized", "leaks")) else "left")
+    for r in reports:
+        plain = [c for c in r.columns if c.mode != "anonymized"]
+        anon = [c for c in r.columns if c.mode == "anonymized"]
+        leaks = sum(sum(c.leaks.values()) for c in r.columns)
+        grid.add_row(r.table, f"{r.rows_source:,} / {r.rows_target:,}",
+                     f"{sum(not c.differing_rows and c.fingerprint_source == c.fingerprint_target for c in plain)}/{len(plain)}",
+                     f"{sum(not c.problems for c in anon)}/{len(anon)}", f"{leaks:,}" if pii else "-",
+                     "ok" if r.ok else "FAILED")
+    console.print(grid)
+    for r in reports:
+        for p in r.problems:
+            console.print(f"{r.table}: {p}", markup=False)
+        for c in r.columns:
+            for p in c.problems:
+                console.print(f"{r.table}.{c.column}: {p}", markup=False)
+            if c.value_check and c.value_check != "exact":
+                console.print(f"{r.table}.{c.column}: equality with source values {c.value_check}", markup=False)
+        for n in r.notes:
+            console.print(f"{r.table}: {n}", markup=False)
+        truncated = [c.column for c in r.columns if c.leak_rows_checked and c.leak_rows_checked < r.rows_target]
+        if truncated:
+            console.print(f"{r.table}: PII patterns checked on the first {max(c.leak_rows_checked for c in r.columns):,}"
+                          f" rows of {', '.join(truncated)}", markup=False)
+    failed = [r.table for r in reports if not r.ok]
+    console.print(f"verify: {len(reports) - len(failed)}/{len(reports)} table(s) ok"
+                  + (f"; FAILED: {', '.join(failed)}" if failed else ""), markup=False)
 
 
 def register(app) -> None:
     """Adds the `verify` command to the CLI."""
+    from .cli import DEFAULT_ENV_DIR, Format, _csv, _fail
+
+    @app.command("verify", help="""Check a synced copy: row counts, untouched columns identical, anonymized
+columns changed, in format, with their NULLs and uniqueness, and no PII left in the other text columns.
+
+\b
+  confiture-fast verify --from production --to staging --anonymize-config db/sync/anonymization.yaml
+  confiture-fast verify --from prod --to local --tables users,orders --format json
+""")
+    def verify(
+        source: Annotated[str, typer.Option("--from", help="Source: environment name or a libpq URI/conninfo.")],
+        target: Annotated[str, typer.Option("--to", help="Target: environment name or a libpq URI/conninfo.")],
+        tables: Annotated[Optional[list[str]], typer.Option("--tables", help="Only these tables (comma-separated).")] = None,
+        include: Annotated[Optional[list[str]], typer.Option("--include", help="Tables matching these patterns.")] = None,
+        exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Leave out these tables or patterns.")] = None,
+        rules_path: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="The rules the sync used (default: db/sync/anonymization.yaml when it exists).")] = None,
+        env_dir: Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")] = DEFAULT_ENV_DIR,
+        source_port: Annotated[Optional[int], typer.Option("--source-port", help="Override the source port (SSH tunnel).")] = None,
+        pii: Annotated[bool, typer.Option("--pii-patterns/--no-pii-patterns", help="Look for emails, phone and card numbers in the columns without a rule.")] = True,
+        max_values: Annotated[int, typer.Option("--max-values", min=1, help="Source value hashes kept per anonymized column (8-byte hashes, ~70 bytes each in memory); past it, a share of the values is checked.")] = DEFAULT_MAX_VALUES,
+        pii_rows: Annotated[int, typer.Option("--pii-rows", min=1, help="Rows per table checked by --pii-patterns.")] = DEFAULT_PII_ROWS,
+        fmt: Annotated[Format, typer.Option("--format", help="text: a summary table on stderr; json: one JSON object on stdout.")] = Format.text,
+        debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    ) -> None:
+        try:
+            code = _verify(source, target, _csv(tables), _csv(include), _csv(exclude), rules_path, env_dir,
+                           source_port, pii, max_values, pii_rows, fmt.value)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            raise typer.Exit(130)
+        except BaseException as exc:  # noqa: BLE001 - every error leaves as one clean message
+            raise _fail(exc, debug) from None
+        raise typer.Exit(code)
