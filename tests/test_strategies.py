@@ -203,3 +203,166 @@ def test_unique_strategies_keep_a_million_distinct_inputs_distinct(strategy, raw
     out = _anon.Rewriter("t", ["v"], [rule]).rewrite(data)
     lines = out.split(b"\n")[:-1]
     assert len(lines) == 1_000_000 and len(set(lines)) == 1_000_000
+
+
+# -- section 2 strategies ------------------------------------------------------------------------
+@pytest.mark.parametrize("name,raw,needle", [
+    ("constant", {}, "missing required field `value`"),
+    ("partial", {"keep_first": -1}, ">= 0"),
+    ("partial", {"mask_char": "**"}, "one character"),
+    ("preserve_format", {"keep_suffix": -2}, ">= 0"),
+    ("date_shift", {"days": 0}, "between 1 and"),
+    ("date_shift", {"per_row_key": 3}, "Expected `str | null`"),
+    ("noise", {}, "exactly one"),
+    ("noise", {"relative": 0.1, "absolute": 3}, "exactly one"),
+    ("noise", {"relative": 2}, "(0, 1]"),
+    ("ip", {"prefix": 33}, "between 0 and 32"),
+    ("ip", {"prefix_v6": 129}, "between 0 and 128"),
+    ("fake_name", {"locale": "xx_XX"}, "unknown locale"),
+    ("fake_email", {"length": 8}, "uniqueness floor"),
+])
+def test_parse_params_problems_section2(name, raw, needle):
+    _, problems = parse_params(name, raw)
+    assert any(needle in p for p in problems), problems
+
+
+def typed(name, type, base_type, category, not_null=False, is_array=False, max_length=None):
+    return Column(name=name, type=type, base_type=base_type, category=category, max_length=max_length,
+                  is_array=is_array, not_null=not_null, has_default=False, generated=False, identity=False,
+                  unique=False)
+
+
+INT4 = typed("n", "integer", "int4", "N")
+NUMERIC = typed("n", "numeric(12,2)", "numeric", "N")
+FLOAT8 = typed("n", "double precision", "float8", "N")
+DATE = typed("d", "date", "date", "D")
+TSTZ = typed("d", "timestamp with time zone", "timestamptz", "D")
+TIME = typed("d", "time without time zone", "time", "D")
+INET = typed("i", "inet", "inet", "I")
+UUID = typed("u", "uuid", "uuid", "U")
+BOOL = typed("b", "boolean", "bool", "B")
+TEXT = typed("t", "text", "text", "S")
+
+
+@pytest.mark.parametrize("strategy,raw,column,ok", [
+    ("null", {}, INT4, True), ("null", {}, typed("n", "integer", "int4", "N", not_null=True), False),
+    ("null", {}, typed("t", "text[]", "text", "S", is_array=True), True),
+    ("keep", {}, UUID, True),
+    ("constant", {"value": "42"}, INT4, True), ("constant", {"value": "4.5"}, INT4, False),
+    ("constant", {"value": "4.5"}, NUMERIC, True), ("constant", {"value": "yes"}, BOOL, True),
+    ("constant", {"value": "maybe"}, BOOL, False), ("constant", {"value": "x"}, UUID, False),
+    ("constant", {"value": "abcdef"}, typed("t", "character varying(5)", "varchar", "S", max_length=5), False),
+    ("partial", {}, TEXT, True), ("partial", {}, INT4, False),
+    ("preserve_format", {}, TEXT, True), ("preserve_format", {}, INT4, False),
+    ("uuid", {}, UUID, True), ("uuid", {}, TEXT, True),
+    ("uuid", {}, typed("t", "character varying(20)", "varchar", "S", max_length=20), False),
+    ("date_shift", {}, DATE, True), ("date_shift", {}, TSTZ, True), ("date_shift", {}, TIME, False),
+    ("date_shift", {}, TEXT, False),
+    ("noise", {"relative": 0.1}, INT4, True), ("noise", {"absolute": 1}, NUMERIC, True),
+    ("noise", {"relative": 0.1}, FLOAT8, False), ("noise", {"relative": 0.1}, TEXT, False),
+    ("ip", {}, INET, True), ("ip", {}, typed("i", "cidr", "cidr", "I"), True), ("ip", {}, TEXT, False),
+    ("fake_name", {}, TEXT, True), ("fake_name", {}, typed("t", "character varying(8)", "varchar", "S",
+                                                              max_length=8), False),
+    ("fake_email", {}, INT4, False), ("fake_company", {"locale": "de_DE"}, TEXT, True),
+])
+def test_check_column_section2(strategy, raw, column, ok):
+    s = STRATEGIES[strategy]
+    params, problems = s.parse_params(raw)
+    assert not problems
+    assert (s.check_column(params, column) is None) == ok, s.check_column(params, column)
+
+
+FORMATS2 = {
+    "null": (None, {}),
+    "constant": (r"fixed value", {"value": "fixed value"}),
+    "uuid": (r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", {}),
+    "fake_email": (r"[a-z0-9]+\.[a-z0-9]+\.[0-9a-f]{16}@example\.com", {}),
+    "fake_name": (r"\S+ \S+", {}),
+    "fake_address": (r"[0-9]{1,4} .+, .+", {}),
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(FORMATS2))
+def test_output_formats_section2(strategy):
+    pattern, raw = FORMATS2[strategy]
+    params, _ = parse_params(strategy, raw)
+    rule = FieldRule(index=0, column="v", strategy=strategy, key=derive_key(b"s", "1"), params=params)
+    data = b"".join(anon_ref.escape(v.encode()) + b"\n" for v in INPUTS)
+    out = _anon.Rewriter("t", ["v"], [rule]).rewrite(data).split(b"\n")[:-1]
+    if pattern is None:
+        assert out == [b"\\N"] * len(INPUTS)
+    else:
+        assert all(re.fullmatch(pattern, anon_ref.unescape(v).decode()) for v in out), out
+
+
+def test_partial_and_preserve_format_keep_the_shape():
+    assert rewrite_values("partial", ["4111111111111111", "abc", "12345"], {"keep_last": 4}) == \
+        ["************1111", "***", "*2345"]
+    assert rewrite_values("partial", ["Zoë Smith"], {"keep_first": 2, "keep_last": 0, "mask_char": "•"}) == \
+        ["Zo•••••••"]
+    out = rewrite_values("preserve_format", ["+1 (555) 123-4567", "GB82 WEST 1234 5698 7654 32", "ab-Ü9"],
+                         {"keep_prefix": 3})
+    assert re.fullmatch(r"\+1 \([0-9]{3}\) [0-9]{3}-[0-9]{4}", out[0]) and out[0] != "+1 (555) 123-4567"
+    assert re.fullmatch(r"GB8[0-9] [A-Z]{4} [0-9]{4} [0-9]{4} [0-9]{4} [0-9]{2}", out[1])
+    assert re.fullmatch(r"ab-Ü[0-9]", out[2])
+
+
+def test_fake_values_come_from_the_locale_pools():
+    from confiture_fast.strategies import fake_pools
+
+    firsts, lasts = fake_pools("fake_name", "fr_FR")
+    for v in rewrite_values("fake_name", INPUTS, {"locale": "fr_FR"}):
+        first, _, last = v.partition(" ")
+        assert first in firsts and last in lasts
+    companies, = fake_pools("fake_company", "en_US")
+    assert set(rewrite_values("fake_company", INPUTS)) <= set(companies)
+
+
+@pytest.mark.parametrize("strategy", ["uuid", "fake_email"])
+def test_section2_unique_strategies_keep_a_million_distinct_inputs_distinct(strategy):
+    params, _ = parse_params(strategy, {})
+    rule = FieldRule(index=0, column="v", strategy=strategy, key=derive_key(b"secret", "u"), params=params)
+    data = b"".join(b"person%d@example.com\n" % i for i in range(1_000_000))
+    lines = _anon.Rewriter("t", ["v"], [rule]).rewrite(data).split(b"\n")[:-1]
+    assert len(lines) == len(set(lines)) == 1_000_000
+
+
+def test_date_shift_moves_dates_within_bounds_and_per_row_key_moves_them_together():
+    import datetime
+
+    dates = [f"2024-{m:02d}-{d:02d}" for m in range(1, 13) for d in (1, 15, 28)]
+    out = rewrite_values("date_shift", dates, {"days": 10})
+    shifts = [(datetime.date.fromisoformat(b) - datetime.date.fromisoformat(a)).days for a, b in zip(dates, out)]
+    assert all(1 <= abs(s) <= 10 for s in shifts) and len(set(shifts)) > 3
+
+    params, _ = parse_params("date_shift", {"days": 10, "per_row_key": "user_id"})
+    rule = FieldRule(index=1, column="created", strategy="date_shift", key=derive_key(b"s", "1"), params=params,
+                     key_index=0)
+    data = b"".join(b"%d\t%s\n" % (uid, d.encode()) for uid in (7, 8) for d in dates)
+    rows = [line.split(b"\t") for line in _anon.Rewriter("t", ["user_id", "created"], [rule]).rewrite(data).split(b"\n")[:-1]]
+    by_user: dict[bytes, set[int]] = {}
+    for (uid, new), old in zip(rows, dates * 2):
+        by_user.setdefault(uid, set()).add(
+            (datetime.date.fromisoformat(new.decode()) - datetime.date.fromisoformat(old)).days)
+    assert all(len(s) == 1 for s in by_user.values())
+
+
+def test_noise_stays_within_bounds_and_keeps_the_scale():
+    values = [f"{i * 37.25:.2f}" for i in range(1, 200)]
+    out = rewrite_values("noise", values, {"relative": 0.1})
+    for a, b in zip(values, out):
+        assert re.fullmatch(r"-?[0-9]+\.[0-9]{2}", b)
+        assert abs(float(b) - float(a)) <= 0.1 * float(a) + 0.005
+    out = rewrite_values("noise", [str(i) for i in range(1000, 1100)], {"absolute": 5})
+    assert all(re.fullmatch(r"[0-9]+", b) and abs(int(b) - (1000 + i)) <= 5 for i, b in enumerate(out))
+
+
+def test_ip_keeps_the_network_prefix():
+    import ipaddress
+
+    out = rewrite_values("ip", ["192.168.7.42", "10.1.2.3/8", "10.0.0.0/8", "2001:db8:1:2:3:4:5:6"],
+                         {"prefix": 24, "prefix_v6": 64})
+    assert out[0].startswith("192.168.7.") and out[0] != "192.168.7.42"
+    assert out[1].startswith("10.1.2.") and out[1].endswith("/8")
+    assert out[2] == "10.0.0.0/8"  # a network stays that network
+    assert ipaddress.IPv6Address(out[3]).packed[:8] == ipaddress.IPv6Address("2001:db8:1:2::").packed[:8]

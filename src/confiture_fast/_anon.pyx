@@ -591,7 +591,7 @@ cdef class Rewriter:
             out.len += 36
             return 0
 
-        if outbuf_reserve(res, 2 * vn + 512 + spec.max_out) < 0:
+        if outbuf_reserve(res, 3 * vn + 512 + spec.max_out) < 0:
             return self._fail(E_NOMEM, col, 0)
         r = 0
         if spec.code == S_PRESERVE_FORMAT:
@@ -602,9 +602,9 @@ cdef class Rewriter:
             shift = <long long>x - spec.a if <long long>x < spec.a else <long long>x - spec.a + 1
             r = cf_date_shift(v, vn, shift, res.data)
         elif spec.code == S_NOISE:
-            r = cf_noise(v, vn, h, <int>spec.b, spec.x, res.data, res.data + vn + 1, vn + 400)
+            r = cf_noise(v, vn, h, <int>spec.b, spec.x, res.data, res.data + vn + 2, vn + 400)
             if r > 0:
-                memcpy(res.data, res.data + vn + 1, r)
+                memcpy(res.data, res.data + vn + 2, r)
         elif spec.code == S_IP:
             r = cf_ip(v, vn, h, <int>spec.a, <int>spec.b, res.data)
         else:

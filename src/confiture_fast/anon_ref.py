@@ -201,6 +201,9 @@ def _date_shift_days(digest: bytes, days: int) -> int:
 _NUMBER_RE = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?")
 
 
+_INT_LIMITS = (32767.0, 2147483647.0, 9223372036854774784.0)  # int2, int4, int8 (as doubles, rounded in)
+
+
 def _noise(text: str, digest: bytes, p) -> str:
     if text in ("NaN", "Infinity", "-Infinity"):
         return text
@@ -209,9 +212,20 @@ def _noise(text: str, digest: bytes, p) -> str:
         raise ValueError("not a plain decimal number")
     scale = len(m[2] or "")
     x = float(text)
+    # Keep the value storable where the input was: no more integer digits than it has, and an
+    # integer stays in the smallest of the int2/int4/int8 ranges that holds it.
+    int_digits = len(m[1].lstrip("0")) or 1
+    limit = float("9" * int_digits + "." + "9" * scale)
+    if scale == 0:
+        limit = min([limit] + [lim for lim in _INT_LIMITS if abs(x) <= lim][:1])
     r = (_u64(digest) >> 11) / 2.0**52 - 1.0  # uniform in [-1, 1)
     bound = p.absolute if p.absolute is not None else abs(x) * p.relative
-    y = x + bound * r
+    delta = bound * r
+    y = x + delta
+    if abs(y) > limit:
+        y = x - delta  # the other way
+    if abs(y) > limit:
+        y = math.copysign(limit, y)
     if not math.isfinite(y):
         raise ValueError("value too large for noise")
     out = "%.*f" % (scale, y)
