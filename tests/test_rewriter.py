@@ -247,6 +247,54 @@ def test_ip_matches_reference(values, raw):
     compare_values("ip", raw, values)
 
 
+# -- arrays -------------------------------------------------------------------------------------
+def array_literal(items, depth=0) -> str:
+    """An array literal as array_out writes it, from nested lists of str/None."""
+    parts = []
+    for item in items:
+        if isinstance(item, list):
+            parts.append(array_literal(item, depth + 1))
+        elif item is None:
+            parts.append("NULL")
+        else:
+            parts.append(_quote(item))
+    return "{" + ",".join(parts) + "}"
+
+
+def _quote(s: str) -> str:
+    if s and s.lower() != "null" and not set(s) & set('{},"\\ \t\n\r\v\f'):
+        return s
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+ARRAYS = st.recursive(st.lists(st.none() | AWKWARD_TEXT, max_size=4),
+                      lambda inner: st.lists(inner, min_size=1, max_size=3), max_leaves=10).map(array_literal)
+ARRAYISH = st.text(st.sampled_from('{},"\\ aNUL[]:=0-'), max_size=20)
+
+
+@FAST
+@given(st.lists(ARRAYS | ARRAYISH | st.sampled_from(["[0:1]={a,b}", "{}", "{{}}", "{NULL,null,\"NULL\"}"]),
+                max_size=6),
+       st.sampled_from(RULE_CHOICES))
+def test_arrays_match_reference(values, choice):
+    params, problems = parse_params(*choice)
+    assert not problems
+    rule = FieldRule(index=0, column="v", strategy=choice[0], key=derive_key(b"k", "a"), params=params,
+                     is_array=True)
+    data = b"".join(escape(v.encode()) + b"\n" for v in values)
+    both(["v"], [rule], [data])
+
+
+def test_array_elements_are_rewritten_one_by_one():
+    params, _ = parse_params("hash", {})
+    rule = FieldRule(index=0, column="tags", strategy="hash", key=derive_key(b"k", "a"), params=params,
+                     is_array=True)
+    literal = '{alice,NULL,"",{"bob smith","x\\"y"}}'
+    out = Rewriter("t", ["tags"], [rule]).rewrite(escape(literal.encode()) + b"\n")
+    a, b, c = (apply(rule, v.encode()).decode() for v in ("alice", "bob smith", 'x"y'))
+    assert unescape(out[:-1]).decode() == "{%s,NULL,\"\",{%s,%s}}" % (a, b, c)
+
+
 # -- malformed input ---------------------------------------------------------------------------
 MALFORMED = [
     # (chunks, (row, column)) with columns a, b, c and a hash rule on b
@@ -478,3 +526,34 @@ def test_typed_strategies_round_trip_through_postgresql(server):
         if row_b["name"]:
             assert row_a["name"] != row_b["name"] and " " in row_a["name"]
         assert (row_a["addr"] is None) == (row_b["addr"] is None)
+
+
+def test_arrays_round_trip_through_postgresql(server):
+    import psycopg
+
+    rows = [(1, ["alice", None, "", "b c", 'q"uote', "back\\slash", "NULL", "{x}", "tab\tnl\n"],
+             [[1, 2], [3, None]], ["2024-02-29", None], ["10.0.0.1", "2001:db8::7/64"]),
+            (2, [], None, [], None)]
+    columns = ["id", "tags", "nums", "days", "ips"]
+    specs = [("tags", "hash", {}), ("nums", "noise", {"absolute": 2}), ("days", "date_shift", {"days": 3}),
+             ("ips", "ip", {})]
+    rules = [FieldRule(index=columns.index(c), column=c, strategy=s, key=derive_key(b"k", "arr"),
+                       params=parse_params(s, raw)[0], is_array=True) for c, s, raw in specs]
+    with psycopg.connect(server.uri(), autocommit=True) as conn:
+        conn.execute("SET DateStyle = ISO")
+        for t in ("arr", "arr_out"):
+            conn.execute(f"CREATE TABLE {t} (id int, tags text[], nums int[], days date[], ips inet[])")
+        conn.cursor().executemany("INSERT INTO arr VALUES (%s, %s, %s, %s::date[], %s::inet[])", rows)
+        data = copy_out(conn, "(SELECT * FROM arr ORDER BY id)")
+        masked = Rewriter("arr", columns, rules).rewrite(data)
+        assert masked == ReferenceRewriter("arr", columns, rules).rewrite(data)
+        copy_in(conn, "arr_out", masked)
+        got = conn.execute("""SELECT a.tags, a.nums, b.nums, cardinality(a.days), a.days[1] - b.days[1],
+                                     a.ips[1] << '10.0.0.0/24'::inet, masklen(a.ips[2])
+                              FROM arr b JOIN arr_out a USING (id) ORDER BY id""").fetchall()
+    tags, nums_a, nums_b, ndays, shift, same_net, masklen = got[0]
+    hashes = [None if v is None else ("" if v == "" else apply(rules[0], v.encode()).decode()) for v in rows[0][1]]
+    assert tags == hashes
+    assert all(abs(x - y) <= 2 for xs, ys in zip(nums_a, nums_b) for x, y in zip(xs, ys) if x is not None)
+    assert nums_a[1][1] is None and ndays == 2 and 1 <= abs(shift) <= 3 and same_net and masklen == 64
+    assert got[1][:2] == ([], None)

@@ -115,7 +115,9 @@ def col(name="c", type="text", base_type="text", category="S", max_length=None, 
                                                    max_length=37), "38 characters"),
     ("hash", {"length": 32}, col(type="character(20)", base_type="bpchar", max_length=20), "32 characters"),
     ("redact", {}, col(type="jsonb", base_type="jsonb", category="U"), "cannot hold"),
-    ("phone", {}, col(type="text[]", category="S", is_array=True), "array"),
+    ("phone", {}, col(type="integer[]", base_type="int4", category="N", is_array=True), "cannot hold"),
+    ("email", {}, col(type="character varying(20)[]", base_type="varchar", max_length=20, is_array=True),
+     "33 characters"),
 ])
 def test_check_column_refuses(strategy, raw, column, needle):
     s = STRATEGIES[strategy]
@@ -130,6 +132,7 @@ def test_check_column_refuses(strategy, raw, column, needle):
     ("redact", col(type="character varying(10)", base_type="varchar", max_length=10)),
     ("phone", col()), ("name", col(type="character varying(9)", base_type="varchar", max_length=9)),
     ("hash", col(type="citext", base_type="citext")),
+    ("phone", col(type="text[]", is_array=True)),
 ])
 def test_check_column_accepts(strategy, column):
     s = STRATEGIES[strategy]

@@ -29,6 +29,8 @@ cdef struct FieldSpec:
     double x                # noise bound
     size_t max_out          # longest output of the fixed-shape strategies, in bytes
     Py_ssize_t key_index    # column whose value keys the PRF instead of the field's own, or -1
+    bint is_array           # apply to each element of an array literal
+    bint ascii_out          # the output never needs COPY escaping
     Pool pools[2]
 
 cdef class Rewriter:
@@ -45,6 +47,9 @@ cdef class Rewriter:
     cdef OutBuf scratch      # the unescaped value of the field being rewritten
     cdef OutBuf keybuf       # the unescaped value of its key column
     cdef OutBuf result       # the strategy's output before escaping
+    cdef OutBuf tmp          # a strategy's own scratch space
+    cdef OutBuf arraybuf     # the rewritten array literal before escaping
+    cdef OutBuf elembuf      # one array element, unquoted
     cdef OutBuf pybuf        # output of the Python-level rewrite()
     cdef bytearray tail      # partial row carried over between rewrite() calls
     cdef list keep_alive     # Python objects whose buffers FieldSpecs point into
@@ -61,5 +66,9 @@ cdef class Rewriter:
     cdef int _value(self, Py_ssize_t col, const char* f, size_t n, OutBuf* buf,
                     const uint8_t** v, size_t* vn) noexcept nogil
     cdef int _field(self, Py_ssize_t col, const char* f, size_t n, OutBuf* out) noexcept nogil
+    cdef int _array(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
+                    const uint8_t* kv, size_t kn, OutBuf* out) noexcept nogil
+    cdef int _apply(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
+                    const uint8_t* kv, size_t kn, OutBuf* dst) noexcept nogil
     cdef void _fake(self, FieldSpec* spec, const uint8_t* h, OutBuf* res) noexcept nogil
     cdef _set_spec(self, FieldSpec* spec, rule)

@@ -36,6 +36,10 @@ cdef extern from "_strategies.h" nogil:
                   char* out, size_t cap)
     long cf_ip(const uint8_t* v, size_t n, const uint8_t* digest, int keep4, int keep6, char* out)
 
+# Not a strategy's problem but the array parser's (an E_VALUE detail like the CF_* codes).
+cdef enum:
+    CF_BAD_ARRAY = -20
+
 # Strategy codes of FieldSpec.code.
 cdef enum:
     S_PASS = 0
@@ -95,6 +99,7 @@ _VALUE_PROBLEMS = {
     CF_BAD_NUMBER: "not a plain decimal number",
     CF_TOO_LARGE: "value too large for noise",
     CF_BAD_IP: "not an IP address",
+    CF_BAD_ARRAY: "not an array literal in PostgreSQL's output form",
 }
 
 
@@ -168,6 +173,35 @@ cdef int escape_append(OutBuf* b, const char* s, size_t n) noexcept nogil:
             o += 1
     b.len = o - b.data
     return 0
+
+
+cdef int array_quote_append(OutBuf* b, const char* s, size_t n) noexcept nogil:
+    """Appends an array element as array_out writes it: double-quoted when it is empty, reads as
+    NULL, or holds braces, commas, quotes, backslashes or white space."""
+    cdef size_t i
+    cdef bint quote = n == 0 or (n == 4 and is_null_word(s))
+    cdef uint8_t c
+    for i in range(n):
+        c = <uint8_t>s[i]
+        if c == c'{' or c == c'}' or c == c',' or c == c'"' or c == c'\\' or c == c' ' or 9 <= c <= 13:
+            quote = True
+            break
+    if not quote:
+        return append(b, s, n)
+    if outbuf_reserve(b, 2 * n + 2) < 0:
+        return -1
+    put(b, b'"', 1)
+    for i in range(n):
+        if s[i] == c'"' or s[i] == c'\\':
+            put(b, b"\\", 1)
+        put(b, s + i, 1)
+    put(b, b'"', 1)
+    return 0
+
+
+cdef inline bint is_null_word(const char* s) noexcept nogil:
+    """True for NULL in any letter case (4 bytes)."""
+    return ((s[0] | 32) == c'n' and (s[1] | 32) == c'u' and (s[2] | 32) == c'l' and (s[3] | 32) == c'l')
 
 
 cdef inline void put_pick(OutBuf* b, const Pool* pool, uint64_t u) noexcept nogil:
@@ -307,6 +341,9 @@ cdef class Rewriter:
         self.scratch = OutBuf(NULL, 0, 0)
         self.keybuf = OutBuf(NULL, 0, 0)
         self.result = OutBuf(NULL, 0, 0)
+        self.tmp = OutBuf(NULL, 0, 0)
+        self.arraybuf = OutBuf(NULL, 0, 0)
+        self.elembuf = OutBuf(NULL, 0, 0)
         self.pybuf = OutBuf(NULL, 0, 0)
 
     def __init__(self, str table, list columns, list rules):
@@ -336,8 +373,6 @@ cdef class Rewriter:
             seen.add(rule.index)
             if rule.strategy not in _CODES:
                 raise ValueError(f"{table}.{rule.column}: unknown strategy {rule.strategy!r}")
-            if rule.is_array:
-                raise ValueError(f"{table}.{rule.column}: array columns are not supported yet")
             if not -1 <= rule.key_index < self.ncols:
                 raise ValueError(f"{table}.{rule.column}: key column index {rule.key_index} out of range")
             self._set_spec(&self.specs[rule.index], rule)
@@ -354,6 +389,9 @@ cdef class Rewriter:
         p = rule.params
         spec.code = _CODES[rule.strategy]
         spec.key_index = rule.key_index
+        # null and keep act on the whole value; the others element by element on arrays
+        spec.is_array = rule.is_array and spec.code != S_NULL
+        spec.ascii_out = spec.code in (S_EMAIL, S_HASH, S_PHONE, S_NAME, S_REDACT, S_NULL, S_UUID)
         spec.k0 = spec.k1 = 0
         spec.text = NULL
         spec.text_len = spec.max_out = 0
@@ -411,6 +449,9 @@ cdef class Rewriter:
         outbuf_free(&self.scratch)
         outbuf_free(&self.keybuf)
         outbuf_free(&self.result)
+        outbuf_free(&self.tmp)
+        outbuf_free(&self.arraybuf)
+        outbuf_free(&self.elembuf)
         outbuf_free(&self.pybuf)
 
     cdef int _fail(self, int code, Py_ssize_t col, Py_ssize_t detail) noexcept nogil:
@@ -512,15 +553,11 @@ cdef class Rewriter:
         """Writes the rewritten value of one ruled field (raw bytes f[0:n]) to out."""
         cdef FieldSpec* spec = &self.specs[col]
         cdef const uint8_t* v
-        cdef const uint8_t* kv
+        cdef const uint8_t* kv = NULL
         cdef const char* kf
-        cdef size_t vn, kn
+        cdef size_t vn, kn = 0
         cdef Py_ssize_t bad, kcol = spec.key_index
-        cdef long r
-        cdef uint8_t h[16]
-        cdef uint64_t x
-        cdef long long shift
-        cdef OutBuf* res = &self.result
+        cdef int rc
         if n == 0:
             return 0
         if n == 2 and f[0] == c'\\' and f[1] == c'N':
@@ -535,84 +572,205 @@ cdef class Rewriter:
                 return self._fail(E_UTF8, col, bad)
             if memchr(v, 0, vn) != NULL:
                 return self._fail(E_NUL, col, 0)
-        if outbuf_reserve(out, 64 + spec.text_len) < 0:
-            return self._fail(E_NOMEM, col, 0)
-        if spec.code == S_REDACT:
-            put(out, b"[REDACTED]", 10)
-            return 0
-        if spec.code == S_NULL:
-            put(out, b"\\N", 2)
-            return 0
-        if spec.code == S_CONSTANT:
-            return self._fail(E_NOMEM, col, 0) if escape_append(out, spec.text, spec.text_len) < 0 else 0
-        res.len = 0
-        if spec.code == S_PARTIAL:
-            if outbuf_reserve(res, vn * spec.text_len) < 0:
-                return self._fail(E_NOMEM, col, 0)
-            res.len = cf_partial(v, vn, <size_t>spec.a, <size_t>spec.b, spec.text, spec.text_len, res.data)
-            return self._fail(E_NOMEM, col, 0) if escape_append(out, res.data, res.len) < 0 else 0
-
-        kv = v
-        kn = vn
         if kcol >= 0:  # the PRF reads another column of the row (date_shift per_row_key)
             kf = self.cur_row + (self.tabs[kcol - 1] + 1 if kcol > 0 else 0)
             kn = (self.tabs[kcol] if kcol < self.ncols - 1 else self.cur_n - 1) - (kf - self.cur_row)
             if not (kn == 2 and kf[0] == c'\\' and kf[1] == c'N'):
                 if self._value(kcol, kf, kn, &self.keybuf, &kv, &kn) < 0:
                     return -1
-            else:
-                kv = v
-                kn = vn
-        cf_siphash(spec.k0, spec.k1, kv, kn, h, 16)
-        if spec.code == S_EMAIL:
-            put(out, b"user_", 5)
-            put_hex(out, h, spec.length, HEX_LOWER)
-            put(out, b"@", 1)
-            put(out, spec.text, spec.text_len)
-            return 0
-        if spec.code == S_HASH:
-            put_hex(out, h, spec.length, HEX_LOWER)
-            return 0
-        if spec.code == S_PHONE:
-            x = cf_load64le(h) % 10000
-            put(out, b"+1-555-", 7)
-            out.data[out.len] = <char>(c'0' + x // 1000)
-            out.data[out.len + 1] = <char>(c'0' + x // 100 % 10)
-            out.data[out.len + 2] = <char>(c'0' + x // 10 % 10)
-            out.data[out.len + 3] = <char>(c'0' + x % 10)
-            out.len += 4
-            return 0
-        if spec.code == S_NAME:
-            put(out, b"User ", 5)
-            put_hex(out, h, 4, HEX_UPPER)
-            return 0
-        if spec.code == S_UUID:
-            cf_uuid(h, out.data + out.len)
-            out.len += 36
-            return 0
+        if spec.is_array:
+            return self._array(col, spec, v, vn, kv, kn, out)
+        if spec.ascii_out:  # output needs no escaping: straight into the row
+            rc = self._apply(col, spec, v, vn, kv, kn, out)
+            if rc == 1:
+                rc = self._fail(E_NOMEM, col, 0) if append(out, b"\\N", 2) < 0 else 0
+            return rc
+        self.result.len = 0
+        rc = self._apply(col, spec, v, vn, kv, kn, &self.result)
+        if rc == 1:
+            return self._fail(E_NOMEM, col, 0) if append(out, b"\\N", 2) < 0 else 0
+        if rc < 0:
+            return -1
+        return self._fail(E_NOMEM, col, 0) if escape_append(out, self.result.data, self.result.len) < 0 else 0
 
-        if outbuf_reserve(res, 3 * vn + 512 + spec.max_out) < 0:
+    cdef int _array(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
+                    const uint8_t* kv, size_t kn, OutBuf* out) noexcept nogil:
+        """Applies the strategy to each element of an array literal in PostgreSQL's output form
+        ([dims=]{a,"b c",NULL,{...}}) and writes the new literal, COPY-escaped, to out."""
+        cdef OutBuf* arr = &self.arraybuf
+        cdef OutBuf* elem = &self.elembuf
+        cdef size_t i = 0, j, start
+        cdef int depth = 0, rc
+        cdef bint quoted, escaped
+        cdef uint8_t c
+        arr.len = 0
+        if outbuf_reserve(arr, vn + 2) < 0:
             return self._fail(E_NOMEM, col, 0)
-        r = 0
-        if spec.code == S_PRESERVE_FORMAT:
-            cf_preserve_format(v, vn, h, <size_t>spec.a, <size_t>spec.b, res.data)
-            r = vn
+        if i < vn and v[i] == c'[':  # dimension bounds, e.g. [0:2]=
+            start = i
+            while i < vn and v[i] != c'=':
+                c = v[i]
+                if not (c'0' <= c <= c'9' or c == c'[' or c == c']' or c == c':' or c == c'-'):
+                    return self._fail(E_VALUE, col, CF_BAD_ARRAY)
+                i += 1
+            if i == vn:
+                return self._fail(E_VALUE, col, CF_BAD_ARRAY)
+            i += 1
+            put(arr, <const char*>v + start, i - start)
+        if i >= vn or v[i] != c'{':
+            return self._fail(E_VALUE, col, CF_BAD_ARRAY)
+        while True:
+            # at the start of an item (or of an empty array's closing brace)
+            if i < vn and v[i] == c'{':
+                if depth == 64:
+                    return self._fail(E_VALUE, col, CF_BAD_ARRAY)
+                depth += 1
+                put(arr, b"{", 1)
+                i += 1
+                if i < vn and v[i] == c'}':
+                    pass
+                else:
+                    continue
+            elif i >= vn or v[i] == c',' or v[i] == c'}':
+                return self._fail(E_VALUE, col, CF_BAD_ARRAY)
+            else:
+                quoted = v[i] == c'"'
+                escaped = False
+                elem.len = 0
+                if outbuf_reserve(elem, vn) < 0:
+                    return self._fail(E_NOMEM, col, 0)
+                if quoted:
+                    i += 1
+                    while i < vn and v[i] != c'"':
+                        if v[i] == c'\\':
+                            i += 1
+                            if i == vn:
+                                break
+                        elem.data[elem.len] = <char>v[i]
+                        elem.len += 1
+                        i += 1
+                    if i == vn:
+                        return self._fail(E_VALUE, col, CF_BAD_ARRAY)
+                    i += 1
+                else:
+                    while i < vn:
+                        c = v[i]
+                        if (c == c'{' or c == c'}' or c == c',' or c == c'"' or c == c'\\' or c == c' '
+                                or 9 <= c <= 13):
+                            break
+                        elem.data[elem.len] = <char>c
+                        elem.len += 1
+                        i += 1
+                    if i < vn and v[i] != c',' and v[i] != c'}':
+                        return self._fail(E_VALUE, col, CF_BAD_ARRAY)
+                if not quoted and elem.len == 4 and is_null_word(elem.data):
+                    rc = 1
+                elif elem.len == 0:
+                    rc = 2
+                else:
+                    self.result.len = 0
+                    if kv != NULL:
+                        rc = self._apply(col, spec, <const uint8_t*>elem.data, elem.len, kv, kn, &self.result)
+                    else:
+                        rc = self._apply(col, spec, <const uint8_t*>elem.data, elem.len,
+                                         <const uint8_t*>elem.data, elem.len, &self.result)
+                    if rc < 0:
+                        return -1
+                if rc == 1:
+                    if append(arr, b"NULL", 4) < 0:
+                        return self._fail(E_NOMEM, col, 0)
+                elif rc == 2:
+                    if append(arr, b'""', 2) < 0:
+                        return self._fail(E_NOMEM, col, 0)
+                elif array_quote_append(arr, self.result.data, self.result.len) < 0:
+                    return self._fail(E_NOMEM, col, 0)
+            # after an item: closing braces, then a comma or the end
+            while i < vn and v[i] == c'}':
+                if depth == 0:
+                    return self._fail(E_VALUE, col, CF_BAD_ARRAY)
+                depth -= 1
+                if append(arr, b"}", 1) < 0:
+                    return self._fail(E_NOMEM, col, 0)
+                i += 1
+            if depth == 0:
+                if i != vn:
+                    return self._fail(E_VALUE, col, CF_BAD_ARRAY)
+                break
+            if i >= vn or v[i] != c',':
+                return self._fail(E_VALUE, col, CF_BAD_ARRAY)
+            if append(arr, b",", 1) < 0:
+                return self._fail(E_NOMEM, col, 0)
+            i += 1
+        return self._fail(E_NOMEM, col, 0) if escape_append(out, arr.data, arr.len) < 0 else 0
+
+    cdef int _apply(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
+                    const uint8_t* kv, size_t kn, OutBuf* dst) noexcept nogil:
+        """Appends the strategy's output for a non-empty, non-NULL value v to dst, unescaped.
+        The PRF reads kv (the key column's value) when given, else v. Returns 0, 1 when the output
+        is NULL, or -1 with the error set."""
+        cdef uint8_t h[16]
+        cdef uint64_t x
+        cdef long long shift
+        cdef long r = 0
+        cdef OutBuf* tmp = &self.tmp
+        if outbuf_reserve(dst, (3 + spec.text_len) * vn + 512 + spec.max_out + spec.text_len) < 0:
+            return self._fail(E_NOMEM, col, 0)
+        if spec.code == S_REDACT:
+            put(dst, b"[REDACTED]", 10)
+            return 0
+        if spec.code == S_NULL:
+            return 1
+        if spec.code == S_CONSTANT:
+            put(dst, spec.text, spec.text_len)
+            return 0
+        if spec.code == S_PARTIAL:
+            dst.len += cf_partial(v, vn, <size_t>spec.a, <size_t>spec.b, spec.text, spec.text_len,
+                                  dst.data + dst.len)
+            return 0
+        if kv == NULL:
+            cf_siphash(spec.k0, spec.k1, v, vn, h, 16)
+        else:
+            cf_siphash(spec.k0, spec.k1, kv, kn, h, 16)
+        if spec.code == S_EMAIL:
+            put(dst, b"user_", 5)
+            put_hex(dst, h, spec.length, HEX_LOWER)
+            put(dst, b"@", 1)
+            put(dst, spec.text, spec.text_len)
+        elif spec.code == S_HASH:
+            put_hex(dst, h, spec.length, HEX_LOWER)
+        elif spec.code == S_PHONE:
+            x = cf_load64le(h) % 10000
+            put(dst, b"+1-555-", 7)
+            dst.data[dst.len] = <char>(c'0' + x // 1000)
+            dst.data[dst.len + 1] = <char>(c'0' + x // 100 % 10)
+            dst.data[dst.len + 2] = <char>(c'0' + x // 10 % 10)
+            dst.data[dst.len + 3] = <char>(c'0' + x % 10)
+            dst.len += 4
+        elif spec.code == S_NAME:
+            put(dst, b"User ", 5)
+            put_hex(dst, h, 4, HEX_UPPER)
+        elif spec.code == S_UUID:
+            cf_uuid(h, dst.data + dst.len)
+            dst.len += 36
+        elif spec.code == S_PRESERVE_FORMAT:
+            cf_preserve_format(v, vn, h, <size_t>spec.a, <size_t>spec.b, dst.data + dst.len)
+            dst.len += vn
         elif spec.code == S_DATE_SHIFT:
             x = cf_load64le(h) % <uint64_t>(2 * spec.a)
             shift = <long long>x - spec.a if <long long>x < spec.a else <long long>x - spec.a + 1
-            r = cf_date_shift(v, vn, shift, res.data)
+            r = cf_date_shift(v, vn, shift, dst.data + dst.len)
         elif spec.code == S_NOISE:
-            r = cf_noise(v, vn, h, <int>spec.b, spec.x, res.data, res.data + vn + 2, vn + 400)
-            if r > 0:
-                memcpy(res.data, res.data + vn + 2, r)
+            if outbuf_reserve(tmp, vn + 2) < 0:
+                return self._fail(E_NOMEM, col, 0)
+            r = cf_noise(v, vn, h, <int>spec.b, spec.x, tmp.data, dst.data + dst.len, vn + 400)
         elif spec.code == S_IP:
-            r = cf_ip(v, vn, h, <int>spec.a, <int>spec.b, res.data)
+            r = cf_ip(v, vn, h, <int>spec.a, <int>spec.b, dst.data + dst.len)
         else:
-            self._fake(spec, h, res)
-            r = res.len
+            self._fake(spec, h, dst)
         if r < 0:
             return self._fail(E_VALUE, col, r)
-        return self._fail(E_NOMEM, col, 0) if escape_append(out, res.data, <size_t>r) < 0 else 0
+        dst.len += r
+        return 0
 
     cdef void _fake(self, FieldSpec* spec, const uint8_t* h, OutBuf* res) noexcept nogil:
         """Writes a fake_* value picked by the digest h to res (sized by spec.max_out)."""

@@ -341,6 +341,86 @@ def apply(rule: FieldRule, value: bytes, row_key: bytes | None = None) -> bytes 
     raise ValueError(f"unknown strategy {s!r}")
 
 
+_ARRAY_SPECIAL = frozenset(b'{},"\\ \t\n\r\v\f')
+_MAX_ARRAY_DEPTH = 64
+
+
+def _quote_element(s: bytes) -> bytes:
+    """An array element as array_out writes it."""
+    if s and s.lower() != b"null" and not _ARRAY_SPECIAL.intersection(s):
+        return s
+    return b'"' + s.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def apply_to_array(rule: FieldRule, value: bytes, row_key: bytes | None) -> bytes:
+    """Applies the rule to each element of an array literal in PostgreSQL's output form."""
+    bad = ValueError("not an array literal in PostgreSQL's output form")
+    out = bytearray()
+    i = 0
+    if value.startswith(b"["):  # dimension bounds, e.g. [0:2]=
+        eq = value.find(b"=")
+        if eq < 0 or any(c not in b"0123456789[]:-" for c in value[:eq]):
+            raise bad
+        out += value[:eq + 1]
+        i = eq + 1
+
+    def element(i: int) -> int:
+        if i >= len(value) or value[i] in b",}":
+            raise bad
+        if value[i] == ord('"'):
+            raw = bytearray()
+            i += 1
+            while i < len(value) and value[i] != ord('"'):
+                if value[i] == ord("\\"):
+                    i += 1
+                    if i == len(value):
+                        break
+                raw.append(value[i])
+                i += 1
+            if i >= len(value):
+                raise bad
+            i += 1
+            quoted = True
+        else:
+            start = i
+            while i < len(value) and value[i] not in _ARRAY_SPECIAL:
+                i += 1
+            raw = value[start:i]
+            if i < len(value) and value[i] not in b",}":
+                raise bad
+            quoted = False
+        if not quoted and bytes(raw).lower() == b"null":
+            out.extend(b"NULL")
+        elif not raw:
+            out.extend(b'""')
+        else:
+            result = apply(rule, bytes(raw), row_key)
+            out.extend(b"NULL" if result is None else _quote_element(result))
+        return i
+
+    def array(i: int, depth: int) -> int:
+        if depth > _MAX_ARRAY_DEPTH:
+            raise bad
+        out.extend(b"{")
+        i += 1
+        if value[i:i + 1] == b"}":
+            out.extend(b"}")
+            return i + 1
+        while True:
+            i = array(i, depth + 1) if value[i:i + 1] == b"{" else element(i)
+            c = value[i:i + 1]
+            if c not in (b",", b"}"):
+                raise bad
+            out.extend(c)
+            i += 1
+            if c == b"}":
+                return i
+
+    if value[i:i + 1] != b"{" or array(i, 1) != len(value):
+        raise bad
+    return bytes(out)
+
+
 class ReferenceRewriter:
     """Same API as `_anon.Rewriter`: rewrite() any chunking of COPY text, finish() at the end."""
 
@@ -400,7 +480,10 @@ class ReferenceRewriter:
         if rule.key_index >= 0 and fields[rule.key_index] != b"\\N":
             row_key = self._unescape(rule.key_index, fields[rule.key_index])
         try:
-            result = apply(rule, value, row_key)
+            if rule.is_array and rule.strategy != "null":  # null replaces the whole array
+                result = apply_to_array(rule, value, row_key)
+            else:
+                result = apply(rule, value, row_key)
         except ValueError as e:
             raise self._error(i, str(e)) from None
         return b"\\N" if result is None else escape(result)

@@ -165,7 +165,7 @@ class FieldRule(msgspec.Struct, frozen=True):
     strategy: str
     key: bytes  # 16 bytes from derive_key (any 16 bytes for unkeyed strategies)
     params: AnyParams
-    is_array: bool = False
+    is_array: bool = False  # the column is an array: the strategy rewrites each element
     key_index: int = -1  # date_shift per_row_key: position of the column whose value keys the PRF
 
 
@@ -213,8 +213,8 @@ class Strategy:
 
     def check_column(self, params, column: Column) -> str | None:
         """A problem text when this strategy's output cannot be stored in `column`, else None."""
-        if column.is_array:
-            return f"{self.name} on {column.name} ({column.type}): array columns are not supported yet"
+        # On array columns, category/base_type/max_length describe the elements, which the
+        # strategy rewrites one by one.
         if column.category not in self.categories or column.base_type in ("uuid", "json", "jsonb"):
             return (f"{self.name} writes text, which column {column.name} of type {column.type} cannot hold"
                     + ("; use the uuid strategy" if column.base_type == "uuid" else ""))
@@ -305,8 +305,6 @@ class ConstantStrategy(Strategy):
             problems.append("value cannot contain a NUL character")
 
     def check_column(self, p: ConstantParams, column: Column) -> str | None:
-        if column.is_array:
-            return f"constant on {column.name} ({column.type}): array columns are not supported yet"
         ok = {
             "S": lambda v: column.max_length is None or len(v) <= column.max_length,
             "N": lambda v: bool((_INT_RE if column.base_type in ("int2", "int4", "int8") else _NUMERIC_RE)
@@ -345,7 +343,7 @@ class UuidStrategy(Strategy):
         return 36
 
     def check_column(self, p, column: Column) -> str | None:
-        if column.base_type == "uuid" and not column.is_array:
+        if column.base_type == "uuid":
             return None
         return super().check_column(p, column)
 
@@ -356,8 +354,6 @@ class TypedStrategy(Strategy):
     base_types: tuple[str, ...] = ()
 
     def check_column(self, p, column: Column) -> str | None:
-        if column.is_array:
-            return f"{self.name} on {column.name} ({column.type}): array columns are not supported yet"
         if column.base_type not in self.base_types:
             return (f"{self.name} works on {', '.join(self.base_types)} columns; {column.name} is "
                     f"{column.type}")
