@@ -221,7 +221,8 @@ def content_kinds(value: str) -> dict[str, bool]:
                 add("phone", m.group())
     if "token" not in found and "@" not in text:
         for m in HEX_TOKEN_RE.finditer(text):
-            add("token", m.group())
+            if re.search(r"\d", m.group()) and re.search(r"[a-fA-F]", m.group()):
+                add("token", m.group())
         for m in B64_TOKEN_RE.finditer(text):
             if _is_token(m.group()) and not HEX_TOKEN_RE.fullmatch(m.group()):
                 add("token", m.group())

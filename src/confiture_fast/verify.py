@@ -8,6 +8,8 @@ set of xxh3 hashes of the source values (which thins itself to a deterministic s
 space, and says so, when a column has more distinct values than the bound).
 """
 
+import itertools
+import operator
 import re
 import sys
 from pathlib import Path
@@ -26,6 +28,7 @@ from .pii import LEAK_KINDS, content_kinds
 
 DEFAULT_MAX_VALUES = 5_000_000
 DEFAULT_PII_ROWS = 100_000
+BATCH_ROWS = 5_000  # rows read from each side before the column-wise checks
 NULL = b"\\N"
 
 # What a reviewed-but-unchanged column looks like in the rules: compared like any untouched column.
@@ -116,11 +119,14 @@ class _HashSet:
         self.share = 1
         self.hashes: set[int] = set()
 
-    def add(self, h: int) -> None:
-        if h % self.share:
-            return
-        self.hashes.add(h)
-        if len(self.hashes) > self.bound:
+    def add_values(self, values) -> None:
+        """Adds the hashes of a batch of values; the bound is enforced after each batch."""
+        hashes = map(xxhash.xxh3_64_intdigest, values)
+        if self.share == 1:
+            self.hashes.update(hashes)
+        else:
+            self.hashes.update(h for h in hashes if h % self.share == 0)
+        while len(self.hashes) > self.bound:
             self.share *= 2
             self.hashes = {x for x in self.hashes if x % self.share == 0}
 
@@ -128,46 +134,86 @@ class _HashSet:
         return h % self.share == 0 and h in self.hashes
 
 
+def _first(found: list[int], start: int) -> int | None:
+    return start + found[0] if found else None
+
+
 class _Anonymized:
+    """Checks of one anonymized column, fed a batch of aligned rows at a time (column-wise, so that
+    the per-value work is list comprehensions over bytes rather than calls)."""
+
     def __init__(self, report: ColumnReport, params, is_array: bool, seen: _HashSet):
         self.r, self.is_array, self.seen = report, is_array, seen
-        self.pattern = output_format(report.strategy, params) if params is not None else None
+        pattern = output_format(report.strategy, params) if params is not None else None
+        # Matched against the raw COPY fields: the formats hold no byte COPY escapes, so a raw field
+        # matches exactly when its value does, and a whole batch joined by tabs is one regex call.
+        self.pattern = re.compile(pattern.pattern.encode()) if pattern is not None else None
+        self.batch_pattern = (re.compile(b"(?:(?:%s)\t)*(?:%s)" % (self.pattern.pattern, self.pattern.pattern))
+                              if pattern is not None else None)
         self.nullable = report.strategy != "null"
         self.first: dict[str, int] = {}
 
-    def _note(self, what: str, row: int) -> None:
-        self.first.setdefault(what, row)
+    def _count(self, what: str, field: str, rows: list[int], start: int) -> None:
+        if rows:
+            setattr(self.r, field, getattr(self.r, field) + len(rows))
+            self.first.setdefault(what, start + rows[0])
 
-    def check(self, row: int, src: bytes | None, dst: bytes | None) -> None:
-        r = self.r
-        if src is None or dst is None:
+    def check(self, start: int, src: tuple[bytes, ...], dst: tuple[bytes, ...]) -> None:
+        n = len(dst)
+        is_null = NULL.__eq__
+        if self.nullable:
+            a, b = list(map(is_null, src)), list(map(is_null, dst))
+            if a != b:
+                self._count("null", "null_mismatches", [i for i in range(n) if a[i] != b[i]], start)
+        if NULL in dst or b"" in dst:
+            live = [i for i in range(n) if dst[i] != NULL and dst[i] != b""]
+            fields = [dst[i] for i in live]
+        else:
+            live, fields = range(n), dst
+        same = list(map(operator.eq, src, dst))
+        if any(same):
+            self._count("unchanged", "unchanged_rows", [i for i in live if same[i]], start)
+        if self.is_array:
+            self._check_arrays(start, live, fields)
             return
-        if self.nullable and (src == NULL) != (dst == NULL):
-            r.null_mismatches += 1
-            self._note("null", row)
-        if dst == NULL or dst == b"":
-            return
-        if dst == src:
-            r.unchanged_rows += 1
-            self._note("unchanged", row)
-        values = self._values(dst)
-        if any(xxhash.xxh3_64_intdigest(v) in self.seen for v in values if v):
-            r.equal_to_a_source_value += 1
-            self._note("equal", row)
+        if self.pattern is not None and fields and not self.batch_pattern.fullmatch(b"\t".join(fields)):
+            ok = list(map(self.pattern.fullmatch, fields))
+            self._count("format", "format_errors", [live[k] for k in range(len(ok)) if ok[k] is None], start)
+        if b"\\" in b"".join(fields):
+            fields = [unescape(f) if b"\\" in f else f for f in fields]
+        seen = self.seen
+        hashes = map(xxhash.xxh3_64_intdigest, fields)
+        if seen.share == 1:
+            hit = list(map(seen.hashes.__contains__, hashes))
+        else:
+            hit = [h % seen.share == 0 and h in seen.hashes for h in hashes]
+        if any(hit):
+            self._count("equal", "equal_to_a_source_value", [live[k] for k in range(len(hit)) if hit[k]], start)
+
+    def _check_arrays(self, start: int, live, fields) -> None:
+        values = [[v for v in self._elements(f) if v] for f in fields]
+        seen = self.seen
+        equal = [i for i, vs in zip(live, values) if any(xxhash.xxh3_64_intdigest(v) in seen for v in vs)]
+        self._count("equal", "equal_to_a_source_value", equal, start)
         if self.pattern is not None:
-            texts = [v.decode("utf-8", "replace") for v in values if v]
-            if not all(self.pattern.fullmatch(t) for t in texts):
-                r.format_errors += 1
-                self._note("format", row)
+            fm = self.pattern.fullmatch
+            self._count("format", "format_errors", [i for i, vs in zip(live, values) if not all(fm(v) for v in vs)],
+                        start)
 
-    def _values(self, field: bytes) -> list[bytes]:
-        if not self.is_array:
-            return [unescape(field) if b"\\" in field else field]
+    @staticmethod
+    def _elements(field: bytes) -> list[bytes]:
         items = array_elements(_text(field))
         return [i.encode() for i in items if i is not None] if items is not None else [field]
 
 
+# Cheap first look for --pii-patterns: an @, or nine digits close together (a phone or card number).
+_LEAK_HINT = re.compile(rb"@|\d(?:[\s().+-]{0,3}\d){8}")
+
+
 class _Untouched:
+    """Fingerprints of one untouched column on both sides, the rows where they differ, and the
+    --pii-patterns look at its target values."""
+
     def __init__(self, report: ColumnReport, leak_rows: int):
         self.r = report
         self.hs, self.ht = xxhash.xxh3_64(), xxhash.xxh3_64()
@@ -175,24 +221,35 @@ class _Untouched:
         self.first_diff: int | None = None
         self.first_leak: int | None = None
 
-    def check(self, row: int, src: bytes | None, dst: bytes | None) -> None:
-        if src is not None:
-            self.hs.update(src)
-            self.hs.update(b"\t")
-        if dst is not None:
-            self.ht.update(dst)
-            self.ht.update(b"\t")
-        if src != dst and src is not None and dst is not None:
-            self.r.differing_rows += 1
+    def feed(self, src: tuple[bytes, ...] | None, dst: tuple[bytes, ...] | None) -> tuple[bytes, bytes]:
+        ja = b"\t".join(src) + b"\t" if src else b""
+        jb = b"\t".join(dst) + b"\t" if dst else b""
+        self.hs.update(ja)
+        self.ht.update(jb)
+        return ja, jb
+
+    def check(self, start: int, src: tuple[bytes, ...], dst: tuple[bytes, ...]) -> None:
+        ja, jb = self.feed(src, dst)
+        if ja != jb:
+            diff = [i for i in range(len(dst)) if src[i] != dst[i]]
+            self.r.differing_rows += len(diff)
             if self.first_diff is None:
-                self.first_diff = row
-        if dst is not None and row <= self.leak_rows and dst != NULL:
-            self.r.leak_rows_checked = row
-            found = [k for k in content_kinds(_text(dst)) if k in LEAK_KINDS]
+                self.first_diff = _first(diff, start)
+        room = self.leak_rows - (start - 1)
+        if room <= 0:
+            return
+        rows = dst[:room]
+        self.r.leak_rows_checked = start - 1 + len(rows)
+        if not _LEAK_HINT.search(jb if len(rows) == len(dst) else b"\t".join(rows)):
+            return
+        for i, field in enumerate(rows):
+            if field == NULL or not _LEAK_HINT.search(field):
+                continue
+            found = [k for k in content_kinds(_text(field)) if k in LEAK_KINDS]
             for k in found:
                 self.r.leaks[k] = self.r.leaks.get(k, 0) + 1
             if found and self.first_leak is None:
-                self.first_leak = row
+                self.first_leak = start + i
 
 
 # --------------------------------------------------------------------------- per table
@@ -276,17 +333,14 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
     if anon_cols:
         seen = {c.name: _HashSet(max_values) for c in anon_cols}
         sql = f"COPY (SELECT {', '.join(quote_ident(c.name) for c in anon_cols)} FROM {src.qualified}) TO STDOUT"
-        for fields in _copy_rows(src_conn, sql):
-            for c, field in zip(anon_cols, fields):
-                if field == NULL or field == b"":
-                    continue
+        rows = _copy_rows(src_conn, sql)
+        while batch := list(itertools.islice(rows, BATCH_ROWS)):
+            for c, fields in zip(anon_cols, zip(*batch)):
                 if c.is_array:
-                    items = array_elements(_text(field)) or []
-                    values = [i.encode() for i in items if i]
+                    values = [i.encode() for f in fields if f != NULL for i in array_elements(_text(f)) or () if i]
                 else:
-                    values = [unescape(field) if b"\\" in field else field]
-                for v in values:
-                    seen[c.name].add(xxhash.xxh3_64_intdigest(v))
+                    values = [unescape(f) if b"\\" in f else f for f in fields if f != NULL and f != b""]
+                seen[c.name].add_values(values)
 
     checkers: list[_Anonymized | _Untouched] = []
     for c in columns:
@@ -312,19 +366,26 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
     sql = f"COPY (SELECT {cols_sql} FROM {{}}{order_sql}) TO STDOUT"
     src_rows = _copy_rows(src_conn, sql.format(src.qualified))
     dst_rows = _copy_rows(dst_conn, sql.format(dst.qualified))
-    row = 0
+    start = 1
     while True:
-        a = next(src_rows, None)
-        b = next(dst_rows, None)
-        if a is None and b is None:
+        batch_a = list(itertools.islice(src_rows, BATCH_ROWS))
+        batch_b = list(itertools.islice(dst_rows, BATCH_ROWS))
+        if not batch_a and not batch_b:
             break
-        row += 1
-        rep.rows_source += a is not None
-        rep.rows_target += b is not None
-        if a is None or b is None:
-            continue
-        for checker, fa, fb in zip(checkers, a, b):
-            checker.check(row, fa, fb)
+        rep.rows_source += len(batch_a)
+        rep.rows_target += len(batch_b)
+        n = min(len(batch_a), len(batch_b))
+        cols_a = list(zip(*batch_a[:n])) or [()] * len(columns)
+        cols_b = list(zip(*batch_b[:n])) or [()] * len(columns)
+        for checker, ca, cb in zip(checkers, cols_a, cols_b):
+            checker.check(start, ca, cb)
+        if len(batch_a) != len(batch_b):  # past the shorter side: fingerprints only
+            rest_a = list(zip(*batch_a[n:])) or [()] * len(columns)
+            rest_b = list(zip(*batch_b[n:])) or [()] * len(columns)
+            for checker, ca, cb in zip(checkers, rest_a, rest_b):
+                if isinstance(checker, _Untouched):
+                    checker.feed(ca, cb)
+        start += max(len(batch_a), len(batch_b))
 
     if rep.rows_source != rep.rows_target:
         rep.problems.append(f"row counts differ: {rep.rows_source:,} on the source, {rep.rows_target:,} on the target")
@@ -339,7 +400,8 @@ def _conclude(checker, col: Column, src: Table, dst: Table, dst_conn, rep: Table
     if isinstance(checker, _Untouched):
         r.fingerprint_source = checker.hs.hexdigest()
         r.fingerprint_target = checker.ht.hexdigest()
-        if r.fingerprint_source != r.fingerprint_target or r.differing_rows:
+        # With unequal row counts the extra rows alone change the fingerprint: that is reported once, per table.
+        if r.differing_rows or (r.fingerprint_source != r.fingerprint_target and rep.rows_source == rep.rows_target):
             where = f" (first at row {checker.first_diff})" if checker.first_diff else ""
             r.problems.append(f"differs from the source in {r.differing_rows:,} row(s){where}")
         if r.leaks:
