@@ -219,3 +219,24 @@ def test_strict_follows_rules_propagated_through_foreign_keys(pair):
                    CREATE TABLE messages (id int PRIMARY KEY, sender_email text REFERENCES people);
                    INSERT INTO people VALUES ('a@corp.example'); INSERT INTO messages VALUES (1, 'a@corp.example')""")
     assert _strict(pair, "people:\n  - column: email\n    strategy: email\n") == []
+
+
+def test_strict_inside_a_sync_session_keeps_its_snapshot(pair):
+    """The hook in `sync`: after the plan, on the coordinator's snapshot connection."""
+    from confiture_fast import coordinator
+    from confiture_fast.plan import Selection, build_plan
+
+    pair.both(SEEDED.split("INSERT", 1)[0])
+    pair.source("INSERT" + SEEDED.split("INSERT", 1)[1])
+    rules = config.load_rules(pair.rules("customers:\n  - column: email\n    strategy: hash\n"))
+    with coordinator.Session(pair.src, pair.dst, "src", "dst") as session:
+        src_cat, dst_cat = session.catalogs()
+        plan = build_plan(src_cat, dst_cat, Selection(), rules, b"0123456789abcdef0123")
+        problems = strict_problems(session.src, src_cat, [src_cat.tables[t.name] for t in plan.tables], rules)
+        assert "customers.email" not in {p.split(":", 1)[0] for p in problems}
+        assert any(p.startswith("customers.notes:") for p in problems)
+        # The exported snapshot is still usable by workers.
+        with psycopg.connect(pair.src, autocommit=True) as other:
+            other.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            other.execute(f"SET TRANSACTION SNAPSHOT '{session.snapshot}'")
+            assert other.execute("SELECT count(*) FROM customers").fetchone()[0] == 300
