@@ -168,3 +168,26 @@ def test_errors_and_read_only_sessions(pair):
     with _open("target", env) as conn:
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("CREATE TABLE x (a int)")
+
+
+def test_scan_then_sync_then_verify_on_the_seeded_database(pair):
+    """The whole loop: scan's suggestions, synced, verify clean; one rule dropped, verify names the leak."""
+    pair.both(SEEDED.split("INSERT", 1)[0])
+    pair.source("INSERT" + SEEDED.split("INSERT", 1)[1])
+    scanned = run_cli("scan", "--from", pair.src, cwd=pair.tmp)
+    assert scanned.returncode == 0, scanned.stderr
+    res = pair.sync(rules=scanned.stdout)
+    assert res.returncode == 0, res.stderr
+    res = verify(pair, "--format", "json", rules=scanned.stdout)
+    assert res.returncode == 0, res.stdout
+    cols = as_json(res)["by_table"]["customers"]["cols"]
+    assert cols["aliases"]["mode"] == "anonymized" and cols["aliases"]["format_check"] == "checked"
+    assert cols["birth_date"]["strategy"] == "date_shift" and cols["birth_date"]["unchanged_rows"] == 0
+    assert cols["profile"]["value_check"].startswith("not applicable")
+
+    without_notes = scanned.stdout.replace("  - column: notes\n    strategy: redact\n", "")
+    assert without_notes != scanned.stdout
+    assert pair.sync(rules=without_notes).returncode == 0
+    res = verify(pair, rules=without_notes)
+    assert res.returncode == 1
+    assert "customers.notes: not anonymized, and 100 value(s) with an email (first at row 3)" in res.stderr

@@ -297,12 +297,14 @@ _PREFERENCES: dict[str, tuple[str, ...]] = {
     "mac": ("redact", "hash", "null"),
     "secret": ("hash",),
     "token": ("hash",),
-    "salary": ("noise", "null"),
+    "salary": ("noise", "null"),  # noise with the parameters of _DEFAULT_PARAMS
     "gender": ("null", "redact"),
     "contact": ("redact",),
     "text": ("redact",),  # PII embedded in free text: a pseudonym of the whole value would not help
 }
 _UNIQUE_FALLBACK = ("hash", "uuid")
+# Parameters a suggested strategy needs (it has no defaults for them).
+_DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"noise": {"relative": 0.1}}
 
 
 def _fits(name: str, params: dict[str, Any], column: Column) -> tuple[bool, str]:
@@ -338,11 +340,11 @@ def suggest(kind: str, column: Column, json_paths: dict[str, str] | None = None)
     if column.unique:
         candidates = candidates + _UNIQUE_FALLBACK
     for name in candidates:
-        ok, why = _fits(name, {}, column)
+        ok, why = _fits(name, _DEFAULT_PARAMS.get(name, {}), column)
         if ok:
-            return name, {}, None
+            return name, dict(_DEFAULT_PARAMS.get(name, {})), None
         reasons.append(why)
-    return candidates[0], {}, f"none of {', '.join(dict.fromkeys(candidates))} fits {column.type}: {reasons[0]}"
+    return candidates[0], dict(_DEFAULT_PARAMS.get(candidates[0], {})), f"none of {', '.join(dict.fromkeys(candidates))} fits {column.type}: {reasons[0]}"
 
 
 class _Tally:

@@ -21,7 +21,7 @@ import typer
 import xxhash
 
 from . import strategies
-from .anon_ref import unescape
+from .anon_ref import escape, unescape
 from .catalog import Column, Table, quote_ident, read_catalog
 from .errors import ValidationError
 from .pii import LEAK_KINDS, content_kinds
@@ -39,19 +39,40 @@ _UNCHANGED = frozenset({"keep"})
 
 
 def output_format(strategy: str, params: Any) -> re.Pattern[str] | None:
-    """The shape every non-empty output of `strategy` has (docs/strategies.md), or None when the
-    output has no fixed shape (pseudonyms drawn from locale data, shifted dates, ...)."""
+    """The shape every non-empty output of `strategy` has (docs/strategies.md) as its COPY text, or
+    None when the output has no fixed shape (pool draws, shifted dates, noise, masks)."""
     if strategy == "email":
         return re.compile(rf"user_[0-9a-f]{{{params.length}}}@{re.escape(params.domain)}")
+    if strategy == "fake_email":
+        return re.compile(rf"[A-Za-z0-9]*\.[A-Za-z0-9]*\.[0-9a-f]{{{params.length}}}@{re.escape(params.domain)}")
     if strategy == "hash":
         return re.compile(rf"[0-9a-f]{{{params.length}}}")
+    if strategy == "uuid":
+        return re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
     if strategy == "phone":
         return re.compile(r"\+1-555-\d{4}")
     if strategy == "name":
         return re.compile(r"User [0-9A-F]{4}")
     if strategy == "redact":
         return re.compile(r"\[REDACTED\]")
+    if strategy == "constant":
+        return re.compile(re.escape(escape(str(params.value).encode()).decode("utf-8", "replace")))
     return None
+
+
+# Strategies whose output may equal a real value by design, so that "equal to a source value" is no
+# evidence of a leak: draws from pools of real-looking values, moved dates, small noise, addresses in
+# the same network, digits re-drawn in place, one constant, documents left whole when no path matches.
+_NO_SET_CHECK = {
+    "fake_name": "drawn from a pool of real names", "fake_first_name": "drawn from a pool of real names",
+    "fake_last_name": "drawn from a pool of real names", "fake_company": "drawn from a pool of real names",
+    "fake_address": "drawn from pools of real streets and cities", "date_shift": "other rows hold the shifted dates",
+    "noise": "a small move can land on another row's value", "ip": "the network prefix is kept",
+    "preserve_format": "short codes re-drawn in place can match other rows", "constant": "one value for all rows",
+    "json": "documents without the ruled paths stay as they are", "null": "every value is NULL",
+}
+# ... and those for which even the same row keeping its value can be by design.
+_NO_ROW_CHECK = frozenset(_NO_SET_CHECK) - {"date_shift", "preserve_format"}
 
 
 def array_elements(text: str) -> list[str | None] | None:
@@ -151,6 +172,8 @@ class _Anonymized:
         self.batch_pattern = (re.compile(b"(?:(?:%s)\t)*(?:%s)" % (self.pattern.pattern, self.pattern.pattern))
                               if pattern is not None else None)
         self.nullable = report.strategy != "null"
+        self.row_check = report.strategy not in _NO_ROW_CHECK
+        self.set_check = report.strategy not in _NO_SET_CHECK
         self.first: dict[str, int] = {}
 
     def _count(self, what: str, field: str, rows: list[int], start: int) -> None:
@@ -165,12 +188,15 @@ class _Anonymized:
             a, b = list(map(is_null, src)), list(map(is_null, dst))
             if a != b:
                 self._count("null", "null_mismatches", [i for i in range(n) if a[i] != b[i]], start)
+        if not self.nullable:
+            self._count("format", "format_errors", [i for i in range(n) if dst[i] != NULL], start)
+            return
         if NULL in dst or b"" in dst:
             live = [i for i in range(n) if dst[i] != NULL and dst[i] != b""]
             fields = [dst[i] for i in live]
         else:
             live, fields = range(n), dst
-        same = list(map(operator.eq, src, dst))
+        same = list(map(operator.eq, src, dst)) if self.row_check else ()
         if any(same):
             self._count("unchanged", "unchanged_rows", [i for i in live if same[i]], start)
         if self.is_array:
@@ -179,6 +205,8 @@ class _Anonymized:
         if self.pattern is not None and fields and not self.batch_pattern.fullmatch(b"\t".join(fields)):
             ok = list(map(self.pattern.fullmatch, fields))
             self._count("format", "format_errors", [live[k] for k in range(len(ok)) if ok[k] is None], start)
+        if not self.set_check:
+            return
         if b"\\" in b"".join(fields):
             fields = [unescape(f) if b"\\" in f else f for f in fields]
         seen = self.seen
@@ -193,8 +221,9 @@ class _Anonymized:
     def _check_arrays(self, start: int, live, fields) -> None:
         values = [[v for v in self._elements(f) if v] for f in fields]
         seen = self.seen
-        equal = [i for i, vs in zip(live, values) if any(xxhash.xxh3_64_intdigest(v) in seen for v in vs)]
-        self._count("equal", "equal_to_a_source_value", equal, start)
+        if self.set_check:
+            equal = [i for i, vs in zip(live, values) if any(xxhash.xxh3_64_intdigest(v) in seen for v in vs)]
+            self._count("equal", "equal_to_a_source_value", equal, start)
         if self.pattern is not None:
             fm = self.pattern.fullmatch
             self._count("format", "format_errors", [i for i, vs in zip(live, values) if not all(fm(v) for v in vs)],
@@ -329,7 +358,7 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
     order_sql = f" ORDER BY {order}" if order else ""
 
     seen: dict[str, _HashSet] = {}
-    anon_cols = [c for c in columns if c.name in anonymized]
+    anon_cols = [c for c in columns if c.name in anonymized and rules[c.name].strategy not in _NO_SET_CHECK]
     if anon_cols:
         seen = {c.name: _HashSet(max_values) for c in anon_cols}
         sql = f"COPY (SELECT {', '.join(quote_ident(c.name) for c in anon_cols)} FROM {src.qualified}) TO STDOUT"
@@ -349,11 +378,16 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
             params, errs = strategies.parse_params(rule.strategy, {**rule.params,
                                                                     "allow_duplicates": rule.allow_duplicates})
             report = ColumnReport(column=c.name, mode="anonymized", strategy=rule.strategy)
-            checker = _Anonymized(report, None if errs else params, c.is_array, seen[c.name])
-            share = seen[c.name].share
-            report.value_check = "exact" if share == 1 else (
-                f"sampled: 1/{share} of the value space (more than {max_values:,} distinct source values)")
-            report.format_check = ("checked" if checker.pattern is not None
+            values = seen.get(c.name) or _HashSet(1)
+            checker = _Anonymized(report, None if errs else params, c.is_array, values)
+            if rule.strategy in _NO_SET_CHECK:
+                report.value_check = f"not applicable: {_NO_SET_CHECK[rule.strategy]}"
+            elif values.share == 1:
+                report.value_check = "exact"
+            else:
+                report.value_check = (f"sampled: 1/{values.share} of the value space "
+                                      f"(more than {max_values:,} distinct source values)")
+            report.format_check = ("checked" if checker.pattern is not None or rule.strategy == "null"
                                    else f"not checked: {rule.strategy} has no fixed output format")
             checkers.append(checker)
         else:
@@ -519,7 +553,7 @@ def _render(reports: list[TableReport], console, pii: bool) -> None:
         for c in r.columns:
             for p in c.problems:
                 console.print(f"{r.table}.{c.column}: {p}", markup=False)
-            if c.value_check and c.value_check != "exact":
+            if c.value_check and c.value_check.startswith("sampled"):
                 console.print(f"{r.table}.{c.column}: equality with source values {c.value_check}", markup=False)
         for n in r.notes:
             console.print(f"{r.table}: {n}", markup=False)
