@@ -295,6 +295,86 @@ def test_array_elements_are_rewritten_one_by_one():
     assert unescape(out[:-1]).decode() == "{%s,NULL,\"\",{%s,%s}}" % (a, b, c)
 
 
+# -- json ---------------------------------------------------------------------------------------
+JSON_KEYS = st.sampled_from(["email", "phone", "contact", "tags", "n", "x", 'em"ail', "é", ""])
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8) | st.sampled_from(["a@b.c", "", "\\N"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(JSON_KEYS, inner, max_size=4), max_leaves=12)
+
+
+@st.composite
+def json_texts(draw):
+    import json
+
+    doc = draw(st.dictionaries(JSON_KEYS, JSON_VALUES, min_size=1, max_size=6)
+               | st.lists(st.dictionaries(JSON_KEYS, JSON_VALUES, max_size=4), max_size=3) | JSON_VALUES)
+    ascii_only = draw(st.booleans())
+    seps = draw(st.sampled_from([(", ", ": "), (",", ":"), (" ,\n ", " :\t")]))
+    text = json.dumps(doc, ensure_ascii=ascii_only, separators=seps)
+    if draw(st.booleans()):
+        text = text.replace('"email"', '"em\\u0061il"')
+    return draw(st.sampled_from(["", " ", "\n"])) + text + draw(st.sampled_from(["", " \r\n"]))
+
+
+JSON_PATHS = [
+    {"$.email": "email", "$.contact.phone": "phone", "$.tags[*]": "hash"},
+    {"$.*": "redact"},
+    {"$": "hash"},
+    {"$.contact": "null", "$.n": {"strategy": "noise", "absolute": 3}, "$.x[1]": "partial"},
+    {"$[0]": "partial", "$[*].email": "keep", "$[*]": {"strategy": "fake_name", "locale": "de_DE"}},
+    {'$["em\\"ail"]': "uuid", '$["é"].*': "preserve_format", "$.tags": "keep"},
+    {"$.contact.*[*]": {"strategy": "hash", "length": 32}},
+]
+JSONISH = st.text(st.sampled_from('{}[],:" \\u0123456789abcdefnultrsx.-+eE'), max_size=25)
+
+
+@FAST
+@given(st.lists(json_texts() | JSONISH, min_size=1, max_size=4), st.sampled_from(JSON_PATHS))
+def test_json_matches_reference(docs, paths):
+    params, problems = parse_params("json", {"paths": paths})
+    assert not problems
+    rule = FieldRule(index=0, column="j", strategy="json", key=derive_key(b"k", "j"), params=params)
+    both(["j"], [rule], [escape(d.encode()) + b"\n" for d in docs])
+
+
+TRICKY_JSON = [
+    '{"email": "a@b.c", "contact": {"phone": "555", "phone": "666"}, "tags": ["x", 2.5e3, null, true, {}]}',
+    '{"em\\u0061il":"a@b.c","contact":{"\\u0070hone":"\\ud83d\\ude00 \\n\\t\\"q\\" \\/"}}',
+    '[{"email": ""}, {"email": null}, {"email": 12}, {"email": ["a", {"b": "c"}]}]',
+    '{"n": -0.0, "x": [0, 1e-7, "\\u00e9"], "contact": {"a": [[["deep"]]]}}',
+    '  {\t"email" :\r\n"x" }  ', '"just a string"', "123.45", "[]", "{}", "null",
+    '{"email": "\\ud800"}', '{"email": "\\u0000"}', '{"email": "a\\qb"}', '{"email": "raw\ttab"}',
+    '{"email": 01}', '{"email": "x",}', '[1 2]', '{"a" 1}', '{"email": tru}', "[" * 70 + "]" * 70,
+]
+
+
+@pytest.mark.parametrize("doc", TRICKY_JSON)
+@pytest.mark.parametrize("paths", JSON_PATHS)
+def test_tricky_json_matches_reference(doc, paths):
+    params, _ = parse_params("json", {"paths": paths})
+    rule = FieldRule(index=0, column="j", strategy="json", key=derive_key(b"k", "j"), params=params)
+    both(["j"], [rule], [escape(doc.encode()) + b"\n"])
+
+
+def test_json_rewrites_only_the_paths():
+    import json
+
+    params, _ = parse_params("json", {"paths": {"$.email": "email", "$.contact.phone": "phone",
+                                                "$.tags[*]": "redact", "$.card": "null"}})
+    rule = FieldRule(index=0, column="j", strategy="json", key=derive_key(b"k", "j"), params=params)
+    doc = '{"id": 7, "email": "a@b.c", "contact": {"phone": "555-1234", "city": "Paris"},  "tags": ["x", 1],' \
+          ' "card": {"no": "4111"}, "note":"em\\u00e9"}'
+    out = Rewriter("t", ["j"], [rule]).rewrite(escape(doc.encode()) + b"\n")
+    text = unescape(out[:-1]).decode()
+    got = json.loads(text)
+    assert got["email"] == apply(FieldRule(index=0, column="j", strategy="email", key=rule.key,
+                                           params=parse_params("email", {})[0]), b"a@b.c").decode()
+    assert got["contact"]["phone"].startswith("+1-555-") and got["contact"]["city"] == "Paris"
+    assert got["tags"] == ["[REDACTED]", "[REDACTED]"] and got["card"] is None
+    assert text.startswith('{"id": 7, "email": "user_') and text.endswith(', "note":"em\\u00e9"}')
+
+
 # -- malformed input ---------------------------------------------------------------------------
 MALFORMED = [
     # (chunks, (row, column)) with columns a, b, c and a hash rule on b
@@ -557,3 +637,31 @@ def test_arrays_round_trip_through_postgresql(server):
     assert all(abs(x - y) <= 2 for xs, ys in zip(nums_a, nums_b) for x, y in zip(xs, ys) if x is not None)
     assert nums_a[1][1] is None and ndays == 2 and 1 <= abs(shift) <= 3 and same_net and masklen == 64
     assert got[1][:2] == ([], None)
+
+
+def test_json_round_trip_through_postgresql(server):
+    import json
+
+    import psycopg
+
+    docs = ['{"id": 1, "email": "a@b.c", "contact": {"phone": "555 1234", "city": "Zürich"}, "tags": ["x", "y"]}',
+            '{"email": "q\\"uote\\\\ \\u00e9\\t", "contact": null, "n": 12.50}',
+            '[1, 2]', 'null']
+    params, _ = parse_params("json", {"paths": {"$.email": "email", "$.contact.phone": "fake_name",
+                                                "$.tags[*]": "hash", "$.n": {"strategy": "noise", "relative": 0.1}}})
+    rule_j = FieldRule(index=1, column="j", strategy="json", key=derive_key(b"k", "j"), params=params)
+    rule_b = FieldRule(index=2, column="b", strategy="json", key=derive_key(b"k", "j"), params=params)
+    with psycopg.connect(server.uri(), autocommit=True) as conn:
+        for t in ("docs", "docs_out"):
+            conn.execute(f"CREATE TABLE {t} (id int, j json, b jsonb)")
+        conn.cursor().executemany("INSERT INTO docs VALUES (%s, %s, %s)", [(i, d, d) for i, d in enumerate(docs)])
+        data = copy_out(conn, "(SELECT * FROM docs ORDER BY id)")
+        masked = Rewriter("docs", ["id", "j", "b"], [rule_j, rule_b]).rewrite(data)
+        assert masked == ReferenceRewriter("docs", ["id", "j", "b"], [rule_j, rule_b]).rewrite(data)
+        copy_in(conn, "docs_out", masked)
+        got = conn.execute("SELECT j::text, b FROM docs_out ORDER BY id").fetchall()
+    j0, b0 = got[0]
+    assert j0.startswith('{"id": 1, "email": "user_') and '"city": "Zürich"' in j0  # json keeps its bytes
+    assert b0["contact"]["city"] == "Zürich" and b0["email"].startswith("user_") and len(b0["tags"][0]) == 16
+    assert b0["contact"]["phone"] != "555 1234" and json.loads(j0) == b0
+    assert abs(float(got[1][1]["n"]) - 12.5) <= 1.25 and got[2][1] == [1, 2] and got[3][1] is None

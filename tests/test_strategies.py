@@ -369,3 +369,31 @@ def test_ip_keeps_the_network_prefix():
     assert out[1].startswith("10.1.2.") and out[1].endswith("/8")
     assert out[2] == "10.0.0.0/8"  # a network stays that network
     assert ipaddress.IPv6Address(out[3]).packed[:8] == ipaddress.IPv6Address("2001:db8:1:2::").packed[:8]
+
+
+@pytest.mark.parametrize("raw,needle", [
+    ({}, "missing required field `paths`"),
+    ({"paths": {}}, "paths is empty"),
+    ({"paths": {"email": "email"}}, "must start with $"),
+    ({"paths": {"$..email": "email"}}, "cannot read"),
+    ({"paths": {"$.a": "emial"}}, "unknown or unusable strategy 'emial'"),
+    ({"paths": {"$.a": "json"}}, "unknown or unusable strategy 'json'"),
+    ({"paths": {"$.a": {"strategy": "hash", "length": 8}}}, "uniqueness floor"),
+    ({"paths": {"$.a": {"strategy": "date_shift", "per_row_key": "id"}}}, "per_row_key"),
+])
+def test_json_params_problems(raw, needle):
+    _, problems = parse_params("json", raw)
+    assert any(needle in p for p in problems), problems
+
+
+def test_json_paths_and_columns():
+    from confiture_fast.strategies import parse_json_path
+
+    assert parse_json_path('$.a[2][*]["b c"].*') == [("key", "a"), ("index", 2), ("any_index", None),
+                                                      ("key", "b c"), ("any_key", None)]
+    s = STRATEGIES["json"]
+    params, problems = s.parse_params({"paths": {"$.email": "email", "$.phone": {"strategy": "partial"}}})
+    assert not problems
+    assert s.check_column(params, typed("j", "jsonb", "jsonb", "U")) is None
+    assert s.check_column(params, typed("j", "json", "json", "U")) is None
+    assert "jsonb" in s.check_column(params, TEXT)

@@ -16,6 +16,32 @@ cdef struct Pool:
     const unsigned int* off
     size_t n
 
+# One step of a json strategy path: kind 0 key, 1 index, 2 any key, 3 any index.
+cdef struct JsonStep:
+    int kind
+    const char* key
+    size_t key_len
+    long long index
+
+cdef struct FieldSpec
+
+# A json strategy path and the rule applied where it matches.
+cdef struct JsonPath:
+    const JsonStep* steps
+    int nsteps
+    FieldSpec* spec
+
+# An open object or array while a json value is walked.
+cdef struct JsonLevel:
+    bint is_object
+    const uint8_t* key      # the current member's key, as written (between the quotes)
+    size_t key_len
+    bint key_escaped
+    long long index
+    int outer_active        # the path in force outside this container
+    size_t start
+    bint to_null            # a null rule matched the whole container
+
 # How one column is rewritten; code 0 means copied through untouched.
 cdef struct FieldSpec:
     int code
@@ -32,6 +58,8 @@ cdef struct FieldSpec:
     bint is_array           # apply to each element of an array literal
     bint ascii_out          # the output never needs COPY escaping
     Pool pools[2]
+    const JsonPath* jpaths
+    int njpaths
 
 cdef class Rewriter:
     cdef public str table
@@ -49,7 +77,8 @@ cdef class Rewriter:
     cdef OutBuf result       # the strategy's output before escaping
     cdef OutBuf tmp          # a strategy's own scratch space
     cdef OutBuf arraybuf     # the rewritten array literal before escaping
-    cdef OutBuf elembuf      # one array element, unquoted
+    cdef OutBuf elembuf      # one array element, unquoted, or one JSON string, unescaped
+    cdef JsonLevel jstack[64]
     cdef OutBuf pybuf        # output of the Python-level rewrite()
     cdef bytearray tail      # partial row carried over between rewrite() calls
     cdef list keep_alive     # Python objects whose buffers FieldSpecs point into
@@ -68,6 +97,13 @@ cdef class Rewriter:
     cdef int _field(self, Py_ssize_t col, const char* f, size_t n, OutBuf* out) noexcept nogil
     cdef int _array(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
                     const uint8_t* kv, size_t kn, OutBuf* out) noexcept nogil
+    cdef int _json(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
+                   OutBuf* out) noexcept nogil
+    cdef int _json_match(self, FieldSpec* spec, int depth) noexcept nogil
+    cdef size_t _json_key(self, JsonLevel* lv, const uint8_t* v, size_t vn, size_t i) noexcept nogil
+    cdef _set_json(self, FieldSpec* spec, rule)
+    cdef int _json_leaf(self, Py_ssize_t col, FieldSpec* sub, const uint8_t* v, size_t vn, bint number,
+                        OutBuf* doc) noexcept nogil
     cdef int _apply(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
                     const uint8_t* kv, size_t kn, OutBuf* dst) noexcept nogil
     cdef void _fake(self, FieldSpec* spec, const uint8_t* h, OutBuf* res) noexcept nogil

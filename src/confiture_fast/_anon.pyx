@@ -11,10 +11,10 @@ from array import array
 
 from libc.stdint cimport uint8_t, uint64_t
 from libc.stdlib cimport free, realloc
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcmp, memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-from confiture_fast.strategies import STRATEGIES, RewriteError, fake_pools
+from confiture_fast.strategies import STRATEGIES, FieldRule, RewriteError, fake_pools, json_rules
 
 cdef extern from "_siphash.h" nogil:
     void cf_siphash(uint64_t k0, uint64_t k1, const uint8_t* data, size_t n, uint8_t* out, int outlen)
@@ -23,6 +23,13 @@ cdef extern from "_siphash.h" nogil:
 cdef extern from "_scan.h" nogil:
     size_t cf_find_tabs(const char* s, size_t n, size_t* pos, size_t max, int* suspect)
     bint cf_is_plain(const char* s, size_t n)
+
+cdef extern from "_json.h" nogil:
+    size_t CF_JSON_BAD
+    size_t cf_json_ws(const uint8_t* s, size_t n, size_t i)
+    size_t cf_json_string(const uint8_t* s, size_t n, size_t i, char* dst, size_t* dlen)
+    size_t cf_json_number(const uint8_t* s, size_t n, size_t i)
+    size_t cf_json_quote(const char* s, size_t n, char* dst)
 
 cdef extern from "_strategies.h" nogil:
     int CF_BAD_DATE, CF_BAD_CALENDAR, CF_BAD_NUMBER, CF_TOO_LARGE, CF_BAD_IP
@@ -39,6 +46,8 @@ cdef extern from "_strategies.h" nogil:
 # Not a strategy's problem but the array parser's (an E_VALUE detail like the CF_* codes).
 cdef enum:
     CF_BAD_ARRAY = -20
+    CF_BAD_JSON = -21
+    JSON_SKIP = -2  # the "path in force" inside a keep or null match: nothing is rewritten
 
 # Strategy codes of FieldSpec.code.
 cdef enum:
@@ -62,13 +71,14 @@ cdef enum:
     S_FAKE_EMAIL
     S_FAKE_ADDRESS
     S_FAKE_COMPANY
+    S_JSON
 
 _CODES = {"email": S_EMAIL, "phone": S_PHONE, "name": S_NAME, "redact": S_REDACT, "hash": S_HASH,
           "keep": S_PASS, "null": S_NULL, "constant": S_CONSTANT, "partial": S_PARTIAL,
           "preserve_format": S_PRESERVE_FORMAT, "uuid": S_UUID, "date_shift": S_DATE_SHIFT, "noise": S_NOISE,
           "ip": S_IP, "fake_name": S_FAKE_NAME, "fake_first_name": S_FAKE_FIRST_NAME,
           "fake_last_name": S_FAKE_LAST_NAME, "fake_email": S_FAKE_EMAIL, "fake_address": S_FAKE_ADDRESS,
-          "fake_company": S_FAKE_COMPANY}
+          "fake_company": S_FAKE_COMPANY, "json": S_JSON}
 
 # Error codes kept in the Rewriter until raise_error() turns them into a RewriteError.
 cdef enum:
@@ -100,6 +110,7 @@ _VALUE_PROBLEMS = {
     CF_TOO_LARGE: "value too large for noise",
     CF_BAD_IP: "not an IP address",
     CF_BAD_ARRAY: "not an array literal in PostgreSQL's output form",
+    CF_BAD_JSON: "not valid JSON",
 }
 
 
@@ -426,6 +437,9 @@ cdef class Rewriter:
             spec.x = p.relative if p.relative is not None else p.absolute
         elif spec.code == S_IP:
             spec.a, spec.b = p.prefix, p.prefix_v6
+        spec.njpaths = 0
+        if spec.code == S_JSON:
+            self._set_json(spec, rule)
         if rule.strategy.startswith("fake_"):
             pools = fake_pools(rule.strategy, p.locale)
             for i, values in enumerate(pools):
@@ -441,6 +455,44 @@ cdef class Rewriter:
                 spec.pools[i].n = len(encoded)
                 spec.max_out += max(map(len, encoded))
             spec.max_out += 64 + spec.text_len
+
+    cdef _set_json(self, FieldSpec* spec, rule):
+        """Compiles the json rule's paths; their steps and sub-rules live in bytearrays in keep_alive."""
+        cdef JsonPath* paths
+        cdef JsonStep* steps
+        cdef FieldSpec* sub
+        cdef char* buf
+        compiled = json_rules(rule.params)
+        path_mem = bytearray(sizeof(JsonPath) * len(compiled))
+        self.keep_alive.append(path_mem)
+        buf = path_mem
+        paths = <JsonPath*>buf
+        kinds = {"key": 0, "index": 1, "any_key": 2, "any_index": 3}
+        for n, (path_steps, name, params) in enumerate(compiled):
+            step_mem = bytearray(sizeof(JsonStep) * max(1, len(path_steps)))
+            sub_mem = bytearray(sizeof(FieldSpec))
+            self.keep_alive += [step_mem, sub_mem]
+            buf = step_mem
+            steps = <JsonStep*>buf
+            for k, (kind, arg) in enumerate(path_steps):
+                steps[k].kind = kinds[kind]
+                steps[k].index = arg if kind == "index" else 0
+                steps[k].key = NULL
+                steps[k].key_len = 0
+                if kind == "key":
+                    key = arg.encode()
+                    self.keep_alive.append(key)
+                    steps[k].key = key
+                    steps[k].key_len = len(key)
+            buf = sub_mem
+            sub = <FieldSpec*>buf
+            self._set_spec(sub, FieldRule(index=rule.index, column=rule.column, strategy=name, key=rule.key,
+                                          params=params))
+            paths[n].steps = steps
+            paths[n].nsteps = len(path_steps)
+            paths[n].spec = sub
+        spec.jpaths = paths
+        spec.njpaths = len(compiled)
 
     def __dealloc__(self):
         free(self.specs)
@@ -578,6 +630,8 @@ cdef class Rewriter:
             if not (kn == 2 and kf[0] == c'\\' and kf[1] == c'N'):
                 if self._value(kcol, kf, kn, &self.keybuf, &kv, &kn) < 0:
                     return -1
+        if spec.code == S_JSON:
+            return self._json(col, spec, v, vn, out)
         if spec.is_array:
             return self._array(col, spec, v, vn, kv, kn, out)
         if spec.ascii_out:  # output needs no escaping: straight into the row
@@ -702,6 +756,180 @@ cdef class Rewriter:
                 return self._fail(E_NOMEM, col, 0)
             i += 1
         return self._fail(E_NOMEM, col, 0) if escape_append(out, arr.data, arr.len) < 0 else 0
+
+    cdef int _json(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
+                   OutBuf* out) noexcept nogil:
+        """Walks a json/jsonb value, rewriting the strings and numbers at the rule's paths (all of them
+        inside a matched object or array); every other byte is copied. Written COPY-escaped to out."""
+        cdef OutBuf* doc = &self.arraybuf
+        cdef JsonLevel* lv
+        cdef size_t i, end, copied = 0, elen = 0
+        cdef int depth = 0, m, active = -1
+        cdef uint8_t c, close
+        cdef FieldSpec* sub
+        doc.len = 0
+        if outbuf_reserve(&self.elembuf, vn) < 0 or outbuf_reserve(doc, vn) < 0:
+            return self._fail(E_NOMEM, col, 0)
+        i = cf_json_ws(v, vn, 0)
+        while True:
+            # a value starts at i
+            m = active if active != -1 else self._json_match(spec, depth)
+            sub = spec.jpaths[m].spec if m >= 0 else NULL
+            if sub != NULL and sub.code == S_PASS:  # keep
+                m = JSON_SKIP
+                sub = NULL
+            if i >= vn:
+                return self._fail(E_VALUE, col, CF_BAD_JSON)
+            c = v[i]
+            if c == c'{' or c == c'[':
+                if depth == 64:
+                    return self._fail(E_VALUE, col, CF_BAD_JSON)
+                lv = &self.jstack[depth]
+                depth += 1
+                lv.is_object = c == c'{'
+                lv.index = 0
+                lv.start = i
+                lv.outer_active = active
+                lv.to_null = sub != NULL and sub.code == S_NULL
+                active = JSON_SKIP if lv.to_null else m
+                i = cf_json_ws(v, vn, i + 1)
+                close = c'}' if lv.is_object else c']'
+                if not (i < vn and v[i] == close):
+                    if lv.is_object:
+                        i = self._json_key(lv, v, vn, i)
+                        if i == CF_JSON_BAD:
+                            return self._fail(E_VALUE, col, CF_BAD_JSON)
+                    continue
+            elif c == c'"':
+                end = cf_json_string(v, vn, i, self.elembuf.data, &elen)
+                if end == CF_JSON_BAD:
+                    return self._fail(E_VALUE, col, CF_BAD_JSON)
+                if sub != NULL and elen > 0:
+                    if append(doc, <const char*>v + copied, i - copied) < 0:
+                        return self._fail(E_NOMEM, col, 0)
+                    if self._json_leaf(col, sub, <const uint8_t*>self.elembuf.data, elen, False, doc) < 0:
+                        return -1
+                    copied = end
+                i = end
+            elif c == c'-' or c'0' <= c <= c'9':
+                end = cf_json_number(v, vn, i)
+                if end == CF_JSON_BAD:
+                    return self._fail(E_VALUE, col, CF_BAD_JSON)
+                if sub != NULL:
+                    if append(doc, <const char*>v + copied, i - copied) < 0:
+                        return self._fail(E_NOMEM, col, 0)
+                    if self._json_leaf(col, sub, v + i, end - i, True, doc) < 0:
+                        return -1
+                    copied = end
+                i = end
+            elif vn - i >= 4 and memcmp(v + i, b"true", 4) == 0:
+                i += 4
+            elif vn - i >= 5 and memcmp(v + i, b"false", 5) == 0:
+                i += 5
+            elif vn - i >= 4 and memcmp(v + i, b"null", 4) == 0:
+                i += 4
+            else:
+                return self._fail(E_VALUE, col, CF_BAD_JSON)
+            # after a value: close containers, then a comma (next member) or the end
+            while True:
+                i = cf_json_ws(v, vn, i)
+                if depth == 0:
+                    if i != vn:
+                        return self._fail(E_VALUE, col, CF_BAD_JSON)
+                    if append(doc, <const char*>v + copied, vn - copied) < 0:
+                        return self._fail(E_NOMEM, col, 0)
+                    return self._fail(E_NOMEM, col, 0) if escape_append(out, doc.data, doc.len) < 0 else 0
+                lv = &self.jstack[depth - 1]
+                close = c'}' if lv.is_object else c']'
+                if i < vn and v[i] == c',':
+                    lv.index += 1
+                    i = cf_json_ws(v, vn, i + 1)
+                    if lv.is_object:
+                        i = self._json_key(lv, v, vn, i)
+                        if i == CF_JSON_BAD:
+                            return self._fail(E_VALUE, col, CF_BAD_JSON)
+                    break
+                if not (i < vn and v[i] == close):
+                    return self._fail(E_VALUE, col, CF_BAD_JSON)
+                i += 1
+                depth -= 1
+                active = lv.outer_active
+                if lv.to_null:
+                    if append(doc, <const char*>v + copied, lv.start - copied) < 0 or append(doc, b"null", 4) < 0:
+                        return self._fail(E_NOMEM, col, 0)
+                    copied = i
+
+    cdef size_t _json_key(self, JsonLevel* lv, const uint8_t* v, size_t vn, size_t i) noexcept nogil:
+        """Reads `"key" :` at i into lv; returns where the member's value starts, or CF_JSON_BAD."""
+        cdef size_t end
+        if i >= vn or v[i] != c'"':
+            return CF_JSON_BAD
+        end = cf_json_string(v, vn, i, NULL, NULL)
+        if end == CF_JSON_BAD:
+            return CF_JSON_BAD
+        lv.key = v + i + 1
+        lv.key_len = end - i - 2
+        lv.key_escaped = memchr(lv.key, c'\\', lv.key_len) != NULL
+        end = cf_json_ws(v, vn, end)
+        if end >= vn or v[end] != c':':
+            return CF_JSON_BAD
+        return cf_json_ws(v, vn, end + 1)
+
+    cdef int _json_match(self, FieldSpec* spec, int depth) noexcept nogil:
+        """The first path that names the current location (jstack[:depth]), or -1."""
+        cdef int p, k
+        cdef const JsonPath* path
+        cdef const JsonStep* step
+        cdef JsonLevel* lv
+        cdef const char* key
+        cdef size_t key_len
+        for p in range(spec.njpaths):
+            path = &spec.jpaths[p]
+            if path.nsteps != depth:
+                continue
+            for k in range(depth):
+                step = &path.steps[k]
+                lv = &self.jstack[k]
+                if step.kind == 2 or step.kind == 3:
+                    if lv.is_object != (step.kind == 2):
+                        break
+                elif step.kind == 1:
+                    if lv.is_object or lv.index != step.index:
+                        break
+                else:
+                    if not lv.is_object:
+                        break
+                    key = <const char*>lv.key
+                    key_len = lv.key_len
+                    if lv.key_escaped:  # compare the unescaped key
+                        self.tmp.len = 0
+                        if outbuf_reserve(&self.tmp, lv.key_len) < 0:
+                            break
+                        cf_json_string(lv.key - 1, lv.key_len + 2, 0, self.tmp.data, &key_len)
+                        key = self.tmp.data
+                    if key_len != step.key_len or memcmp(key, step.key, key_len) != 0:
+                        break
+            else:
+                return p
+        return -1
+
+    cdef int _json_leaf(self, Py_ssize_t col, FieldSpec* sub, const uint8_t* v, size_t vn, bint number,
+                        OutBuf* doc) noexcept nogil:
+        """Appends the rule's output for one JSON string (unescaped) or number to doc: a JSON string,
+        null, or for noise on a number the new number."""
+        cdef int rc
+        self.result.len = 0
+        rc = self._apply(col, sub, v, vn, NULL, 0, &self.result)
+        if rc < 0:
+            return -1
+        if rc == 1:
+            return self._fail(E_NOMEM, col, 0) if append(doc, b"null", 4) < 0 else 0
+        if number and sub.code == S_NOISE:
+            return self._fail(E_NOMEM, col, 0) if append(doc, self.result.data, self.result.len) < 0 else 0
+        if outbuf_reserve(doc, 6 * self.result.len + 2) < 0:
+            return self._fail(E_NOMEM, col, 0)
+        doc.len += cf_json_quote(self.result.data, self.result.len, doc.data + doc.len)
+        return 0
 
     cdef int _apply(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
                     const uint8_t* kv, size_t kn, OutBuf* dst) noexcept nogil:

@@ -11,7 +11,7 @@ import ipaddress
 import math
 import re
 
-from confiture_fast.strategies import FieldRule, RewriteError, fake_pools
+from confiture_fast.strategies import FieldRule, KeepParams, RewriteError, fake_pools, json_rules
 
 _MASK = (1 << 64) - 1
 
@@ -421,6 +421,177 @@ def apply_to_array(rule: FieldRule, value: bytes, row_key: bytes | None) -> byte
     return bytes(out)
 
 
+_JSON_WS = b" \t\n\r"
+_JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_JSON_SIMPLE = {ord("b"): 8, ord("f"): 12, ord("n"): 10, ord("r"): 13, ord("t"): 9, ord('"'): 34,
+                ord("\\"): 92, ord("/"): 47}
+
+
+def _json_string_value(doc: bytes, i: int) -> tuple[bytes, int]:
+    """The unescaped bytes of the JSON string starting at doc[i] == '"', and the index after it."""
+    bad = ValueError("not valid JSON")
+    out = bytearray()
+    i += 1
+    while True:
+        if i >= len(doc) or doc[i] < 0x20:
+            raise bad
+        c = doc[i]
+        if c == ord('"'):
+            return bytes(out), i + 1
+        if c != ord("\\"):
+            out.append(c)
+            i += 1
+            continue
+        e = doc[i + 1] if i + 1 < len(doc) else -1
+        if e in _JSON_SIMPLE:
+            out.append(_JSON_SIMPLE[e])
+            i += 2
+            continue
+        if e != ord("u"):
+            raise bad
+        code, i = _json_hex4(doc, i + 2)
+        if 0xD800 <= code < 0xDC00:  # a surrogate pair makes one code point
+            if doc[i:i + 2] != b"\\u":
+                raise bad
+            low, i = _json_hex4(doc, i + 2)
+            if not 0xDC00 <= low < 0xE000:
+                raise bad
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+        elif 0xDC00 <= code < 0xE000 or code == 0:
+            raise bad
+        out += chr(code).encode()
+
+
+def _json_hex4(doc: bytes, i: int) -> tuple[int, int]:
+    digits = doc[i:i + 4]
+    if len(digits) != 4 or not all(c in b"0123456789abcdefABCDEF" for c in digits):
+        raise ValueError("not valid JSON")
+    return int(digits, 16), i + 4
+
+
+def _json_quote(value: bytes) -> bytes:
+    """A JSON string as PostgreSQL's json output writes it."""
+    out = bytearray(b'"')
+    for c in value:
+        if c == 34 or c == 92:
+            out += b"\\" + bytes([c])
+        elif c in (8, 12, 10, 13, 9):
+            out += {8: b"\\b", 12: b"\\f", 10: b"\\n", 13: b"\\r", 9: b"\\t"}[c]
+        elif c < 0x20:
+            out += b"\\u%04x" % c
+        else:
+            out.append(c)
+    return bytes(out + b'"')
+
+
+def _path_matches(steps, location) -> bool:
+    if len(steps) != len(location):
+        return False
+    for (kind, arg), (is_key, at) in zip(steps, location):
+        if kind == "any_key" and is_key or kind == "any_index" and not is_key:
+            continue
+        if kind == "key" and is_key and at == arg.encode() or kind == "index" and not is_key and at == arg:
+            continue
+        return False
+    return True
+
+
+def apply_to_json(rule: FieldRule, doc: bytes) -> bytes:
+    """Applies the json rule's strategies at their paths; every other byte of doc stays as it is."""
+    subs = [(steps, FieldRule(index=rule.index, column=rule.column, strategy=name, key=rule.key,
+                              params=params))
+            for steps, name, params in json_rules(rule.params)]
+    bad = ValueError("not valid JSON")
+    out = bytearray()
+    copied = 0  # doc[:copied] is already in out
+
+    def replace(start: int, end: int, new: bytes) -> None:
+        nonlocal copied
+        out.extend(doc[copied:start])
+        out.extend(new)
+        copied = end
+
+    def ws(i: int) -> int:
+        while i < len(doc) and doc[i] in _JSON_WS:
+            i += 1
+        return i
+
+    def value(i: int, location: list, active: FieldRule | None, depth: int) -> int:
+        """Walks the value at doc[i]; `active` is the rule of an enclosing matched container."""
+        sub = active
+        if sub is None:
+            sub = next((r for steps, r in subs if _path_matches(steps, location)), None)
+        if sub is not None and sub.strategy == "keep":
+            sub = None
+            active = _KEEP
+        if i >= len(doc):
+            raise bad
+        c = doc[i]
+        if c in b"{[":
+            if depth == _MAX_JSON_DEPTH:
+                raise bad
+            inner = _KEEP if sub is not None and sub.strategy == "null" else (sub or active)
+            end = container(i, location, inner, depth + 1)
+            if sub is not None and sub.strategy == "null":
+                replace(i, end, b"null")
+            return end
+        if c == ord('"'):
+            raw, end = _json_string_value(doc, i)
+            if sub is not None and sub is not _KEEP and raw:
+                result = apply(sub, raw)
+                replace(i, end, b"null" if result is None else _json_quote(result))
+            return end
+        m = _JSON_NUMBER.match(doc, i)
+        if m:
+            end = m.end()
+            if sub is not None and sub is not _KEEP:
+                result = apply(sub, doc[i:end])
+                new = b"null" if result is None else result if sub.strategy == "noise" else _json_quote(result)
+                replace(i, end, new)
+            return end
+        for literal in (b"true", b"false", b"null"):
+            if doc.startswith(literal, i):
+                return i + len(literal)
+        raise bad
+
+    def container(i: int, location: list, active, depth: int) -> int:
+        close = b"}" if doc[i] == ord("{") else b"]"
+        i = ws(i + 1)
+        if doc[i:i + 1] == close:
+            return i + 1
+        index = 0
+        while True:
+            if close == b"}":
+                if doc[i:i + 1] != b'"':
+                    raise bad
+                key, i = _json_string_value(doc, i)
+                i = ws(i)
+                if doc[i:i + 1] != b":":
+                    raise bad
+                step = (True, key)
+                i = ws(i + 1)
+            else:
+                step = (False, index)
+            i = ws(value(i, location + [step], active, depth))
+            index += 1
+            if doc[i:i + 1] == close:
+                return i + 1
+            if doc[i:i + 1] != b",":
+                raise bad
+            i = ws(i + 1)
+
+    end = ws(value(ws(0), [], None, 0))
+    if end != len(doc):
+        raise bad
+    out.extend(doc[copied:])
+    return bytes(out)
+
+
+# Marks the inside of a `keep` or `null` match: nothing below it is rewritten.
+_KEEP = FieldRule(index=-1, column="", strategy="keep", key=b"", params=KeepParams())
+_MAX_JSON_DEPTH = 64
+
+
 class ReferenceRewriter:
     """Same API as `_anon.Rewriter`: rewrite() any chunking of COPY text, finish() at the end."""
 
@@ -480,7 +651,9 @@ class ReferenceRewriter:
         if rule.key_index >= 0 and fields[rule.key_index] != b"\\N":
             row_key = self._unescape(rule.key_index, fields[rule.key_index])
         try:
-            if rule.is_array and rule.strategy != "null":  # null replaces the whole array
+            if rule.strategy == "json":
+                result = apply_to_json(rule, value)
+            elif rule.is_array and rule.strategy != "null":  # null replaces the whole array
                 result = apply_to_array(rule, value, row_key)
             else:
                 result = apply(rule, value, row_key)

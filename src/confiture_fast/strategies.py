@@ -151,7 +151,12 @@ class FakeEmailParams(Params, tag="fake_email"):
     domain: str = "example.com"
 
 
-AnyParams = Union[EmailParams, PhoneParams, NameParams, RedactParams, HashParams, NullParams, KeepParams,
+class JsonParams(Params, tag="json"):
+    # JSON path -> strategy name, or {"strategy": name, <its params>}
+    paths: dict[str, Union[str, dict]]
+
+
+AnyParams = Union[JsonParams, EmailParams, PhoneParams, NameParams, RedactParams, HashParams, NullParams, KeepParams,
                   ConstantParams, PartialParams, PreserveFormatParams, UuidParams, DateShiftParams,
                   NoiseParams, IpParams, FakeNameParams, FakeFirstNameParams, FakeLastNameParams,
                   FakeAddressParams, FakeCompanyParams, FakeEmailParams]
@@ -482,6 +487,77 @@ class FakeEmailStrategy(FakeStrategy):
         return max(map(len, firsts)) + 1 + max(map(len, lasts)) + 1 + p.length + 1 + len(p.domain)
 
 
+_PATH_STEP = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_$-]*|\*)|\[(\*|[0-9]+|"(?:[^"\\]|\\.)*")\]""")
+
+
+def parse_json_path(path: str) -> list[tuple[str, str | int | None]]:
+    """`$.a.b[0][*]["odd key"].*` -> [("key", "a"), ("key", "b"), ("index", 0), ("any_index", None),
+    ("key", "odd key"), ("any_key", None)]; ValueError when it is not that form."""
+    import json
+
+    if not path.startswith("$"):
+        raise ValueError(f"JSON path {path!r} must start with $")
+    steps: list[tuple[str, str | int | None]] = []
+    pos = 1
+    while pos < len(path):
+        m = _PATH_STEP.match(path, pos)
+        if not m:
+            raise ValueError(f"JSON path {path!r}: cannot read {path[pos:]!r} "
+                             f"(use .name, [\"name\"], [N], [*] or .*)")
+        name, bracket = m.groups()
+        if name == "*":
+            steps.append(("any_key", None))
+        elif name is not None:
+            steps.append(("key", name))
+        elif bracket == "*":
+            steps.append(("any_index", None))
+        elif bracket.startswith('"'):
+            steps.append(("key", json.loads(bracket)))
+        else:
+            steps.append(("index", int(bracket)))
+        pos = m.end()
+    return steps
+
+
+def json_rules(p: "JsonParams") -> list[tuple[list, str, Params]]:
+    """The json strategy's (path steps, strategy name, params) in the order given; ValueError on
+    the first problem."""
+    out = []
+    for path, spec in p.paths.items():
+        steps = parse_json_path(path)
+        raw = {"strategy": spec} if isinstance(spec, str) else dict(spec)
+        name = raw.pop("strategy", None)
+        if not isinstance(name, str) or name not in STRATEGIES or name == "json":
+            raise ValueError(f"{path}: unknown or unusable strategy {name!r}")
+        params, problems = STRATEGIES[name].parse_params(raw)
+        if problems:
+            raise ValueError(f"{path}: {'; '.join(problems)}")
+        if getattr(params, "per_row_key", None):
+            raise ValueError(f"{path}: per_row_key is not available inside json")
+        out.append((steps, name, params))
+    return out
+
+
+class JsonStrategy(Strategy):
+    """Applies other strategies at paths inside json/jsonb values; the rest stays byte-identical."""
+
+    name, params_type = "json", JsonParams
+    categories = frozenset("U")
+
+    def validate(self, p: JsonParams, problems):
+        if not p.paths:
+            problems.append("paths is empty")
+        try:
+            json_rules(p)
+        except ValueError as e:
+            problems.append(str(e))
+
+    def check_column(self, p, column: Column) -> str | None:
+        if column.base_type not in ("json", "jsonb"):
+            return f"json works on json and jsonb columns; {column.name} is {column.type}"
+        return None
+
+
 def _fake(name: str, params_type) -> FakeStrategy:
     strategy = FakeStrategy()
     strategy.name, strategy.params_type = name, params_type
@@ -494,7 +570,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     UuidStrategy(), DateShiftStrategy(), NoiseStrategy(), IpStrategy(),
     _fake("fake_name", FakeNameParams), _fake("fake_first_name", FakeFirstNameParams),
     _fake("fake_last_name", FakeLastNameParams), _fake("fake_address", FakeAddressParams),
-    _fake("fake_company", FakeCompanyParams), FakeEmailStrategy(),
+    _fake("fake_company", FakeCompanyParams), FakeEmailStrategy(), JsonStrategy(),
 )}
 
 
