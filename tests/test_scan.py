@@ -306,3 +306,33 @@ def test_remote_source_without_required_tls_gets_a_warning(pair):
                   "user=postgres", "--format", "json")
     assert res.returncode == 0, res.stderr
     assert "sslmode=prefer: the connection may not be encrypted" in res.stderr
+
+
+def _col(name, type_, base, category, unique=False, is_array=False):
+    from confiture_fast.catalog import Column
+
+    return Column(name, type_, base, category, None, is_array, False, False, False, False, unique)
+
+
+def test_suggestions_fit_the_column():
+    assert pii.suggest("phone", _col("phone", "text", "text", "S"))[0] == "phone"
+    assert pii.suggest("phone", _col("phone", "text", "text", "S", unique=True))[0] == "hash"
+    assert pii.suggest("email", _col("email", "text", "text", "S", unique=True))[0] == "email"
+    assert pii.suggest("birth_date", _col("dob", "date", "date", "D"))[0] == "date_shift"
+    assert pii.suggest("salary", _col("salary", "numeric", "numeric", "N")) == ("noise", {"relative": 0.1}, None)
+    assert pii.suggest("ip", _col("ip", "inet", "inet", "I"))[0] == "ip"
+    strategy, params, why = pii.suggest("phone", _col("p", "jsonb", "jsonb", "U"), {"$.phone": "phone"})
+    assert (strategy, params, why) == ("json", {"paths": {"$.phone": "phone"}}, None)
+
+
+def test_odd_names_round_trip_through_the_yaml(pair):
+    pair.source('''CREATE SCHEMA "CRM"; CREATE TABLE "CRM"."Users list" ("Id" int PRIMARY KEY, "E-mail Address" text,
+                   "yes" text, "note: x" text);
+                   INSERT INTO "CRM"."Users list" SELECT i, 'a' || i || '@b.example.com', 'x', 'call +33 6 12 34 56 78'
+                   FROM generate_series(1, 20) i''')
+    res = scan(pair)
+    assert res.returncode == 0, res.stderr
+    out = pair.tmp / "odd.yaml"
+    out.write_text(res.stdout)
+    rules = config.load_rules(out)
+    assert {r.column: r.strategy for r in rules.tables["CRM.Users list"]} == {"E-mail Address": "email", "note: x": "redact"}

@@ -191,3 +191,9 @@ def test_scan_then_sync_then_verify_on_the_seeded_database(pair):
     res = verify(pair, rules=without_notes)
     assert res.returncode == 1
     assert "customers.notes: not anonymized, and 100 value(s) with an email (first at row 3)" in res.stderr
+
+
+def test_rule_with_an_unknown_strategy_is_refused(pair):
+    pair.both("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    res = verify(pair, rules="t:\n  - column: v\n    strategy: emial\n")
+    assert res.returncode == 2 and "t.v: unknown strategy 'emial'" in res.stderr

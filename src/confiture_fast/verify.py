@@ -513,6 +513,8 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
             for spec in specs:
                 if len(hits) == 1 and hits[0].column(spec.column) is None:
                     problems.append(f"{rules.path}:{spec.line}: {key}.{spec.column}: no such column on the source")
+                _, errs = strategies.parse_params(spec.strategy, {**spec.params, "allow_duplicates": spec.allow_duplicates})
+                problems.extend(f"{rules.path}:{spec.line}: {key}.{spec.column}: {e}" for e in errs)
         if problems:
             raise ValidationError(f"{len(problems)} problem(s) found before verifying:", problems,
                                   "fix the table selection or the rules")
