@@ -197,3 +197,19 @@ def test_rule_with_an_unknown_strategy_is_refused(pair):
     pair.both("CREATE TABLE t (id int PRIMARY KEY, v text)")
     res = verify(pair, rules="t:\n  - column: v\n    strategy: emial\n")
     assert res.returncode == 2 and "t.v: unknown strategy 'emial'" in res.stderr
+
+
+def test_table_whose_every_column_is_anonymized(pair):
+    pair.both("CREATE TABLE e (email text, phone text)")
+    pair.source("INSERT INTO e SELECT 'p' || i || '@corp.example', CASE WHEN i % 4 = 0 THEN NULL ELSE '+33 6 ' || i END "
+                "FROM generate_series(1, 200) i")
+    rules = "e:\n  - column: email\n    strategy: email\n  - column: phone\n    strategy: phone\n"
+    assert pair.sync(rules=rules).returncode == 0
+    res = verify(pair, "--format", "json", rules=rules)
+    assert res.returncode == 0, res.stdout
+    t = as_json(res)["by_table"]["e"]
+    assert t["order_by"].startswith("none: no untouched column")
+    pair.target("UPDATE e SET phone = NULL WHERE phone IS NOT NULL AND email < 'user_4'")
+    res = verify(pair, "--format", "json", rules=rules)
+    assert res.returncode == 1
+    assert "NULLs: 50 on the source" in as_json(res)["by_table"]["e"]["cols"]["phone"]["problems"][0]

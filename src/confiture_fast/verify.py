@@ -163,8 +163,10 @@ class _Anonymized:
     """Checks of one anonymized column, fed a batch of aligned rows at a time (column-wise, so that
     the per-value work is list comprehensions over bytes rather than calls)."""
 
-    def __init__(self, report: ColumnReport, params, is_array: bool, seen: _HashSet):
+    def __init__(self, report: ColumnReport, params, is_array: bool, seen: _HashSet, aligned: bool = True):
         self.r, self.is_array, self.seen = report, is_array, seen
+        self.aligned = aligned  # rows of both sides in the same order: per-row checks make sense
+        self.nulls = [0, 0]  # NULLs on each side, compared when rows are not aligned
         pattern = output_format(report.strategy, params) if params is not None else None
         # Matched against the raw COPY fields: the formats hold no byte COPY escapes, so a raw field
         # matches exactly when its value does, and a whole batch joined by tabs is one regex call.
@@ -184,7 +186,10 @@ class _Anonymized:
     def check(self, start: int, src: tuple[bytes, ...], dst: tuple[bytes, ...]) -> None:
         n = len(dst)
         is_null = NULL.__eq__
-        if self.nullable:
+        if self.nullable and not self.aligned:
+            self.nulls[0] += src.count(NULL)
+            self.nulls[1] += dst.count(NULL)
+        elif self.nullable:
             a, b = list(map(is_null, src)), list(map(is_null, dst))
             if a != b:
                 self._count("null", "null_mismatches", [i for i in range(n) if a[i] != b[i]], start)
@@ -196,7 +201,7 @@ class _Anonymized:
             fields = [dst[i] for i in live]
         else:
             live, fields = range(n), dst
-        same = list(map(operator.eq, src, dst)) if self.row_check else ()
+        same = list(map(operator.eq, src, dst)) if self.row_check and self.aligned else ()
         if any(same):
             self._count("unchanged", "unchanged_rows", [i for i in live if same[i]], start)
         if self.is_array:
@@ -323,7 +328,7 @@ def _order_key(src: Table, dst: Table, columns: list[Column], touched: set[str])
             return expr(c), f"unique column {c.name}"
     plain = [c for c in columns if c.name not in touched]
     if not plain:
-        return "", "no untouched column: rows compared in storage order"
+        return "", "none: no untouched column to align rows on (NULLs compared by count, no per-row checks)"
     return (", ".join(f"{quote_ident(c.name)}::text COLLATE \"C\"" for c in plain),
             "every untouched column (no usable key)")
 
@@ -379,7 +384,7 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
                                                                     "allow_duplicates": rule.allow_duplicates})
             report = ColumnReport(column=c.name, mode="anonymized", strategy=rule.strategy)
             values = seen.get(c.name) or _HashSet(1)
-            checker = _Anonymized(report, None if errs else params, c.is_array, values)
+            checker = _Anonymized(report, None if errs else params, c.is_array, values, aligned=bool(order))
             if rule.strategy in _NO_SET_CHECK:
                 report.value_check = f"not applicable: {_NO_SET_CHECK[rule.strategy]}"
             elif values.share == 1:
@@ -449,7 +454,10 @@ def _conclude(checker, col: Column, src: Table, dst: Table, dst_conn, rep: Table
     if r.equal_to_a_source_value:
         r.problems.append(f"{r.equal_to_a_source_value:,} value(s) equal a source value of the column "
                           f"(first at row {first['equal']})")
-    if r.null_mismatches:
+    if not checker.aligned and checker.nulls[0] != checker.nulls[1]:
+        r.null_mismatches = abs(checker.nulls[0] - checker.nulls[1])
+        r.problems.append(f"NULLs: {checker.nulls[0]:,} on the source, {checker.nulls[1]:,} on the target")
+    elif r.null_mismatches:
         r.problems.append(f"NULLs moved: {r.null_mismatches:,} row(s) NULL on one side only (first at row {first['null']})")
     if r.format_errors:
         r.problems.append(f"{r.format_errors:,} value(s) do not have the {r.strategy} format (first at row {first['format']})")
