@@ -278,5 +278,5 @@ def _poll(state: _Run, tasks, counters, current, finished_units) -> None:
                 rows[table.name] = rows.get(table.name, 0) + counters[2 * slot]
                 state.start(table.name)
     for name, n in rows.items():
-        if name in state.started:
+        if name in state.started and len(state.units[name]) < len(state.plan.table(name).units):
             state.view.update(name, n)

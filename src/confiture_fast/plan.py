@@ -80,6 +80,9 @@ class Plan(msgspec.Struct, frozen=True):
     def total_rows(self) -> int:
         return sum(t.est_rows for t in self.tables)
 
+    def table(self, name: str) -> TablePlan:
+        return next(t for t in self.tables if t.name == name)
+
 
 class Selection(msgspec.Struct, frozen=True):
     tables: tuple[str, ...] = ()
