@@ -397,3 +397,4 @@ def test_json_paths_and_columns():
     assert s.check_column(params, typed("j", "jsonb", "jsonb", "U")) is None
     assert s.check_column(params, typed("j", "json", "json", "U")) is None
     assert "jsonb" in s.check_column(params, TEXT)
+    assert "arrays" in s.check_column(params, typed("j", "jsonb[]", "jsonb", "U", is_array=True))

@@ -1,8 +1,8 @@
 # cython: language_level=3
 """The COPY-text rewriter: anonymizes the ruled fields of COPY text rows, copies the rest as raw bytes.
 
-Per row nothing touches Python: fields are found with memchr, runs of untouched fields are copied
-as one block, and a ruled field is unescaped (only when it contains a backslash), checked to be
+Per row nothing touches Python: one SSE2 pass finds the separators, the bytes between ruled fields
+are copied as blocks, and a ruled field is unescaped (only when it has a backslash), checked to be
 UTF-8, handed to its strategy and written back in PostgreSQL's own COPY TO escaping (see
 docs/strategies.md). The pure-Python twin in anon_ref.py defines the expected output byte for byte.
 """
@@ -48,6 +48,7 @@ cdef enum:
     CF_BAD_ARRAY = -20
     CF_BAD_JSON = -21
     JSON_SKIP = -2  # the "path in force" inside a keep or null match: nothing is rewritten
+    JSON_NOMEM = -3
 
 # Strategy codes of FieldSpec.code.
 cdef enum:
@@ -653,9 +654,9 @@ cdef class Rewriter:
         ([dims=]{a,"b c",NULL,{...}}) and writes the new literal, COPY-escaped, to out."""
         cdef OutBuf* arr = &self.arraybuf
         cdef OutBuf* elem = &self.elembuf
-        cdef size_t i = 0, j, start
+        cdef size_t i = 0, start
         cdef int depth = 0, rc
-        cdef bint quoted, escaped
+        cdef bint quoted
         cdef uint8_t c
         arr.len = 0
         if outbuf_reserve(arr, vn + 2) < 0:
@@ -679,17 +680,15 @@ cdef class Rewriter:
                 if depth == 64:
                     return self._fail(E_VALUE, col, CF_BAD_ARRAY)
                 depth += 1
-                put(arr, b"{", 1)
+                if append(arr, b"{", 1) < 0:
+                    return self._fail(E_NOMEM, col, 0)
                 i += 1
-                if i < vn and v[i] == c'}':
-                    pass
-                else:
+                if not (i < vn and v[i] == c'}'):  # else an empty array: closed below
                     continue
             elif i >= vn or v[i] == c',' or v[i] == c'}':
                 return self._fail(E_VALUE, col, CF_BAD_ARRAY)
             else:
                 quoted = v[i] == c'"'
-                escaped = False
                 elem.len = 0
                 if outbuf_reserve(elem, vn) < 0:
                     return self._fail(E_NOMEM, col, 0)
@@ -774,6 +773,8 @@ cdef class Rewriter:
         while True:
             # a value starts at i
             m = active if active != -1 else self._json_match(spec, depth)
+            if m == JSON_NOMEM:
+                return self._fail(E_NOMEM, col, 0)
             sub = spec.jpaths[m].spec if m >= 0 else NULL
             if sub != NULL and sub.code == S_PASS:  # keep
                 m = JSON_SKIP
@@ -876,7 +877,8 @@ cdef class Rewriter:
         return cf_json_ws(v, vn, end + 1)
 
     cdef int _json_match(self, FieldSpec* spec, int depth) noexcept nogil:
-        """The first path that names the current location (jstack[:depth]), or -1."""
+        """The first path that names the current location (jstack[:depth]), -1 for none, or
+        JSON_NOMEM."""
         cdef int p, k
         cdef const JsonPath* path
         cdef const JsonStep* step
@@ -904,7 +906,7 @@ cdef class Rewriter:
                     if lv.key_escaped:  # compare the unescaped key
                         self.tmp.len = 0
                         if outbuf_reserve(&self.tmp, lv.key_len) < 0:
-                            break
+                            return JSON_NOMEM
                         cf_json_string(lv.key - 1, lv.key_len + 2, 0, self.tmp.data, &key_len)
                         key = self.tmp.data
                     if key_len != step.key_len or memcmp(key, step.key, key_len) != 0:

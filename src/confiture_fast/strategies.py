@@ -553,6 +553,8 @@ class JsonStrategy(Strategy):
             problems.append(str(e))
 
     def check_column(self, p, column: Column) -> str | None:
+        if column.is_array:
+            return f"json on {column.name} ({column.type}): arrays of json are not supported"
         if column.base_type not in ("json", "jsonb"):
             return f"json works on json and jsonb columns; {column.name} is {column.type}"
         return None
