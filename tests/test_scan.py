@@ -208,7 +208,7 @@ def test_strict_lists_every_unruled_column_with_its_suggestion(pair):
     assert "suggested rule: strategy: email" in by_col["customers.email"]
     assert "an email" in by_col["customers.notes"] and "strategy: redact" in by_col["customers.notes"]
     err = strict_error(problems, None)
-    assert err.exit_code == 2 and "strategy: keep" in err.render()
+    assert err.exit_code == 2 and "confiture-fast scan --from SOURCE -o" in err.render()
 
 
 def test_strict_accepts_rules_and_keep_as_reviewed(pair):

@@ -98,11 +98,13 @@ def strict_problems(src_conn: psycopg.Connection, catalog: Catalog, tables: list
 
 def strict_error(problems: list[str], rules) -> ValidationError:
     """The refusal `sync --strict` raises: every unruled column at once, and how to proceed."""
-    target = str(rules.path) if rules is not None else "an anonymization rules file (--anonymize-config)"
-    return ValidationError(
-        f"--strict: {len(problems)} column(s) look like PII and have no rule:", problems,
-        f"add a rule for each to {target} (confiture-fast scan --from SOURCE prints them all); "
-        "after review, 'strategy: keep' marks a column as safe to copy")
+    if rules is None:
+        fix = ("write the rules with confiture-fast scan --from SOURCE -o db/sync/anonymization.yaml, review them, "
+               "and sync with --anonymize-config db/sync/anonymization.yaml")
+    else:
+        fix = (f"add a rule for each to {rules.path} (confiture-fast scan --from SOURCE --anonymize-config "
+               f"{rules.path} prints them); 'strategy: keep' marks a column reviewed and safe to copy")
+    return ValidationError(f"--strict: {len(problems)} column(s) look like PII and have no rule:", problems, fix)
 
 
 # --------------------------------------------------------------------------- output
