@@ -79,8 +79,9 @@ class Run(msgspec.Struct, kw_only=True):
     spread: float = 0.0  # (max - min) / median of the wall times
     rows_per_s: float = 0.0
     mb_per_s: float = 0.0
-    ratio: float = 0.0  # rows_per_s / the baseline's rows_per_s
-    wall_vs_psql: float | None = None  # wall time / the psql pipe's wall time (issue 4's goals)
+    ratio: float = 0.0  # throughput / the floor's: median over rounds of floor wall / this wall
+    ratio_spread: float = 0.0  # (max - min) / median of those per-round ratios
+    wall_vs_psql: float | None = None  # median over rounds of this wall / the psql pipe's (issue 4's goals)
     cpu_s: float = 0.0
     cpu_share: float = 0.0  # cpu_s / (wall_s * cores): our share of the whole machine
     peak_rss_mib: float | None = None
@@ -471,6 +472,14 @@ def _rewriter_alone(ctx: Context, secret: bytes) -> Run | None:
 # --------------------------------------------------------------------------- summary
 
 
+def _per_round(run: Run, ref: Run | None, f: Callable[[float, float], float]) -> list[float]:
+    """f(run's wall, ref's wall) for each round: both ran back to back, so a slow spell of a shared
+    machine weighs on both and mostly cancels out of the ratio."""
+    if ref is None or run.kind == "rewriter" or len(ref.samples) != len(run.samples):
+        return []
+    return [f(a.wall_s, b.wall_s) for a, b in zip(run.samples, ref.samples) if a.wall_s and b.wall_s]
+
+
 def _summarize(run: Run, baseline: Run | None, psql: Run | None, cores: int) -> None:
     walls = [s.wall_s for s in run.samples]
     run.wall_s = statistics.median(walls)
@@ -482,10 +491,15 @@ def _summarize(run: Run, baseline: Run | None, psql: Run | None, cores: int) -> 
     run.cpu_share = run.cpu_s / (run.wall_s * cores) if run.wall_s else 0.0
     rss = [s.peak_rss_mib for s in run.samples if s.peak_rss_mib is not None]
     run.peak_rss_mib = max(rss) if rss else None
-    if baseline is not None and baseline.rows_per_s:
+    ratios = _per_round(run, baseline, lambda mine, floor: floor / mine)
+    if ratios:
+        run.ratio = statistics.median(ratios)
+        run.ratio_spread = (max(ratios) - min(ratios)) / run.ratio
+    elif baseline is not None and baseline.rows_per_s:
         run.ratio = run.rows_per_s / baseline.rows_per_s
-    if psql is not None and psql.wall_s and run.kind != "rewriter":
-        run.wall_vs_psql = run.wall_s / psql.wall_s
+    vs_psql = _per_round(run, psql, lambda mine, pipe: mine / pipe)
+    if vs_psql:
+        run.wall_vs_psql = statistics.median(vs_psql)
 
 
 def _recommend(runs: list[Run]) -> Recommendation | None:
@@ -495,16 +509,16 @@ def _recommend(runs: list[Run]) -> Recommendation | None:
     cands = [r for r in syncs if r.anonymized] or syncs
     if not cands:
         return None
-    best = min(cands, key=lambda r: r.wall_s)
-    noise = max(best.spread, MIN_NOISE)
-    ties = [r for r in cands if r.wall_s <= best.wall_s * (1 + noise)]
+    best = max(cands, key=lambda r: r.ratio)
+    noise = max(best.ratio_spread, MIN_NOISE)
+    ties = [r for r in cands if r.ratio >= best.ratio * (1 - noise)]
     pick = min(ties, key=lambda r: (r.parallel, abs(r.batch_size - DEFAULT_BATCH), r.batch_size))
     if len(cands) == 1:
         why = "the only configuration measured: run with --sweep to compare --parallel and --batch-size values"
     elif pick is best:
         why = f"fastest of {len(cands)} configurations"
     else:
-        why = (f"within noise ({noise:.0%}) of the fastest ({best.name}, {best.rows_per_s:,.0f} rows/s) "
+        why = (f"within noise ({noise:.0%}) of the fastest ({best.name}, {best.ratio:.2f}x the floor) "
                f"with fewer workers or the default batch size")
     return Recommendation(parallel=pick.parallel, batch_size=pick.batch_size, rows_per_s=pick.rows_per_s,
                           ties=[r.name for r in ties], why=why)
@@ -629,16 +643,10 @@ def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
         notes.append("no table of this shape has anonymization rules: the tool runs are verbatim, "
                      "and there is no rewriter-alone run")
     cores = os.cpu_count() or 1
-    base = runs[BASELINE]
-    _summarize(base, None, None, cores)
-    base.ratio = 1.0
-    pipe = runs.get("psql pipe")
-    if pipe:
-        _summarize(pipe, base, None, cores)
-        pipe.wall_vs_psql = 1.0
-        base.wall_vs_psql = base.wall_s / pipe.wall_s if pipe.wall_s else None
+    base, pipe = runs[BASELINE], runs.get("psql pipe")
+    _summarize(base, base, pipe, cores)
     for r in out:
-        if r is not base and r is not pipe:
+        if r is not base:
             _summarize(r, base, pipe, cores)
     return Report(
         command=opts.command, date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -815,7 +823,7 @@ def svg_chart(report: Report) -> str:
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
            f'<text x="10" y="22" font-size="15" font-weight="bold">Throughput per configuration '
-           f'(rows/s, median of {report.repeat}; whiskers: min-max)</text>',
+           f'(rows/s, median of {report.repeat} rounds; whiskers: min-max)</text>',
            f'<text x="10" y="42" fill="#374151">{_esc(_table_counts(ds))}; '
            f'{report.machine["cores"]} cores; PostgreSQL {_esc(report.source["server_version"])} to '
            f'{_esc(report.target["server_version"])}; {_esc(report.date)}</text>']
@@ -830,8 +838,7 @@ def svg_chart(report: Report) -> str:
             lo, hi = x(r.rows / r.wall_max_s), x(r.rows / r.wall_min_s)
             out.append(f'<line x1="{lo:.1f}" x2="{hi:.1f}" y1="{y + row_h / 2}" y2="{y + row_h / 2}" '
                        f'stroke="#111827" stroke-width="1.5"/>')
-        out.append(f'<text x="{x(r.rows_per_s) + 6 if r.rows_per_s < peak * 0.8 else label_w + bar_w + 6:.1f}" '
-                   f'y="{y + 17}">{r.rows_per_s / 1e3:,.0f}k ({r.ratio:.2f}x)</text>')
+        out.append(f'<text x="{label_w + bar_w + 10}" y="{y + 17}">{r.rows_per_s / 1e3:,.0f}k ({r.ratio:.2f}x)</text>')
     bx = x(base.rows_per_s)
     bottom = top + row_h * len(runs)
     out.append(f'<line x1="{bx:.1f}" x2="{bx:.1f}" y1="{top - 4}" y2="{bottom + 4}" stroke="#111827" '
@@ -839,7 +846,7 @@ def svg_chart(report: Report) -> str:
     out.append(f'<text x="{bx:.1f}" y="{bottom + 18}" text-anchor="middle">floor: {_esc(report.baseline)} '
                f'{base.rows_per_s / 1e3:,.0f}k rows/s</text>')
     rw = next((r for r in report.runs if r.kind == "rewriter"), None)
-    foot = "ratios are to the floor measured in the same run"
+    foot = "ratios: median over rounds of the floor's time / this time, measured in the same run"
     if rw:
         foot += f"; the rewriter alone, in memory: {rw.rows_per_s / 1e6:,.1f}M rows/s ({rw.ratio:.0f}x, not drawn)"
     out.append(f'<text x="10" y="{height - 10}" fill="#374151">{_esc(foot)}</text>')
