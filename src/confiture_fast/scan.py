@@ -20,7 +20,7 @@ import typer
 
 from .catalog import Catalog, Table, read_catalog
 from .errors import ConfigError, ValidationError
-from .pii import Finding, TableScan, restore_statement_timeout, scan_table, set_statement_timeout
+from .pii import TableScan, restore_statement_timeout, scan_table, set_statement_timeout
 
 DEFAULT_SAMPLE_ROWS = 200
 DEFAULT_TIMEOUT_S = 10.0
