@@ -65,6 +65,9 @@ class Table(msgspec.Struct, frozen=True):
     foreign_keys: tuple[ForeignKey, ...]  # outgoing
     sequences: tuple[Sequence, ...]  # owned by a column (serial / identity)
     indexes: tuple[Index, ...]
+    can_read: bool  # SELECT privilege for our role
+    can_load: bool  # INSERT and TRUNCATE privileges
+    owned: bool  # our role may ALTER it (drop and rebuild its indexes and constraints)
     user_triggers: tuple[str, ...]
 
     @property
@@ -117,7 +120,10 @@ def display_name(schema: str, name: str) -> str:
 STATE_SCHEMA = "_confiture_fast"  # our bookkeeping on the target; never synced
 
 _TABLES_SQL = """
-SELECT c.oid, n.nspname, c.relname, c.relkind, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid), c.relpages
+SELECT c.oid, n.nspname, c.relname, c.relkind, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid), c.relpages,
+       has_table_privilege(c.oid, 'SELECT'),
+       has_table_privilege(c.oid, 'INSERT') AND has_table_privilege(c.oid, 'TRUNCATE'),
+       pg_has_role(c.relowner, 'USAGE')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', %(state)s)
@@ -210,12 +216,12 @@ def read_catalog(conn) -> Catalog:
     for relid, name in conn.execute(_TRIGGERS_SQL, {"oids": oids}).fetchall():
         triggers.setdefault(relid, []).append(name)
     tables = {}
-    for oid, schema, name, kind, *_ in rows:
+    for oid, schema, name, kind, _, _, _, can_read, can_load, owned in rows:
         t = Table(
             schema=schema, name=name, kind=kind, columns=tuple(columns.get(oid, ())),
             leaves=tuple(sorted(leaves.get(oid, []), key=lambda leaf: (leaf.schema, leaf.name))),
             foreign_keys=tuple(fkeys.get(oid, ())), sequences=tuple(seqs.get(oid, ())),
-            indexes=tuple(indexes.get(oid, ())),
+            indexes=tuple(indexes.get(oid, ())), can_read=can_read, can_load=can_load, owned=owned,
             user_triggers=tuple(sorted(triggers.get(oid, ()))),
         )
         tables[t.display] = t

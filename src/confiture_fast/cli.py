@@ -112,13 +112,21 @@ def sync(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows gathered before each write to the target (also capped at 8 MiB).")] = 5000,
     slice_mb: Annotated[int, typer.Option("--slice-size", min=1, help="Tables larger than this many MB are split into slices loaded in parallel.")] = 512,
     retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retries of a table or slice after a transient connection error.")] = 2,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit without writing anything.")] = False,
+    log_file: Annotated[Optional[Path], typer.Option("--log-file", help="Append a JSON-lines audit record of the run to this file.")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="text, or json: one JSON object on stdout.")] = Format.text,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print each phase and its duration.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
+    req = SyncRequest(source=source, target=target, tables=_csv(tables), include=_csv(include), exclude=_csv(exclude),
+                      rules_path=anonymize_config or (DEFAULT_RULES if anonymize else None), secret_file=secret_file,
+                      env_dir=env_dir, source_port=source_port, cascade=cascade, checkpoint=checkpoint, resume=resume,
+                      show_progress=show_progress, parallel=parallel or os.cpu_count() or 1, batch_size=batch_size,
+                      slice_bytes=slice_mb << 20, retries=retries, dry_run=dry_run, log_file=log_file,
+                      json=fmt is Format.json, verbose=verbose, quiet=quiet)
     try:
-        code = _sync(source, target, _csv(tables), _csv(include), _csv(exclude), anonymize, anonymize_config,
-                     secret_file, env_dir, source_port, cascade, checkpoint, resume, show_progress,
-                     parallel or os.cpu_count() or 1, batch_size, slice_mb << 20, retries, fmt)
+        code = _sync(req)
     except KeyboardInterrupt as exc:
         from .progress import stderr_console
 
@@ -135,67 +143,124 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.blake2b(msgspec.json.encode(parts), digest_size=8).hexdigest()
 
 
-def _sync(source, target, tables, include, exclude, anonymize, rules_path, secret_file, env_dir, source_port,
-          cascade, checkpoint, resume, show_progress, parallel, batch_size, slice_bytes, retries, fmt) -> int:
+class SyncRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """The sync's flags, parsed and typed once."""
+
+    source: str
+    target: str
+    tables: tuple[str, ...]
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    rules_path: Path | None
+    secret_file: Path | None
+    env_dir: Path
+    source_port: int | None
+    cascade: bool
+    checkpoint: Path | None
+    resume: bool
+    show_progress: bool | None
+    parallel: int
+    batch_size: int
+    slice_bytes: int
+    retries: int
+    dry_run: bool
+    log_file: Path | None
+    json: bool
+    verbose: bool
+    quiet: bool
+
+
+def _sync(req: SyncRequest) -> int:
     from . import config, coordinator
+    from .audit import AuditLog
     from .plan import Selection, build_plan
-    from .progress import stderr_console
+    from .progress import phase, stderr_console
 
     console = stderr_console()
-    src_env = config.resolve_environment(source, env_dir, port=source_port)
-    dst_env = config.resolve_environment(target, env_dir)
+    say = (lambda *a: None) if req.quiet else (lambda msg: console.print(msg, markup=False))
+    src_env = config.resolve_environment(req.source, req.env_dir, port=req.source_port)
+    dst_env = config.resolve_environment(req.target, req.env_dir)
     _Redactor.add(src_env.password)
     _Redactor.add(dst_env.password)
     if dst_env.protected:
         raise ConfigError(f"the target {dst_env.name} is protected: confiture-fast never writes into it",
                           f"choose another --to, or set protected: false in {dst_env.file}" if dst_env.file
                           else "choose another --to")
-    if resume and checkpoint is None:
+    if req.resume and req.checkpoint is None:
         raise ConfigError("--resume needs --checkpoint FILE", "pass the checkpoint file of the interrupted sync")
 
     rules = None
-    if rules_path is not None or anonymize:
-        path = rules_path or DEFAULT_RULES
-        if not Path(path).exists():
-            raise ConfigError(f"anonymization rules file {path} does not exist",
+    if req.rules_path is not None:
+        if not req.rules_path.exists():
+            raise ConfigError(f"anonymization rules file {req.rules_path} does not exist",
                               "create it (see the user guide) or pass --anonymize-config PATH")
-        rules = config.load_rules(path)
+        rules = config.load_rules(req.rules_path)
     secret = None
     if rules is not None:
         try:
-            secret = config.load_secret(secret_file)
+            secret = config.load_secret(req.secret_file)
         except ConfigError:
             secret = None  # the planner reports it only when a keyed strategy needs it
         if secret is not None:
             _Redactor.add(secret.value)
             if (w := secret.warning()):
-                console.print(f"warning: {w}")
+                console.print(f"warning: {w}", markup=False)
+    if (w := src_env.ssl_warning()):
+        console.print(f"warning: {w}", markup=False)
 
-    selection = Selection(tables, include, exclude)
-    expected = ckpt.new(src_env.display(), dst_env.display(), _rules_fingerprint(rules), _fingerprint(selection),
-                        secret.fingerprint() if secret else "")
-    state = expected
-    if resume:
-        state = ckpt.read(checkpoint)
-        ckpt.check_matches(state, expected, checkpoint)
-    with coordinator.Session(src_env.conninfo(), dst_env.conninfo(), src_env.display(), dst_env.display()) as session:
-        src_cat, dst_cat = session.catalogs()
-        plan = build_plan(src_cat, dst_cat, selection, rules, secret.value if secret else None, cascade=cascade,
-                          completed=frozenset(state.completed_tables), slice_bytes=slice_bytes)
-        if rules is None:
-            console.print("warning: syncing WITHOUT anonymization: every value is copied as it is in the source "
-                          "(use --anonymize or --anonymize-config to mask PII)")
-        if plan.cascade:
-            console.print(f"--cascade: also emptying {', '.join(plan.cascade)}")
-        if plan.completed:
-            console.print(f"resuming: skipping {', '.join(plan.completed)} (completed in {checkpoint})")
-        live = show_progress if show_progress is not None else console.is_terminal
-        opts = coordinator.RunOptions(parallel=parallel, flush_rows=batch_size, retries=retries,
-                                      checkpoint=checkpoint, checkpoint_state=state if checkpoint else None,
-                                      live_progress=live)
-        result = coordinator.run(session, plan, opts, console)
+    selection = Selection(req.tables, req.include, req.exclude)
+    rules_fp = _rules_fingerprint(rules)
+    audit = AuditLog(req.log_file, source=src_env.display(), target=dst_env.display(), anonymize=rules is not None,
+                     rules_fingerprint=rules_fp, secret_fingerprint=secret.fingerprint() if secret else None,
+                     dry_run=req.dry_run)
+    audit.write("start", tables=list(req.tables), include=list(req.include), exclude=list(req.exclude))
+    result = None
+    try:
+        expected = ckpt.new(src_env.display(), dst_env.display(), rules_fp, _fingerprint(selection),
+                            secret.fingerprint() if secret else "")
+        state = expected
+        if req.resume:
+            state = ckpt.read(req.checkpoint)
+            ckpt.check_matches(state, expected, req.checkpoint)
+        with coordinator.Session(src_env.conninfo(), dst_env.conninfo(), src_env.display(),
+                                 dst_env.display()) as session:
+            with phase(console, req.verbose, "read both catalogs and plan"):
+                src_cat, dst_cat = session.catalogs()
+                plan = build_plan(src_cat, dst_cat, selection, rules, secret.value if secret else None,
+                                  cascade=req.cascade, completed=frozenset(state.completed_tables),
+                                  slice_bytes=req.slice_bytes)
+            if req.dry_run:
+                from . import target as tgt
+                from .summary import render_plan
 
-    _report(result, fmt, console, checkpoint)
+                render_plan(plan, tgt.trigger_mode(session.dst), console)
+                if req.json:
+                    sys.stdout.write(msgspec.json.encode(plan).decode() + "\n")
+                audit.write("end", outcome="dry-run", tables=[t.name for t in plan.tables])
+                return 0
+            if rules is None:
+                console.print("warning: syncing WITHOUT anonymization: every value is copied as it is in the "
+                              "source (use --anonymize or --anonymize-config to mask PII)", markup=False)
+            if plan.cascade:
+                say(f"--cascade: also emptying {', '.join(plan.cascade)}")
+            if plan.completed:
+                say(f"resuming: skipping {', '.join(plan.completed)} (completed in {req.checkpoint})")
+            live = req.show_progress if req.show_progress is not None else console.is_terminal
+            opts = coordinator.RunOptions(parallel=req.parallel, flush_rows=req.batch_size, retries=req.retries,
+                                          checkpoint=req.checkpoint,
+                                          checkpoint_state=state if req.checkpoint else None,
+                                          live_progress=live and not req.quiet, quiet=req.quiet,
+                                          verbose=req.verbose)
+            result = coordinator.run(session, plan, opts, console)
+    except BaseException as exc:
+        audit.write("end", outcome="error", error=_Redactor.clean(getattr(exc, "message", None) or repr(exc)))
+        raise
+    audit.write("end", outcome="ok" if result.ok else ("interrupted" if result.interrupted else "failed"),
+                error=_Redactor.clean(result.error) if result.error else None, total_rows=result.total_rows,
+                seconds=round(result.seconds, 3),
+                tables=[{"table": t.table, "rows": t.rows, "status": t.status,
+                         "anonymized_columns": t.anonymized_columns} for t in result.tables])
+    _report(result, req.json, console, req.checkpoint, req.quiet)
     if result.interrupted:
         return 143 if result.interrupted == "SIGTERM" else 130
     return 0 if result.ok else 1
@@ -209,10 +274,10 @@ def _rules_fingerprint(rules) -> str:
                                for t, specs in rules.tables.items()))
 
 
-def _report(result, fmt: Format, console, checkpoint: Path | None) -> None:
-    if fmt is Format.json:
+def _report(result, as_json: bool, console, checkpoint: Path | None, quiet: bool = False) -> None:
+    if as_json:
         sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
-    else:
+    elif not quiet:
         from .summary import render
 
         render(result, console, checkpoint)

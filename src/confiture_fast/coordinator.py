@@ -19,7 +19,7 @@ from . import target as tgt
 from .catalog import Catalog, read_catalog
 from .errors import ConfigError, SyncError, Terminated
 from .plan import Plan, TablePlan
-from .progress import ProgressView
+from .progress import ProgressView, phase
 from .worker import SESSION_SETTINGS, UnitFailed, UnitResult, WorkerConfig, init_process, run_unit
 
 
@@ -56,12 +56,26 @@ def _identity(conn: psycopg.Connection) -> tuple[str, str]:
     return sysid, db
 
 
+_CONNECT_FIXES = (
+    ("password authentication failed", "check the user and password of the {what} (password: in its environment file, "
+                                       "or the URI)"),
+    ("no password supplied", "give the {what} a password (password: ${{VAR}} in its environment file, or PGPASSWORD)"),
+    ("does not exist", "check the database (and user) name of the {what}, or create it: createdb NAME"),
+    ("Connection refused", "check that the {what} server is running and its host and port (--source-port for a tunnel)"),
+    ("timeout expired", "check the {what} host is reachable (firewall, VPN, SSH tunnel)"),
+    ("could not translate host name", "check the {what} host name"),
+    ("SSL", "check the {what}'s sslmode / sslrootcert settings"),
+)
+
+
 def _connect(what: str, conninfo: str, display: str, **kw) -> psycopg.Connection:
     try:
         conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10, **kw)
     except psycopg.OperationalError as exc:
-        raise ConfigError(f"cannot connect to the {what} {display}: {_first_line(exc)}",
-                          f"check that the server is running and the {what} settings are right") from None
+        msg = _first_line(exc)
+        fix = next((f for needle, f in _CONNECT_FIXES if needle in str(exc)),
+                   "check that the {what} server is running and its settings are right")
+        raise ConfigError(f"cannot connect to the {what} {display}: {msg}", fix.format(what=what)) from None
     for s in SESSION_SETTINGS:
         conn.execute(s)
     return conn
@@ -117,6 +131,8 @@ class RunOptions(msgspec.Struct, frozen=True):
     checkpoint: Path | None = None
     checkpoint_state: ckpt.Checkpoint | None = None  # what to write (fresh, or the one being resumed)
     live_progress: bool = False
+    quiet: bool = False
+    verbose: bool = False
 
 
 class _Run:
@@ -143,7 +159,8 @@ class _Run:
         self.units[table.name].append(r)
         if len(self.units[table.name]) == len(table.units):
             rows = sum(u.rows for u in self.units[table.name])
-            self.view.finished(table.name, rows, max(u.seconds for u in self.units[table.name]))
+            self.view.finished(table.name, rows, max(u.seconds for u in self.units[table.name]),
+                               sum(u.bytes_in for u in self.units[table.name]))
             if self.cp is not None and self.opts.checkpoint is not None:
                 self.cp = self.cp.with_table(table.name, rows)
                 ckpt.write(self.opts.checkpoint, self.cp)
@@ -179,8 +196,9 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     dst = session.dst
     mode = tgt.trigger_mode(dst)
     try:
-        tgt.defer(dst, plan)
-        tgt.empty(dst, plan.cascade_relations + tuple(r for t in plan.tables if t.name not in plan.completed
+        with phase(console, opts.verbose, f"prepare the target ({len(plan.deferred)} indexes/constraints deferred)"):
+            tgt.defer(dst, plan)
+            tgt.empty(dst, plan.cascade_relations + tuple(r for t in plan.tables if t.name not in plan.completed
                                                        for r in t.shared_relations), mode)
     except psycopg.Error as exc:
         raise SyncError(f"preparing the target failed: {_first_line(exc)}",
@@ -191,10 +209,12 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     cfg = WorkerConfig(session.source_conninfo, session.target_conninfo, session.snapshot, mode,
                        opts.flush_rows, opts.flush_bytes, opts.retries)
     interrupted: str | None = None
-    with ProgressView(console, opts.live_progress, {t.name: t.est_rows for t in plan.tables}) as view:
+    with ProgressView(console, opts.live_progress, {t.name: t.est_rows for t in plan.tables},
+                      quiet=opts.quiet) as view:
         state = _Run(plan, opts, view, console)
         try:
-            _load(state, cfg, opts.parallel)
+            with phase(console, opts.verbose, "load"):
+                _load(state, cfg, opts.parallel)
         except KeyboardInterrupt as exc:
             interrupted = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
             state.error = state.error or f"interrupted by {interrupted}: the tables being loaded were rolled back"
@@ -202,10 +222,12 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     constraints: list[tgt.Restored] = []
     error = state.error
     try:
-        constraints = tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
+        with phase(console, opts.verbose, "rebuild indexes and constraints"):
+            constraints = tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
         if error is None:
-            tgt.sync_sequences(session.src, dst, plan)
-            tgt.analyze(dst, [t.relation for t in state.todo])
+            with phase(console, opts.verbose, "reset sequences and ANALYZE"):
+                tgt.sync_sequences(session.src, dst, plan)
+                tgt.analyze(dst, [t.relation for t in state.todo])
     except psycopg.Error as exc:
         error = error or f"finishing the target failed: {_first_line(exc)} (what was not rebuilt is recorded " \
                          f"on the target and rebuilt by the next run)"
@@ -245,7 +267,7 @@ def _load(state: _Run, cfg: WorkerConfig, parallel: int) -> None:
                 except cf.CancelledError:
                     pass
                 else:
-                    finished_units[(t.name, i)] = r.rows
+                    finished_units[(t.name, i)] = (r.rows, r.bytes_in)
                     state.unit_done(t, r)
             if state.error is not None:
                 for f in pending:
@@ -267,16 +289,20 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
 
 
 def _poll(state: _Run, tasks, counters, current, finished_units) -> None:
-    """Adds up the rows of finished and running units per table, from the shared counters."""
-    rows: dict[str, int] = {}
-    for (name, _), n in finished_units.items():
-        rows[name] = rows.get(name, 0) + n
+    """Adds up the rows and bytes of finished and running units per table, from the shared counters."""
+    rows: dict[str, list[int]] = {}
+    for (name, _), (n, b) in finished_units.items():
+        acc = rows.setdefault(name, [0, 0])
+        acc[0] += n
+        acc[1] += b
     for slot, task in enumerate(current):
         if task > 0:
             table, unit = tasks[task - 1]
             if (table.name, unit) not in finished_units:
-                rows[table.name] = rows.get(table.name, 0) + counters[2 * slot]
+                acc = rows.setdefault(table.name, [0, 0])
+                acc[0] += counters[2 * slot]
+                acc[1] += counters[2 * slot + 1]
                 state.start(table.name)
-    for name, n in rows.items():
+    for name, (n, b) in rows.items():
         if name in state.started and len(state.units[name]) < len(state.plan.table(name).units):
-            state.view.update(name, n)
+            state.view.update(name, n, b)

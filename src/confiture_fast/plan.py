@@ -240,6 +240,12 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
         if dst is None:
             problems.append(f"{src.display}: missing on the target (create it first, or --exclude it)")
             continue
+        if not src.can_read:
+            problems.append(f"{src.display}: permission denied on the source: GRANT SELECT ON {src.qualified} "
+                            "to the source user, or --exclude it")
+        if not dst.can_load:
+            problems.append(f"{src.display}: permission denied on the target: the target user needs INSERT and "
+                            f"TRUNCATE on {dst.qualified}")
         columns: list[str] = []
         for col in src.columns:
             if col.generated:
@@ -287,6 +293,11 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
             cascade_tables[t.display] = t
     loaded = names - completed
     deferred = _deferred(target, loaded, loaded | set(cascade_tables))
+    for d in deferred:
+        owner_needed = target.tables[d.table]
+        if d.phase == 2 and not owner_needed.owned:
+            problems.append(f"{d.table}: its foreign key {d.name} must be dropped during the load and recreated "
+                            "after, which needs the target user to own the table (ALTER TABLE ... OWNER TO)")
 
     sequences = []
     for src in selected:
@@ -308,14 +319,14 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
 def _deferred(target: Catalog, loaded: set[str], emptied: set[str]) -> tuple[Deferred, ...]:
     """Foreign keys from or into emptied tables (so each table can be emptied on its own), and the
     indexes of loaded tables (building an index once is much faster than maintaining it row by row).
-    Indexes stay where our role could not create them again (no CREATE on the schema)."""
+    Indexes stay where our role could not create them again (no CREATE on the schema, not the owner)."""
     out = []
     for t in target.tables.values():
         for fk in t.foreign_keys:
             if fk.table in emptied or fk.ref_table in loaded:
                 out.append(Deferred(t.display, fk.name, 2, f"ALTER TABLE {t.qualified} DROP CONSTRAINT {quote_ident(fk.name)}",
                                     f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(fk.name)} {fk.definition}"))
-        if t.display not in loaded or t.schema not in target.creatable_schemas:
+        if t.display not in loaded or t.schema not in target.creatable_schemas or not t.owned:
             continue
         for ix in t.indexes:
             if ix.constraint is not None:

@@ -27,3 +27,41 @@ def render(result, console, checkpoint: Path | None) -> None:
                           f"({c.error}); it was recreated NOT VALID", markup=False)
     if checkpoint:
         console.print(f"checkpoint: {checkpoint}")
+
+
+def render_plan(plan, trigger_mode: str, console) -> None:
+    """--dry-run: everything the sync would do, in load order, and nothing done."""
+    table = Table(title="confiture-fast sync --dry-run: the plan (nothing was written)", title_justify="left")
+    for col, justify in (("#", "right"), ("table", "left"), ("rows (est.)", "right"), ("MB (est.)", "right"),
+                         ("units", "right"), ("rules", "left"), ("notes", "left")):
+        table.add_column(col, justify=justify)
+    for n, t in enumerate(plan.tables, 1):
+        propagated = {p.split(" <- ")[0]: p.split(" <- ")[1] for p in t.propagated}
+        rules = "\n".join(f"{r.column}: {r.strategy}" + (f" (propagated from {propagated[r.column]})"
+                                                         if r.column in propagated else "") for r in t.rules) or "-"
+        notes = []
+        if t.name in plan.completed:
+            notes.append("skipped: completed in the checkpoint")
+        if len(t.units) > 1:
+            notes.append(f"split into {len(t.units)} " + ("slices" if t.shared_relations else "partitions"))
+        if t.skipped_generated:
+            notes.append("generated, computed on the target: " + ", ".join(t.skipped_generated))
+        if t.extra_target_columns:
+            notes.append("only on the target (default/NULL): " + ", ".join(t.extra_target_columns))
+        table.add_row(str(n), t.name, f"{t.est_rows:,}", f"{t.est_bytes / 1e6:,.1f}", str(len(t.units)), rules,
+                      "\n".join(notes))
+    console.print(table)
+    emptied = [t.name for t in plan.tables if t.name not in plan.completed] + list(plan.cascade)
+    console.print(f"will empty (TRUNCATE ONLY, never CASCADE): {', '.join(emptied) or 'nothing'}", markup=False)
+    if plan.cascade:
+        console.print(f"  of which unselected, emptied because of --cascade: {', '.join(plan.cascade)}", markup=False)
+    modes = {"replica": "session_replication_role = replica (user triggers and FK checks do not fire)",
+             "disable-user-triggers": "ALTER TABLE ... DISABLE TRIGGER USER inside each load's transaction"}
+    console.print(f"triggers during the load: {modes[trigger_mode]}", markup=False)
+    fks = [d for d in plan.deferred if d.phase == 2]
+    idx = [d for d in plan.deferred if d.phase == 1]
+    console.print(f"deferred: {len(idx)} indexes/keys and {len(fks)} foreign keys dropped before the load and "
+                  "rebuilt after it", markup=False)
+    for d in plan.deferred:
+        console.print(f"  {d.table}: {d.name}", markup=False)
+    console.print(f"sequences reset to the source's values: {len(plan.sequences)}", markup=False)
