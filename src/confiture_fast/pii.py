@@ -85,6 +85,14 @@ _KIND_CATEGORIES: dict[str, frozenset[str]] = {
     "phone": frozenset("S"),
 }
 
+KIND_LABELS = {
+    "email": "an email", "phone": "a phone number", "first_name": "a first name", "last_name": "a last name",
+    "full_name": "a person's name", "username": "a user name", "address": "an address", "city": "a city",
+    "postcode": "a postcode", "birth_date": "a birth date", "national_id": "a national ID or document number",
+    "bank": "a bank account", "card": "payment card data", "ip": "an IP address", "mac": "a MAC address",
+    "secret": "a password, token or key", "salary": "pay", "gender": "gender", "contact": "contact details",
+}
+
 _WORD_KIND = {w: kind for kind, words in NAME_WORDS.items() for w in words}
 
 
@@ -441,7 +449,7 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int) -> TableScan:
         if kind is not None:
             conf = "medium" if kind in _MEDIUM_KINDS else "high"
             why = (f"type {col.base_type}" if kind in ("ip", "mac") and name_kind(table.display, col) is None
-                   else f"name {col.name!r} reads as {kind.replace('_', ' ')}")
+                   else f"name {col.name!r} suggests {KIND_LABELS[kind]}")
             findings[col.name] = Finding(table=table.display, column=col.name, type=col.type, kind=kind,
                                          reasons=[why], confidence=conf)
 
@@ -517,7 +525,7 @@ def _content_finding(table: Table, col: Column, tally: _Tally, paths: dict[str, 
                 conf = max(conf, _confidence(hits, t.values), key=_CONF_RANK.get)
             elif path in path_names:
                 kinds[path] = path_names[path]
-                reasons.append(f"{path}: key reads as {path_names[path].replace('_', ' ')}")
+                reasons.append(f"{path}: key suggests {KIND_LABELS[path_names[path]]}")
                 conf = max(conf, "medium", key=_CONF_RANK.get)
         if not kinds:
             return
