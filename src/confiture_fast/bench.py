@@ -254,6 +254,8 @@ def _create_tables(src: Side, dst: Side, tables: tuple[str, ...], rows: int) -> 
     if counts["orders"] or counts["events"]:
         counts["users"] = rows  # their user_id values point into users
     unused = [t for t in TABLES if t not in tables]
+    with _connect(dst) as conn:
+        _prepare_scratch(conn, "target")  # refuse before spending minutes on the source's rows
     with _connect(src) as conn:
         _prepare_scratch(conn, "source")
         conn.execute(f'CREATE SCHEMA "{SCHEMA}"')
