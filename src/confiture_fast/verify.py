@@ -76,31 +76,35 @@ _NO_ROW_CHECK = frozenset(_NO_SET_CHECK) - {"date_shift", "preserve_format"}
 
 
 def array_elements(text: str) -> list[str | None] | None:
-    """Elements of a one-dimensional PostgreSQL array literal (`{a,"b c",NULL}`); None if nested."""
+    """Elements of a one-dimensional PostgreSQL array literal (`{a,"b c",NULL}`), as PostgreSQL
+    writes it; None for anything else (nested, explicit bounds, malformed)."""
     if not (text.startswith("{") and text.endswith("}")):
         return None
     body, out, i = text[1:-1], [], 0
     if not body:
         return out
-    while i <= len(body):
-        if i < len(body) and body[i] == "{":
-            return None
-        if i < len(body) and body[i] == '"':
-            i += 1
-            buf = []
-            while body[i] != '"':
-                if body[i] == "\\":
-                    i += 1
-                buf.append(body[i])
+    try:
+        while i <= len(body):
+            if i < len(body) and body[i] == "{":
+                return None
+            if i < len(body) and body[i] == '"':
                 i += 1
-            out.append("".join(buf))
-            i += 2  # closing quote and comma
-        else:
-            end = body.find(",", i)
-            end = len(body) if end < 0 else end
-            item = body[i:end]
-            out.append(None if item == "NULL" else item)
-            i = end + 1
+                buf = []
+                while body[i] != '"':
+                    if body[i] == "\\":
+                        i += 1
+                    buf.append(body[i])
+                    i += 1
+                out.append("".join(buf))
+                i += 2  # closing quote and comma
+            else:
+                end = body.find(",", i)
+                end = len(body) if end < 0 else end
+                item = body[i:end]
+                out.append(None if item == "NULL" else item)
+                i = end + 1
+    except IndexError:
+        return None
     return out
 
 
@@ -236,8 +240,9 @@ class _Anonymized:
 
     @staticmethod
     def _elements(field: bytes) -> list[bytes]:
-        items = array_elements(_text(field))
-        return [i.encode() for i in items if i is not None] if items is not None else [field]
+        """Non-NULL elements of a one-dimensional array; none for the rare forms not read here
+        (nested, explicit bounds), which are then left unchecked rather than misjudged."""
+        return [i.encode() for i in array_elements(_text(field)) or () if i is not None]
 
 
 # Cheap first look for --pii-patterns: an @, or nine digits close together (a phone or card number).
