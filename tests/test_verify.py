@@ -213,3 +213,18 @@ def test_table_whose_every_column_is_anonymized(pair):
     res = verify(pair, "--format", "json", rules=rules)
     assert res.returncode == 1
     assert "NULLs: 50 on the source" in as_json(res)["by_table"]["e"]["cols"]["phone"]["problems"][0]
+
+
+def test_a_column_named_like_pii_without_a_rule_is_flagged(pair):
+    pair.both("CREATE TABLE people (id int PRIMARY KEY, first_name text, email_verified boolean, city text)")
+    pair.source("INSERT INTO people SELECT i, 'Ann' || i, true, 'Lyon' FROM generate_series(1, 20) i")
+    assert pair.sync().returncode == 0
+    res = verify(pair, "--format", "json")
+    assert res.returncode == 1
+    cols = as_json(res)["by_table"]["people"]["cols"]
+    assert cols["first_name"]["name_suggests"] == "a first name" and cols["city"]["name_suggests"] == "a city"
+    assert cols["email_verified"]["problems"] == []
+    res = verify(pair, "--format", "json", rules="people:\n  - column: first_name\n    strategy: keep\n"
+                                                  "  - column: city\n    strategy: keep\n")
+    assert res.returncode == 0, res.stdout
+    assert verify(pair, "--no-pii-patterns").returncode == 0

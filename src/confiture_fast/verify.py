@@ -24,7 +24,7 @@ from . import strategies
 from .anon_ref import escape, unescape
 from .catalog import Column, Table, quote_ident, read_catalog
 from .errors import ValidationError
-from .pii import LEAK_KINDS, content_kinds
+from .pii import KIND_LABELS, LEAK_KINDS, content_kinds, name_kind
 
 DEFAULT_MAX_VALUES = 5_000_000
 DEFAULT_PII_ROWS = 100_000
@@ -131,6 +131,7 @@ class ColumnReport(msgspec.Struct, kw_only=True):
     duplicates: int | None = None  # anonymized unique columns: extra copies of a value on the target
     leaks: dict[str, int] = {}
     leak_rows_checked: int = 0
+    name_suggests: str | None = None  # --pii-patterns: an untouched column whose name reads as PII
     problems: list[str] = []
 
 
@@ -405,6 +406,8 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
             checks_leaks = pii_rows if text_like and rule is None else 0
             report = ColumnReport(column=c.name, mode="keep" if rule is not None else "untouched",
                                   strategy=rule.strategy if rule is not None else None)
+            if pii_rows and rule is None and (kind := name_kind(src.display, c)) is not None:
+                report.name_suggests = KIND_LABELS[kind]
             checkers.append(_Untouched(report, checks_leaks))
 
     sql = f"COPY (SELECT {cols_sql} FROM {{}}{order_sql}) TO STDOUT"
@@ -451,6 +454,9 @@ def _conclude(checker, col: Column, src: Table, dst: Table, dst_conn, rep: Table
         if r.leaks:
             kinds = ", ".join(f"{n:,} value(s) with {k_article(k)}" for k, n in sorted(r.leaks.items()))
             r.problems.append(f"not anonymized, and {kinds} (first at row {checker.first_leak}): "
+                              "add a rule, or 'strategy: keep' once reviewed")
+        elif r.name_suggests:
+            r.problems.append(f"not anonymized, and its name suggests {r.name_suggests}: "
                               "add a rule, or 'strategy: keep' once reviewed")
         return
     first = checker.first
@@ -601,7 +607,7 @@ columns changed, in format, with their NULLs and uniqueness, and no PII left in 
         rules_path: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="The rules the sync used (default: db/sync/anonymization.yaml when it exists).")] = None,
         env_dir: Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")] = DEFAULT_ENV_DIR,
         source_port: Annotated[Optional[int], typer.Option("--source-port", help="Override the source port (SSH tunnel).")] = None,
-        pii: Annotated[bool, typer.Option("--pii-patterns/--no-pii-patterns", help="Look for emails, phone and card numbers in the columns without a rule.")] = True,
+        pii: Annotated[bool, typer.Option("--pii-patterns/--no-pii-patterns", help="Flag columns without a rule that hold emails, phone or card numbers, or whose name reads as PII.")] = True,
         max_values: Annotated[int, typer.Option("--max-values", min=1, help="Source value hashes kept per anonymized column (8-byte hashes, ~70 bytes each in memory); past it, a share of the values is checked.")] = DEFAULT_MAX_VALUES,
         pii_rows: Annotated[int, typer.Option("--pii-rows", min=1, help="Rows per table checked by --pii-patterns.")] = DEFAULT_PII_ROWS,
         fmt: Annotated[Format, typer.Option("--format", help="text: a summary table on stderr; json: one JSON object on stdout.")] = Format.text,
