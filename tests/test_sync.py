@@ -366,3 +366,13 @@ def test_split_table_loaded_in_slices(pair, parallel):
     assert pair.qt("SELECT count(*), count(DISTINCT id), count(DISTINCT email) FROM users") == [(20000, 20000, 20000)]
     assert pair.qt("SELECT bio FROM users ORDER BY id") == pair.qs("SELECT bio FROM users ORDER BY id")
     assert pair.qt("SELECT count(*) FROM pg_indexes WHERE tablename = 'users'") == [(2,)]
+
+
+def test_split_table_without_key_uses_ctid_ranges(pair):
+    pair.both("CREATE TABLE nokey (n int, v text)")
+    pair.source("INSERT INTO nokey SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 30000) i; ANALYZE nokey")
+    res = pair.sync("--slice-size", "1", "--parallel", "3", "--dry-run")
+    assert "slices" in res.stderr, res.stderr
+    res = pair.sync("--slice-size", "1", "--parallel", "3")
+    assert res.returncode == 0, res.stderr
+    assert pair.qt("SELECT count(*), count(DISTINCT n), sum(n) FROM nokey") == [(30000, 30000, 30000 * 30001 // 2)]

@@ -50,6 +50,8 @@ class Leaf(msgspec.Struct, frozen=True):
     est_rows: int  # pg_class.reltuples: an estimate, no scan
     est_bytes: int
     pages: int  # pg_class.relpages, for ctid slices
+    key: str | None = None  # its single-column integer primary key, for key-range slices
+    key_range: tuple[int, int] | None = None  # min and max of that key, read under the snapshot
 
     @property
     def qualified(self) -> str:
@@ -117,7 +119,8 @@ def display_name(schema: str, name: str) -> str:
     return name if schema == "public" else f"{schema}.{name}"
 
 
-STATE_SCHEMA = "_confiture_fast"  # our bookkeeping on the target; never synced
+STATE_SCHEMA = "_confiture_fast"
+KEY_RANGE_MIN_BYTES = 1 << 20  # below this a table is never split, so its key range is not read  # our bookkeeping on the target; never synced
 
 _TABLES_SQL = """
 SELECT c.oid, n.nspname, c.relname, c.relkind, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid), c.relpages,
@@ -132,7 +135,7 @@ ORDER BY n.nspname, c.relname
 """
 
 _LEAVES_SQL = """
-SELECT root.oid, n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid), c.relpages
+SELECT root.oid, c.oid, n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid), c.relpages
 FROM unnest(%(oids)s::oid[]) AS root(oid)
 CROSS JOIN LATERAL pg_partition_tree(root.oid) t
 JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -177,6 +180,13 @@ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
   AND d.deptype IN ('a', 'i') AND d.refobjid = ANY(%(oids)s::oid[])
 """
 
+_INT_KEYS_SQL = """
+SELECT i.indrelid, a.attname FROM pg_index i
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+WHERE i.indisprimary AND i.indnkeyatts = 1 AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+  AND i.indrelid = ANY(%(oids)s::oid[])
+"""
+
 _INDEXES_SQL = """
 SELECT i.indrelid, ic.relname, pg_get_indexdef(i.indexrelid), con.conname, pg_get_constraintdef(con.oid)
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
@@ -196,9 +206,17 @@ def read_catalog(conn) -> Catalog:
     """Reads every ordinary and partitioned table of every non-system schema (one query per kind of fact)."""
     rows = conn.execute(_TABLES_SQL, {"state": STATE_SCHEMA}).fetchall()
     oids = [r[0] for r in rows]
-    leaves: dict[int, list[Leaf]] = {r[0]: [Leaf(r[1], r[2], *r[4:7])] for r in rows if r[3] == "r"}
-    for root, *leaf in conn.execute(_LEAVES_SQL, {"oids": oids}).fetchall():
-        leaves.setdefault(root, []).append(Leaf(*leaf))
+    found: list[tuple[int, int, tuple]] = [(r[0], r[0], r[1:3] + r[4:7]) for r in rows if r[3] == "r"]
+    found += [(root, oid, tuple(leaf)) for root, oid, *leaf in conn.execute(_LEAVES_SQL, {"oids": oids})]
+    keys = dict(conn.execute(_INT_KEYS_SQL, {"oids": [f[1] for f in found]}).fetchall())
+    leaves: dict[int, list[Leaf]] = {}
+    for root, oid, (schema, name, est_rows, est_bytes, pages) in found:
+        key, key_range = keys.get(oid), None
+        if key is not None and est_bytes >= KEY_RANGE_MIN_BYTES:
+            lo, hi = conn.execute(f"SELECT min({quote_ident(key)}), max({quote_ident(key)}) "
+                                  f"FROM {qualify(schema, name)}").fetchone()
+            key_range = (lo, hi) if lo is not None else None
+        leaves.setdefault(root, []).append(Leaf(schema, name, est_rows, est_bytes, pages, key, key_range))
     columns: dict[int, list[Column]] = {}
     for r in conn.execute(_COLUMNS_SQL, {"oids": oids}).fetchall():
         columns.setdefault(r[0], []).append(Column(*r[1:]))

@@ -140,7 +140,7 @@ def _type_problem(src: Column, dst: Column) -> str | None:
 
 
 def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int) -> tuple[Unit, ...]:
-    """One unit per leaf (or for the table), each split into ctid page ranges when larger than
+    """One unit per leaf (or for the table), each split into key or ctid ranges when larger than
     `slice_bytes`. A unit that is alone on its relation empties it itself and loads with FREEZE.
     Tables with user triggers on the target are never split: disabling them without replica mode
     takes a lock that would make the slices wait for each other."""
@@ -158,12 +158,28 @@ def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int) -
             units.append(Unit(src.display, rel, f"COPY {leaf.qualified} ({cols}) TO STDOUT", copy_in,
                               leaf.est_rows, leaf.est_bytes, True))
             continue
-        step = -(-leaf.pages // n)
-        for k in range(n):
-            where = f"ctid >= '({k * step},0)'::tid" + (f" AND ctid < '({(k + 1) * step},0)'::tid" if k < n - 1 else "")
+        for where in _slice_conditions(leaf, n):
             units.append(Unit(src.display, rel, f"COPY (SELECT {cols} FROM ONLY {leaf.qualified} WHERE {where}) TO STDOUT",
                               copy_in, leaf.est_rows // n, leaf.est_bytes // n, False))
     return tuple(units)
+
+
+def _slice_conditions(leaf, n: int) -> list[str]:
+    """n WHERE clauses that cover the leaf exactly once: ranges of its integer primary key where it has
+    one (each slice an index range scan), ctid page ranges otherwise (TID range scans). The first and
+    last ranges are open, so rows beyond the estimates are never missed."""
+    if leaf.key is not None and leaf.key_range is not None:
+        lo, hi = leaf.key_range
+        step = max(1, -(-(hi - lo + 1) // n))
+        col = quote_ident(leaf.key)
+        bounds = [lo + k * step for k in range(1, n) if lo + k * step <= hi]
+        edges = [None, *bounds, None]
+        return [" AND ".join(filter(None, (f"{col} >= {a}" if a is not None else "",
+                                           f"{col} < {b}" if b is not None else ""))) or "true"
+                for a, b in zip(edges, edges[1:])]
+    step = -(-leaf.pages // n)
+    return [f"ctid >= '({k * step},0)'::tid" + (f" AND ctid < '({(k + 1) * step},0)'::tid" if k < n - 1 else "")
+            for k in range(n)]
 
 
 def _rules_for(table: Table, target: Table, specs, secret, problems: list[str], path: str) -> dict[str, tuple]:
