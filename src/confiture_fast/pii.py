@@ -393,14 +393,23 @@ def _confidence(hits: int, values: int) -> str:
     return "high" if share >= 0.5 else "medium" if share >= 0.1 else "low"
 
 
+def _flatten(items: list) -> Iterator[str]:
+    """The non-NULL strings of an array, whatever its dimensions."""
+    for item in items:
+        if isinstance(item, list):
+            yield from _flatten(item)
+        elif item is not None:
+            yield item
+
+
 def _text_of(value: Any) -> str | None:
     if value is None or isinstance(value, bool):
         return None
     return value if isinstance(value, str) else str(value)
 
 
-# Columns whose values are sampled: text-like, json and arrays of text.
 def sampled(column: Column) -> bool:
+    """Columns whose values are sampled: text-like, json and arrays of text."""
     if column.generated:
         return False
     return column.category == "S" or column.base_type in ("json", "jsonb")
@@ -487,9 +496,8 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int) -> TableScan:
                         if key and (k := name_kind(table.display, key)) is not None:
                             path_names[col.name].setdefault(path, k)
                 elif col.is_array:
-                    for item in value:
-                        if item is not None:
-                            tallies[col.name].add(item)
+                    for item in _flatten(value):
+                        tallies[col.name].add(item)
                 else:
                     tallies[col.name].add(value)
         for col in cols:
