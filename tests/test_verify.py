@@ -228,3 +228,13 @@ def test_a_column_named_like_pii_without_a_rule_is_flagged(pair):
                                                   "  - column: city\n    strategy: keep\n")
     assert res.returncode == 0, res.stdout
     assert verify(pair, "--no-pii-patterns").returncode == 0
+
+
+def test_a_table_the_role_cannot_read_is_a_clean_error(pair):
+    pair.both("CREATE TABLE secret_stuff (id int PRIMARY KEY)")
+    role = "ro_" + pair.src.rsplit("/", 1)[1]
+    pair.source(f"CREATE ROLE {role} LOGIN")
+    src_as_role = pair.src.replace("postgres@", f"{role}@")
+    res = run_cli("verify", "--from", src_as_role, "--to", pair.dst, cwd=pair.tmp)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "cannot read secret_stuff: permission denied" in res.stderr and "--exclude" in res.stderr

@@ -23,7 +23,7 @@ import xxhash
 from . import strategies
 from .anon_ref import escape, unescape
 from .catalog import Column, Table, quote_ident, read_catalog
-from .errors import ValidationError
+from .errors import ConfigError, SyncError, ValidationError
 from .pii import KIND_LABELS, LEAK_KINDS, content_kinds, name_kind
 
 DEFAULT_MAX_VALUES = 5_000_000
@@ -479,6 +479,11 @@ def _conclude(checker, col: Column, src: Table, dst: Table, dst_conn, rep: Table
             r.problems.append(f"unique on the source, but {r.duplicates:,} duplicate value(s) on the target")
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def k_article(kind: str) -> str:
     return {"email": "an email", "phone": "a phone number", "card": "a card number"}.get(kind, kind)
 
@@ -541,8 +546,16 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
         reports = []
         for t in sorted(chosen, key=lambda t: t.display):
             table_rules = {col: c for (tname, col), c in covered.items() if tname == t.display}
-            reports.append(verify_table(src_conn, dst_conn, t, dst_cat.tables.get(t.display), table_rules,
-                                        max_values, pii_rows if pii else 0))
+            try:
+                reports.append(verify_table(src_conn, dst_conn, t, dst_cat.tables.get(t.display), table_rules,
+                                            max_values, pii_rows if pii else 0))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise ConfigError(f"cannot read {t.display}: {_first_line(exc)}",
+                                  "grant SELECT on it to the role verify connects as (on both sides), "
+                                  "or leave it out with --exclude") from None
+            except psycopg.OperationalError as exc:
+                raise SyncError(f"verify stopped at {t.display}: {_first_line(exc)}",
+                                "check the connections and rerun (verify changes nothing)") from None
     ok = all(r.ok for r in reports)
     if fmt == "json":
         sys.stdout.write(msgspec.json.encode({"source": src_env.display(), "target": dst_env.display(), "ok": ok,
