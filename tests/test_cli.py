@@ -145,3 +145,27 @@ def test_live_display_in_a_real_terminal(pair, tmp_path):
         assert "✓ a" in seen and "synced" in seen, seen
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_strict_refuses_unruled_pii(pair, tmp_path):
+    pair.both("CREATE TABLE people (id int PRIMARY KEY, email text, notes text, qty int)")
+    pair.source("INSERT INTO people SELECT i, 'p' || i || '@corp.example', 'call me at jo' || i || '@mail.example', i "
+                "FROM generate_series(1, 200) i; ANALYZE")
+    pair.target("INSERT INTO people VALUES (0, 'sentinel', NULL, 0)")
+    rules = "people:\n  - column: email\n    strategy: email\n"
+    res = pair.sync("--strict", rules=rules)
+    assert_clean_error(res, "people.notes")
+    assert "people.email" not in res.stderr.split("fix:")[0]
+    assert pair.qt("SELECT email FROM people") == [("sentinel",)]
+    res = pair.sync("--strict", rules=rules + "  - column: notes\n    strategy: keep\n")
+    assert res.returncode == 0, res.stderr
+    # strict: true in the source environment makes it the default
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    db = pair.src.rsplit("/", 1)[1]
+    port = pair.src.split(":")[2].split("/")[0]
+    (envs / "prod.yaml").write_text(f"name: prod\nstrict: true\ndatabase:\n  host: 127.0.0.1\n  port: {port}\n"
+                                    f"  database: {db}\n  user: postgres\n")
+    res = run_cli("sync", "--from", "prod", "--to", pair.dst, "--env-dir", str(envs),
+                  "--anonymize-config", str(pair.rules(rules)))
+    assert_clean_error(res, "people.notes")

@@ -112,6 +112,7 @@ def sync(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows gathered before each write to the target (also capped at 8 MiB).")] = 5000,
     slice_mb: Annotated[int, typer.Option("--slice-size", min=1, help="Tables larger than this many MB are split into slices loaded in parallel.")] = 512,
     retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retries of a table or slice after a transient connection error.")] = 2,
+    strict: Annotated[Optional[bool], typer.Option("--strict/--no-strict", help="Refuse to start while a column that `scan` flags as PII has no rule (default: the source environment's strict:).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit without writing anything.")] = False,
     log_file: Annotated[Optional[Path], typer.Option("--log-file", help="Append a JSON-lines audit record of the run to this file.")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="text, or json: one JSON object on stdout.")] = Format.text,
@@ -123,7 +124,7 @@ def sync(
                       rules_path=anonymize_config or (DEFAULT_RULES if anonymize else None), secret_file=secret_file,
                       env_dir=env_dir, source_port=source_port, cascade=cascade, checkpoint=checkpoint, resume=resume,
                       show_progress=show_progress, parallel=parallel or os.cpu_count() or 1, batch_size=batch_size,
-                      slice_bytes=slice_mb << 20, retries=retries, dry_run=dry_run, log_file=log_file,
+                      slice_bytes=slice_mb << 20, retries=retries, strict=strict, dry_run=dry_run, log_file=log_file,
                       json=fmt is Format.json, verbose=verbose, quiet=quiet)
     try:
         code = _sync(req)
@@ -163,6 +164,7 @@ class SyncRequest(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int
     slice_bytes: int
     retries: int
+    strict: bool | None
     dry_run: bool
     log_file: Path | None
     json: bool
@@ -229,6 +231,14 @@ def _sync(req: SyncRequest) -> int:
                 plan = build_plan(src_cat, dst_cat, selection, rules, secret.value if secret else None,
                                   cascade=req.cascade, completed=frozenset(state.completed_tables),
                                   slice_bytes=req.slice_bytes)
+            if req.strict if req.strict is not None else src_env.strict:
+                from . import scan
+
+                with phase(console, req.verbose, "--strict: scan the selected tables for unruled PII"):
+                    problems = scan.strict_problems(session.src, src_cat,
+                                                    [src_cat.tables[t.name] for t in plan.tables], rules)
+                if problems:
+                    raise scan.strict_error(problems, rules)
             if req.dry_run:
                 from . import target as tgt
                 from .summary import render_plan
