@@ -827,8 +827,8 @@ def svg_chart(report: Report) -> str:
            f'<text x="10" y="22" font-size="15" font-weight="bold">Throughput per configuration '
            f'(rows/s, median of {report.repeat} rounds; whiskers: min-max)</text>',
            f'<text x="10" y="42" fill="#374151">{_esc(_table_counts(ds))}; '
-           f'{report.machine["cores"]} cores; PostgreSQL {_esc(report.source["server_version"])} to '
-           f'{_esc(report.target["server_version"])}; {_esc(report.date)}</text>']
+           f'{report.machine["cores"]} cores; PostgreSQL {_esc(report.source["server_version"].split()[0])} to '
+           f'{_esc(report.target["server_version"].split()[0])}; {_esc(report.date)}</text>']
     for i, r in enumerate(runs):
         y = top + i * row_h
         color = _COLORS["anon" if r.anonymized else r.kind]
