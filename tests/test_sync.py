@@ -376,3 +376,18 @@ def test_split_table_without_key_uses_ctid_ranges(pair):
     res = pair.sync("--slice-size", "1", "--parallel", "3")
     assert res.returncode == 0, res.stderr
     assert pair.qt("SELECT count(*), count(DISTINCT n), sum(n) FROM nokey") == [(30000, 30000, 30000 * 30001 // 2)]
+
+
+def test_foreign_key_to_an_unsynced_table_is_validated_and_reported(pair):
+    pair.both("CREATE TABLE users (id int PRIMARY KEY); CREATE TABLE orders (id int PRIMARY KEY, "
+              "user_id int CONSTRAINT orders_user_fk REFERENCES users)")
+    pair.source("INSERT INTO users SELECT generate_series(1, 10); "
+                "INSERT INTO orders SELECT i, 1 + i % 10 FROM generate_series(1, 50) i")
+    pair.target("INSERT INTO users VALUES (1)")  # the target's users lack 2..10
+    res = pair.sync("--tables", "orders", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert [(c["name"], c["valid"]) for c in out["constraints"] if not c["valid"]] == [("orders_user_fk", False)]
+    assert "orders_user_fk is violated" in res.stderr
+    assert pair.qt("SELECT convalidated FROM pg_constraint WHERE conname = 'orders_user_fk'") == [(False,)]
+    assert pair.qt("SELECT count(*) FROM orders") == [(50,)]

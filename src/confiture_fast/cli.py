@@ -291,6 +291,10 @@ def _report(result, as_json: bool, console, checkpoint: Path | None, quiet: bool
         from .summary import render
 
         render(result, console, checkpoint)
+    for c in result.constraints:
+        if not c.valid:
+            console.print(f"warning: {c.table}: foreign key {c.name} is violated by the loaded rows "
+                          f"({c.error}); it was recreated NOT VALID", markup=False)
     if result.error:
         console.print(_Redactor.clean(f"error: {result.error}"), markup=False)
         if checkpoint:

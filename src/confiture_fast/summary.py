@@ -21,10 +21,6 @@ def render(result, console, checkpoint: Path | None) -> None:
     table.add_row("total", f"{result.total_rows:,}", f"{sum(t.bytes for t in result.tables) / 1e6:,.1f}",
                   f"{result.seconds:.2f}", rate, "", "ok" if result.ok else "FAILED")
     console.print(table)
-    for c in result.constraints:
-        if not c.valid:
-            console.print(f"warning: {c.table}: foreign key {c.name} is violated by the loaded rows "
-                          f"({c.error}); it was recreated NOT VALID", markup=False)
     if checkpoint:
         console.print(f"checkpoint: {checkpoint}")
 
