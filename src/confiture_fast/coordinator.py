@@ -1,7 +1,7 @@
 """The coordinator: holds the source snapshot, prepares the target, hands work units to worker
 processes (largest first), follows their progress, then finishes the target and reports.
 
-Phases, in order: connect -> plan (by the caller) -> prepare target -> load -> finish -> verify.
+Phases, in order: connect -> plan (by the caller) -> prepare target -> load -> finish -> report.
 """
 
 from __future__ import annotations
@@ -266,6 +266,8 @@ def _load(state: _Run, cfg: WorkerConfig, parallel: int) -> None:
                     state.unit_failed(t, f"{t.name}: a worker process died while loading it")
                 except cf.CancelledError:
                     pass
+                except Exception as exc:  # noqa: BLE001 - e.g. the worker refused psycopg's libpq
+                    state.unit_failed(t, f"{t.name}: {exc}")
                 else:
                     finished_units[(t.name, i)] = (r.rows, r.bytes_in)
                     state.unit_done(t, r)

@@ -139,7 +139,7 @@ class Worker:
             rows_out, rows_in, bytes_in, bytes_out = _pump.pump(
                 self.src, dst, unit.copy_out.encode(), copy_in.encode(),
                 rewriter, self.cfg.flush_rows, self.cfg.flush_bytes, self.counters, self.slot)
-            if not (rows_out == rows_in):
+            if rows_out != rows_in:
                 raise UnitFailed(table.name, f"row count mismatch on {unit.relation}: read {rows_out} rows "
                                              f"from the source, the target took {rows_in}")
             if toggle:
@@ -163,9 +163,7 @@ class Worker:
 
 # -- process pool glue: one Worker per process ----------------------------------------------------
 _worker: Worker | None = None
-
-
-_current = None
+_current = None  # shared array: which task each slot's counters follow
 
 
 def _die_with_parent() -> None:
