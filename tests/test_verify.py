@@ -238,3 +238,30 @@ def test_a_table_the_role_cannot_read_is_a_clean_error(pair):
     res = run_cli("verify", "--from", src_as_role, "--to", pair.dst, cwd=pair.tmp)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "cannot read secret_stuff: permission denied" in res.stderr and "--exclude" in res.stderr
+
+
+def test_json_paths_are_checked_inside_the_documents(pair):
+    pair.both("CREATE TABLE p (id int PRIMARY KEY, profile jsonb)")
+    pair.source("""INSERT INTO p SELECT i, jsonb_build_object('phone', '+33 6 12 34 56 ' || lpad(i::text, 2, '0'),
+                   'theme', 'dark', 'tags', jsonb_build_array('a', i)) FROM generate_series(1, 40) i""")
+    pair.target("""INSERT INTO p SELECT i, jsonb_build_object('phone', '+1-555-' || lpad(i::text, 4, '0'),
+                   'theme', 'dark', 'tags', jsonb_build_array('a', i)) FROM generate_series(1, 40) i""")
+    rules = 'p:\n  - column: profile\n    strategy: json\n    paths: {"$.phone": phone}\n'
+    res = verify(pair, "--format", "json", rules=rules)
+    assert res.returncode == 0, res.stdout
+    profile = as_json(res)["by_table"]["p"]["cols"]["profile"]
+    assert profile["format_check"] == "checked at the ruled paths" and profile["value_check"].startswith("per ruled path")
+
+    # A path that misses: the phone numbers are not ruled, and are found in the documents.
+    typo = verify(pair, "--format", "json", rules=rules.replace("$.phone", "$.phon"))
+    assert typo.returncode == 1
+    profile = as_json(typo)["by_table"]["p"]["cols"]["profile"]
+    assert profile["leaks"] == {"phone": 40} and "add their paths to the json rule" in profile["problems"][0]
+
+    pair.target("""UPDATE p SET profile = jsonb_set(profile, '{phone}', '"+33 6 12 34 56 05"') WHERE id = 5;
+                   UPDATE p SET profile = jsonb_set(profile, '{phone}', '"call me"') WHERE id = 9""")
+    res = verify(pair, "--format", "json", rules=rules)
+    profile = as_json(res)["by_table"]["p"]["cols"]["profile"]
+    assert res.returncode == 1
+    assert profile["unchanged_rows"] == 1 and profile["format_errors"] == 2
+    assert any("first at row 5" in p for p in profile["problems"])

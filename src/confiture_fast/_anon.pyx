@@ -94,8 +94,12 @@ cdef enum:
     E_VALUE
     E_NOMEM
 
-cdef const char* HEX_LOWER = b"0123456789abcdef"
-cdef const char* HEX_UPPER = b"0123456789ABCDEF"
+# HEX_PAIRS[upper][2 * byte:2 * byte + 2]: the byte's two hex digits.
+cdef char HEX_PAIRS[2][512]
+for _upper, _digits in enumerate((b"0123456789abcdef", b"0123456789ABCDEF")):
+    for _c in range(256):
+        HEX_PAIRS[_upper][2 * _c] = _digits[_c >> 4]
+        HEX_PAIRS[_upper][2 * _c + 1] = _digits[_c & 15]
 
 # COPY TO's escaping, as PostgreSQL writes it: ESCAPES[c] is the letter after the backslash, or 0.
 cdef char ESCAPES[256]
@@ -154,15 +158,15 @@ cdef inline int append(OutBuf* b, const char* s, size_t n) noexcept nogil:
     return 0
 
 
-cdef inline void put_hex(OutBuf* b, const uint8_t* h, int digits, const char* alphabet) noexcept nogil:
+cdef inline void put_hex(OutBuf* b, const uint8_t* h, int digits, bint upper) noexcept nogil:
     """Writes the first `digits` hex digits of h, high nibble first; room is reserved."""
     cdef int i
     cdef char* o = b.data + b.len
+    cdef const char* pairs = HEX_PAIRS[upper]
     for i in range(digits >> 1):
-        o[2 * i] = alphabet[h[i] >> 4]
-        o[2 * i + 1] = alphabet[h[i] & 15]
+        memcpy(o + 2 * i, pairs + 2 * h[i], 2)
     if digits & 1:
-        o[digits - 1] = alphabet[h[digits >> 1] >> 4]
+        o[digits - 1] = pairs[2 * h[digits >> 1]]
     b.len += digits
 
 
@@ -963,11 +967,11 @@ cdef class Rewriter:
             cf_siphash(spec.k0, spec.k1, kv, kn, h, 16)
         if spec.code == S_EMAIL:
             put(dst, b"user_", 5)
-            put_hex(dst, h, spec.length, HEX_LOWER)
+            put_hex(dst, h, spec.length, False)
             put(dst, b"@", 1)
             put(dst, spec.text, spec.text_len)
         elif spec.code == S_HASH:
-            put_hex(dst, h, spec.length, HEX_LOWER)
+            put_hex(dst, h, spec.length, False)
         elif spec.code == S_PHONE:
             x = cf_load64le(h) % 10000
             put(dst, b"+1-555-", 7)
@@ -978,7 +982,7 @@ cdef class Rewriter:
             dst.len += 4
         elif spec.code == S_NAME:
             put(dst, b"User ", 5)
-            put_hex(dst, h, 4, HEX_UPPER)
+            put_hex(dst, h, 4, True)
         elif spec.code == S_UUID:
             cf_uuid(h, dst.data + dst.len)
             dst.len += 36
@@ -1020,7 +1024,7 @@ cdef class Rewriter:
             put(res, b".", 1)
             put_pick(res, &spec.pools[1], u1)
             put(res, b".", 1)
-            put_hex(res, h, spec.length, HEX_LOWER)
+            put_hex(res, h, spec.length, False)
             put(res, b"@", 1)
             put(res, spec.text, spec.text_len)
         elif spec.code == S_FAKE_ADDRESS:

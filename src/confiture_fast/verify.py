@@ -9,6 +9,7 @@ space, and says so, when a column has more distinct values than the bound).
 """
 
 import itertools
+import json
 import operator
 import re
 import sys
@@ -112,6 +113,53 @@ def _text(field: bytes) -> str:
     return (unescape(field) if b"\\" in field else field).decode("utf-8", "replace")
 
 
+def json_checks(params) -> list[tuple[list, str, re.Pattern[str] | None]]:
+    """(path steps, strategy, output format) of each path of a json rule, in rule order."""
+    return [(steps, name, output_format(name, p)) for steps, name, p in strategies.json_rules(params)]
+
+
+def _path_matches(steps: list, location: tuple) -> bool:
+    if len(steps) != len(location):
+        return False
+    for (kind, arg), (is_key, at) in zip(steps, location):
+        if kind == "key" and not (is_key and at == arg):
+            return False
+        if kind == "index" and not (not is_key and at == arg):
+            return False
+        if (kind == "any_key" and not is_key) or (kind == "any_index" and is_key):
+            return False
+    return True
+
+
+def json_scalars(doc: Any, rules: list) -> dict[tuple, tuple[Any, Any]]:
+    """location -> (the rule that applies there or None, value) for every scalar of a document. As in
+    the rewriter, the first matching path wins and a rule on a container covers everything inside."""
+    out: dict[tuple, tuple[Any, Any]] = {}
+
+    def walk(node: Any, loc: tuple, active) -> None:
+        rule = active or next((r for r in rules if _path_matches(r[0], loc)), None)
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, loc + ((True, k),), rule)
+        elif isinstance(node, list):
+            for n, v in enumerate(node):
+                walk(v, loc + ((False, n),), rule)
+        else:
+            out[loc] = (rule, node)
+
+    walk(doc, (), None)
+    return out
+
+
+def _load_json(field: bytes) -> Any:
+    if field == NULL or field == b"":
+        return None
+    try:
+        return json.loads(unescape(field) if b"\\" in field else field)
+    except ValueError:
+        return None
+
+
 # --------------------------------------------------------------------------- per-column state
 
 
@@ -168,8 +216,11 @@ class _Anonymized:
     """Checks of one anonymized column, fed a batch of aligned rows at a time (column-wise, so that
     the per-value work is list comprehensions over bytes rather than calls)."""
 
-    def __init__(self, report: ColumnReport, params, is_array: bool, seen: _HashSet, aligned: bool = True):
+    def __init__(self, report: ColumnReport, params, is_array: bool, seen: _HashSet, aligned: bool = True,
+                 leak_rows: int = 0):
         self.r, self.is_array, self.seen = report, is_array, seen
+        self.leak_rows = leak_rows  # json: rows whose unruled leaves get the --pii-patterns look
+        self.json_rules = json_checks(params) if report.strategy == "json" and params is not None else None
         self.aligned = aligned  # rows of both sides in the same order: per-row checks make sense
         self.nulls = [0, 0]  # NULLs on each side, compared when rows are not aligned
         pattern = output_format(report.strategy, params) if params is not None else None
@@ -201,6 +252,9 @@ class _Anonymized:
         if not self.nullable:
             self._count("format", "format_errors", [i for i in range(n) if dst[i] != NULL], start)
             return
+        if self.json_rules is not None:
+            self._check_json(start, src, dst)
+            return
         if NULL in dst or b"" in dst:
             live = [i for i in range(n) if dst[i] != NULL and dst[i] != b""]
             fields = [dst[i] for i in live]
@@ -227,6 +281,44 @@ class _Anonymized:
             hit = [h % seen.share == 0 and h in seen.hashes for h in hashes]
         if any(hit):
             self._count("equal", "equal_to_a_source_value", [live[k] for k in range(len(hit)) if hit[k]], start)
+
+    def _check_json(self, start: int, src: tuple[bytes, ...], dst: tuple[bytes, ...]) -> None:
+        """Inside each document: the values at the ruled paths changed and in format, and no email,
+        phone or card number left in the leaves no path rules (a path that misses leaks silently)."""
+        unchanged, bad, leaky = [], [], []
+        for i, field in enumerate(dst):
+            target = _load_json(field)
+            if target is None:
+                continue
+            theirs = _load_json(src[i]) if self.aligned else None
+            before = json_scalars(theirs, self.json_rules) if theirs is not None else {}
+            check_leaks = start + i <= self.leak_rows
+            for loc, (rule, value) in json_scalars(target, self.json_rules).items():
+                if rule is None:
+                    if check_leaks and isinstance(value, str) and value:
+                        for kind in content_kinds(value):
+                            if kind in LEAK_KINDS:
+                                self.r.leaks[kind] = self.r.leaks.get(kind, 0) + 1
+                                leaky.append(i)
+                    continue
+                name, pattern = rule[1], rule[2]
+                if name == "keep":
+                    continue
+                if name == "null":
+                    if value is not None:
+                        bad.append(i)
+                    continue
+                if pattern is not None and isinstance(value, str) and value and not pattern.fullmatch(value):
+                    bad.append(i)
+                if (name not in _NO_ROW_CHECK and value not in (None, "") and not isinstance(value, bool)
+                        and loc in before and before[loc][1] == value):
+                    unchanged.append(i)
+        if self.leak_rows:
+            self.r.leak_rows_checked = min(self.leak_rows, start - 1 + len(dst))
+        self._count("unchanged", "unchanged_rows", sorted(set(unchanged)), start)
+        self._count("format", "format_errors", sorted(set(bad)), start)
+        if leaky:
+            self.first.setdefault("leak", start + leaky[0])
 
     def _check_arrays(self, start: int, live, fields) -> None:
         values = [[v for v in self._elements(f) if v] for f in fields]
@@ -390,16 +482,22 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
                                                                     "allow_duplicates": rule.allow_duplicates})
             report = ColumnReport(column=c.name, mode="anonymized", strategy=rule.strategy)
             values = seen.get(c.name) or _HashSet(1)
-            checker = _Anonymized(report, None if errs else params, c.is_array, values, aligned=bool(order))
-            if rule.strategy in _NO_SET_CHECK:
+            checker = _Anonymized(report, None if errs else params, c.is_array, values, aligned=bool(order),
+                                  leak_rows=pii_rows)
+            if rule.strategy == "json":
+                report.value_check = "per ruled path, against the same place in the row's source document"
+            elif rule.strategy in _NO_SET_CHECK:
                 report.value_check = f"not applicable: {_NO_SET_CHECK[rule.strategy]}"
             elif values.share == 1:
                 report.value_check = "exact"
             else:
                 report.value_check = (f"sampled: 1/{values.share} of the value space "
                                       f"(more than {max_values:,} distinct source values)")
-            report.format_check = ("checked" if checker.pattern is not None or rule.strategy == "null"
-                                   else f"not checked: {rule.strategy} has no fixed output format")
+            if checker.json_rules is not None:
+                report.format_check = "checked at the ruled paths"
+            else:
+                report.format_check = ("checked" if checker.pattern is not None or rule.strategy == "null"
+                                       else f"not checked: {rule.strategy} has no fixed output format")
             checkers.append(checker)
         else:
             text_like = c.category == "S" or c.base_type in ("json", "jsonb")
@@ -460,6 +558,10 @@ def _conclude(checker, col: Column, src: Table, dst: Table, dst_conn, rep: Table
                               "add a rule, or 'strategy: keep' once reviewed")
         return
     first = checker.first
+    if r.leaks:
+        kinds = ", ".join(f"{n:,} value(s) with {k_article(k)}" for k, n in sorted(r.leaks.items()))
+        r.problems.append(f"outside the ruled paths, {kinds} (first at row {first['leak']}): "
+                          "add their paths to the json rule")
     if r.unchanged_rows:
         r.problems.append(f"{r.unchanged_rows:,} row(s) still hold their source value (first at row {first['unchanged']})")
     if r.equal_to_a_source_value:
