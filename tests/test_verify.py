@@ -269,3 +269,13 @@ def test_json_paths_are_checked_inside_the_documents(pair):
     assert res.returncode == 1
     assert profile["unchanged_rows"] == 1 and profile["format_errors"] == 2
     assert any("first at row 5" in p for p in profile["problems"])
+
+
+def test_values_print_the_same_whatever_the_server_defaults(pair):
+    pair.both("CREATE TABLE t (id int PRIMARY KEY, at timestamptz, price money, f float8)")
+    pair.source("ALTER DATABASE " + pair.src.rsplit("/", 1)[1] + " SET TimeZone = 'Pacific/Auckland'")
+    pair.target("ALTER DATABASE " + pair.dst.rsplit("/", 1)[1] + " SET TimeZone = 'America/Lima'")
+    for side in (pair.source, pair.target):
+        side("INSERT INTO t VALUES (1, '2024-03-01 12:00:00+00', 12.5, 0.1), (2, NULL, NULL, 1e300)")
+    res = verify(pair, "--format", "json")
+    assert res.returncode == 0, res.stdout

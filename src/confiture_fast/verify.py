@@ -600,6 +600,9 @@ def _open(what: str, env) -> psycopg.Connection:
     conn.execute("SET DateStyle = 'ISO, YMD'")
     conn.execute("SET IntervalStyle = 'postgres'")
     conn.execute("SET extra_float_digits = 3")
+    # Both sides must print equal values identically, whatever each server's defaults.
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("SET lc_monetary = 'C'")
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     return conn
 
