@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import psycopg
 import pytest
@@ -279,3 +280,22 @@ def test_values_print_the_same_whatever_the_server_defaults(pair):
         side("INSERT INTO t VALUES (1, '2024-03-01 12:00:00+00', 12.5, 0.1), (2, NULL, NULL, 1e300)")
     res = verify(pair, "--format", "json")
     assert res.returncode == 0, res.stdout
+
+
+def test_source_on_postgresql_15_target_on_18(pg15_server, target_server, tmp_path):
+    src = pg15_server.create_database(f"v15_{os.getpid()}")
+    dst = target_server.create_database(f"v18_{os.getpid()}")
+    for uri in (src, dst):
+        with psycopg.connect(uri, autocommit=True) as c:
+            c.execute(USERS_DDL)
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("""INSERT INTO users (email, phone, full_name, ssn, password_hash, bio)
+                     SELECT 'p' || i || '@corp.example', '+33 6 ' || i, 'P ' || i, NULL, md5(i::text), 'b' || i
+                     FROM generate_series(1, 100) i""")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    res = run_cli("sync", "--from", src, "--to", dst, "--no-progress", "--anonymize-config", str(rules))
+    assert res.returncode == 0, res.stderr
+    res = run_cli("verify", "--from", src, "--to", dst, "--anonymize-config", str(rules), "--format", "json")
+    assert res.returncode == 0, res.stdout
+    assert json.loads(res.stdout)["tables"][0]["rows_target"] == 100
