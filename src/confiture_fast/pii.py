@@ -429,8 +429,8 @@ def _sample_sql(table: Table, columns: list[Column], rows: int) -> str:
     # small one, where a plain LIMIT reads only the first pages anyway.
     sample = ""
     if table.est_rows > rows * 20:
-        percent = min(100.0, max(0.01, 100.0 * rows * 5 / table.est_rows))
-        sample = f" TABLESAMPLE SYSTEM ({percent:.4f})"
+        percent = min(100.0, max(0.0001, 100.0 * rows * 5 / table.est_rows))
+        sample = f" TABLESAMPLE SYSTEM ({percent:.6f})"
     return f"SELECT {', '.join(exprs)} FROM {table.qualified}{sample} LIMIT {int(rows)}"
 
 
