@@ -463,7 +463,8 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
     seen: dict[str, _HashSet] = {}
     anon_cols = [c for c in columns if c.name in anonymized and rules[c.name].strategy not in _NO_SET_CHECK]
     if anon_cols:
-        seen = {c.name: _HashSet(max_values) for c in anon_cols}
+        per_column = max(1, max_values // len(anon_cols))  # the bound holds for the whole table
+        seen = {c.name: _HashSet(per_column) for c in anon_cols}
         sql = f"COPY (SELECT {', '.join(quote_ident(c.name) for c in anon_cols)} FROM {src.qualified}) TO STDOUT"
         rows = _copy_rows(src_conn, sql)
         while batch := list(itertools.islice(rows, BATCH_ROWS)):
@@ -492,7 +493,7 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
                 report.value_check = "exact"
             else:
                 report.value_check = (f"sampled: 1/{values.share} of the value space "
-                                      f"(more than {max_values:,} distinct source values)")
+                                      f"(more than {values.bound:,} distinct source values)")
             if checker.json_rules is not None:
                 report.format_check = "checked at the ruled paths"
             else:
@@ -726,7 +727,7 @@ columns changed, in format, with their NULLs and uniqueness, and no PII left in 
         env_dir: Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")] = DEFAULT_ENV_DIR,
         source_port: Annotated[Optional[int], typer.Option("--source-port", help="Override the source port (SSH tunnel).")] = None,
         pii: Annotated[bool, typer.Option("--pii-patterns/--no-pii-patterns", help="Flag columns without a rule that hold emails, phone or card numbers, or whose name reads as PII.")] = True,
-        max_values: Annotated[int, typer.Option("--max-values", min=1, help="Source value hashes kept per anonymized column (8-byte hashes, ~70 bytes each in memory); past it, a share of the values is checked.")] = DEFAULT_MAX_VALUES,
+        max_values: Annotated[int, typer.Option("--max-values", min=1, help="Source value hashes kept in memory per table (about 70 bytes each), shared by its anonymized columns; past it, a fixed share of each column's values is checked.")] = DEFAULT_MAX_VALUES,
         pii_rows: Annotated[int, typer.Option("--pii-rows", min=1, help="Rows per table checked by --pii-patterns.")] = DEFAULT_PII_ROWS,
         fmt: Annotated[Format, typer.Option("--format", help="text: a summary table on stderr; json: one JSON object on stdout.")] = Format.text,
         debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
