@@ -391,3 +391,45 @@ def test_foreign_key_to_an_unsynced_table_is_validated_and_reported(pair):
     assert "orders_user_fk is violated" in res.stderr
     assert pair.qt("SELECT convalidated FROM pg_constraint WHERE conname = 'orders_user_fk'") == [(False,)]
     assert pair.qt("SELECT count(*) FROM orders") == [(50,)]
+
+
+def test_more_strategies_end_to_end(pair):
+    """Typed columns through the real pipeline: date_shift keyed per entity, uuid, ip, noise, arrays, json."""
+    pair.both("""CREATE TABLE p (id int PRIMARY KEY, patient text, born date, seen timestamptz, u uuid, ip inet,
+                 amount numeric(10,2), emails text[], doc jsonb)""")
+    pair.source("""INSERT INTO p SELECT i, 'pat' || (i % 7), date '1980-01-01' + i, timestamptz '2024-01-01' + i * interval '1 h',
+                   md5(i::text)::uuid, ('10.1.2.' || (i % 250))::inet, i * 1.5,
+                   ARRAY['a' || i || '@x.org', NULL], jsonb_build_object('email', 'j' || i || '@y.org', 'n', i)
+                   FROM generate_series(1, 100) i""")
+    rules = """p:
+  - column: born
+    strategy: date_shift
+    days: 30
+    per_row_key: patient
+  - column: u
+    strategy: uuid
+  - column: ip
+    strategy: ip
+  - column: amount
+    strategy: noise
+    relative: 0.1
+  - column: emails
+    strategy: email
+  - column: doc
+    strategy: json
+    paths:
+      "$.email": email
+"""
+    res = pair.sync(rules=rules)
+    assert res.returncode == 0, res.stderr
+    src = {r[0]: r for r in pair.qs("SELECT * FROM p")}
+    shifts: dict[str, int] = {}
+    for r in pair.qt("SELECT * FROM p"):
+        s = src[r[0]]
+        shift = (r[2] - s[2]).days
+        assert 0 < abs(shift) <= 30
+        assert shifts.setdefault(r[1], shift) == shift  # one shift per patient
+        assert r[4] != s[4] and str(r[5]).startswith("10.1.2.")
+        assert abs(r[6] - s[6]) <= s[6] / 10 + 1
+        assert r[7][0].startswith("user_") and r[7][1] is None
+        assert r[8]["email"].startswith("user_") and r[8]["n"] == s[8]["n"]

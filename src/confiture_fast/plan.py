@@ -202,6 +202,10 @@ def _rules_for(table: Table, target: Table, specs, secret, problems: list[str], 
         problems.extend(f"{where}: {p}" for p in param_problems)
         if param_problems:
             continue
+        key_col = getattr(params, "per_row_key", None)
+        if key_col is not None and (table.column(key_col) is None or table.column(key_col).generated):
+            problems.append(f"{where}: per_row_key {key_col!r} is not a copied column of {table.display}")
+            continue
         dst_col = target.column(spec.column) or col
         fit = strategy.check_column(params, dst_col)
         if fit:
@@ -286,7 +290,8 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
         field_rules = tuple(
             strategies.FieldRule(index=index[c], column=c, strategy=spec.strategy,
                                  key=strategies.derive_key(secret, spec.seed) if secret is not None else b"\0" * 16,
-                                 params=params, is_array=src.column(c).is_array)
+                                 params=params, is_array=src.column(c).is_array,
+                                 key_index=index.get(getattr(params, "per_row_key", None) or "", -1))
             for c, (spec, params) in rules_here.items() if c in index)
         plans.append(TablePlan(
             name=src.display, relation=dst.qualified, columns=tuple(columns), rules=field_rules,
