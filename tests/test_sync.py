@@ -433,3 +433,28 @@ def test_more_strategies_end_to_end(pair):
         assert abs(r[6] - s[6]) <= s[6] / 10 + 1
         assert r[7][0].startswith("user_") and r[7][1] is None
         assert r[8]["email"].startswith("user_") and r[8]["n"] == s[8]["n"]
+
+
+def test_rules_propagate_through_composite_keys_and_chains(pair):
+    pair.both("""CREATE TABLE acct (email text PRIMARY KEY);
+                 CREATE TABLE inbox (owner text PRIMARY KEY REFERENCES acct);
+                 CREATE TABLE msg (id int PRIMARY KEY, box text REFERENCES inbox);
+                 CREATE TABLE org (code text, email text, PRIMARY KEY (code, email));
+                 CREATE TABLE member (id int PRIMARY KEY, code text, email text,
+                                      FOREIGN KEY (code, email) REFERENCES org)""")
+    pair.source("""INSERT INTO acct SELECT 'a' || i || '@x.org' FROM generate_series(1, 20) i;
+                   INSERT INTO inbox SELECT email FROM acct;
+                   INSERT INTO msg SELECT i, 'a' || (1 + i % 20) || '@x.org' FROM generate_series(1, 60) i;
+                   INSERT INTO org SELECT 'c' || (i % 3), 'o' || i || '@y.org' FROM generate_series(1, 15) i;
+                   INSERT INTO member SELECT row_number() OVER (), code, email FROM org, generate_series(1, 2)""")
+    rules = "acct:\n  - column: email\n    strategy: email\norg:\n  - column: email\n    strategy: hash\n"
+    res = pair.sync("--dry-run", rules=rules)
+    assert "box: email (propagated from inbox.owner)" in res.stderr, res.stderr
+    res = pair.sync(rules=rules)
+    assert res.returncode == 0, res.stderr
+    assert pair.qt("SELECT count(*) FROM msg JOIN inbox ON box = owner JOIN acct ON owner = acct.email") == [(60,)]
+    assert pair.qt("SELECT count(*) FROM msg WHERE box LIKE 'user\\_%'") == [(60,)]
+    assert pair.qt("SELECT count(*) FROM member JOIN org USING (code, email)") == [(30,)]
+    assert pair.qt("SELECT count(*) FROM member WHERE email LIKE '%@y.org'") == [(0,)]
+    bad = rules + "msg:\n  - column: box\n    strategy: hash\n"
+    assert_clean_error(pair.sync(rules=bad), "msg.box", "differs from the rule")
