@@ -207,3 +207,17 @@ def test_resume_refusals(faulty, tmp_path):
     res = run_cli("sync", "--from", faulty.src, "--to", faulty.dst, "--tables", "small", "--cascade", "--resume",
                   "--checkpoint", str(faulty.cp))
     assert res.returncode == 2 and "incompatible version" in res.stderr
+
+
+def test_sigkill_mid_split_table_records_slices_and_resumes(faulty):
+    before = (constraints(faulty), indexes(faulty))
+    proc = start(faulty, "--parallel", "2", "--slice-size", "1")
+    wait_for(lambda: "small" in checkpoint_tables(faulty)
+             and "big" in json.loads(faulty.cp.read_text()).get("partial_tables", {}), what="a committed slice")
+    proc.kill()
+    proc.wait(10)
+    partial = json.loads(faulty.cp.read_text())["partial_tables"]["big"]
+    assert partial["slices_total"] > 1 and 0 < len(partial["slices_committed"]) < partial["slices_total"]
+    wait_for(lambda: not copying_big(faulty, faulty.dst), what="the target COPY to end")
+    assert_resumes(faulty, before)
+    assert json.loads(faulty.cp.read_text())["partial_tables"] == {}

@@ -24,6 +24,14 @@ class CompletedTable(msgspec.Struct, frozen=True):
     synced_at: str
 
 
+class PartialTable(msgspec.Struct, frozen=True):
+    """A table loaded in slices, some of them committed. Resume reloads it whole (see how-it-works)."""
+
+    slices_total: int
+    slices_committed: list[int]
+    rows_committed: int
+
+
 class Checkpoint(msgspec.Struct, frozen=True):
     version: str
     timestamp: str
@@ -33,11 +41,18 @@ class Checkpoint(msgspec.Struct, frozen=True):
     rules_fingerprint: str = ""
     selection_fingerprint: str = ""
     secret_fingerprint: str = ""
+    partial_tables: dict[str, PartialTable] = {}
 
     def with_table(self, name: str, rows: int) -> "Checkpoint":
         now = _now()
-        return msgspec.structs.replace(
-            self, timestamp=now, completed_tables={**self.completed_tables, name: CompletedTable(rows, now)})
+        partial = {k: v for k, v in self.partial_tables.items() if k != name}
+        return msgspec.structs.replace(self, timestamp=now, partial_tables=partial,
+                                       completed_tables={**self.completed_tables, name: CompletedTable(rows, now)})
+
+    def with_slice(self, name: str, total: int, index: int, rows: int) -> "Checkpoint":
+        old = self.partial_tables.get(name, PartialTable(total, [], 0))
+        new = PartialTable(total, sorted({*old.slices_committed, index}), old.rows_committed + rows)
+        return msgspec.structs.replace(self, timestamp=_now(), partial_tables={**self.partial_tables, name: new})
 
 
 def _now() -> str:

@@ -144,7 +144,8 @@ class _Run:
         self.units: dict[str, list[UnitResult]] = {t.name: [] for t in self.todo}
         self.failed: dict[str, str] = {}
         self.error: str | None = None
-        self.cp = opts.checkpoint_state
+        # a resumed run reloads partially loaded tables whole: their old slice states no longer hold
+        self.cp = msgspec.structs.replace(opts.checkpoint_state, partial_tables={}) if opts.checkpoint_state else None
         self.started: set[str] = set()
 
     def start(self, name: str) -> None:
@@ -152,11 +153,15 @@ class _Run:
             self.started.add(name)
             self.view.started(name)
 
-    def unit_done(self, table: TablePlan, r: UnitResult) -> None:
+    def unit_done(self, table: TablePlan, index: int, r: UnitResult) -> None:
         self.start(table.name)
         for note in r.retries:
             self.console.print(f"retried {note}", markup=False)
         self.units[table.name].append(r)
+        if len(self.units[table.name]) < len(table.units) and table.shared_relations and self.cp is not None \
+                and self.opts.checkpoint is not None:
+            self.cp = self.cp.with_slice(table.name, len(table.units), index, r.rows)
+            ckpt.write(self.opts.checkpoint, self.cp)
         if len(self.units[table.name]) == len(table.units):
             rows = sum(u.rows for u in self.units[table.name])
             self.view.finished(table.name, rows, max(u.seconds for u in self.units[table.name]),
@@ -270,7 +275,7 @@ def _load(state: _Run, cfg: WorkerConfig, parallel: int) -> None:
                     state.unit_failed(t, f"{t.name}: {exc}")
                 else:
                     finished_units[(t.name, i)] = (r.rows, r.bytes_in)
-                    state.unit_done(t, r)
+                    state.unit_done(t, i, r)
             if state.error is not None:
                 for f in pending:
                     f.cancel()
