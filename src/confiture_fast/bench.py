@@ -900,7 +900,7 @@ present); repetitions are interleaved; ratios are to the raw libpq pipe measured
         rows: Annotated[int, typer.Option("--rows", min=100, help="Rows of users, wide and plain; orders get 2x, events 5x.")] = DEFAULT_ROWS,
         shape: Annotated[str, typer.Option("--shape", help="users, wide, plain, all (users+wide+plain), or a list of tables: users,orders,events.")] = "users",
         repeat: Annotated[int, typer.Option("--repeat", min=1, help="Interleaved rounds; medians and spreads over them.")] = 3,
-        sweep: Annotated[bool, typer.Option("--sweep", help="Anonymized sync with --parallel 1,2,4 x --batch-size 1000,5000,20000.")] = False,
+        sweep: Annotated[bool, typer.Option("--sweep", help="Run the sync (anonymized when the tables have rules) with --parallel 1,2,4 x --batch-size 1000,5000,20000, and recommend one.")] = False,
         parallel: Annotated[Optional[int], typer.Option("--parallel", min=1, max=64, help="Workers of the tool runs (default: number of cores).")] = None,
         batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per write of the tool runs.")] = DEFAULT_BATCH,
         pg_bin: Annotated[Optional[Path], typer.Option("--pg-bin", help="PostgreSQL bin folder of the throwaway servers (default: the embedded PostgreSQL 18).")] = None,
