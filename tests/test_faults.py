@@ -81,6 +81,12 @@ def indexes(pair) -> list[tuple]:
                    "WHERE indrelid IN ('small'::regclass, 'big'::regclass) ORDER BY 1")
 
 
+def all_slow(pair):
+    """Every row of big slow on the target: the source is then surely still sending when we look, however
+    loaded the machine is."""
+    pair.target("ALTER TABLE big DROP CONSTRAINT big_slow, ADD CONSTRAINT big_slow CHECK (slow(id))")
+
+
 def start_mid_big(pair, *args):
     """Starts a sync and returns once `big` is being copied and `small` is checkpointed."""
     before = (constraints(pair), indexes(pair))
@@ -138,6 +144,7 @@ def test_sigkill_one_worker(faulty):
 
 @pytest.mark.parametrize("side", ["source", "target"])
 def test_backend_terminated_mid_copy(faulty, side):
+    all_slow(faulty)
     proc, before = start_mid_big(faulty, "--retries", "0")
     uri = faulty.src if side == "source" else faulty.dst
     wait_for(lambda: copying_big(faulty, uri), what=f"{side} COPY")
@@ -151,7 +158,9 @@ def test_backend_terminated_mid_copy(faulty, side):
 
 
 def test_transient_failure_is_retried(faulty):
+    all_slow(faulty)
     proc, before = start_mid_big(faulty)
+    wait_for(lambda: copying_big(faulty, faulty.src), what="source COPY")
     faulty.q(faulty.src, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'COPY %big%' "
                          "AND pid <> pg_backend_pid()")
     out, err = proc.communicate(timeout=120)
