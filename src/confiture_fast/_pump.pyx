@@ -40,6 +40,8 @@ cdef extern from "libpq-fe.h" nogil:
     PGresult* PQgetResult(PGconn* conn)
     void PQfreemem(void* ptr)
     int PQlibVersion()
+    int PQsetnonblocking(PGconn* conn, int arg)
+    int PQisnonblocking(const PGconn* conn)
 
 cdef enum:
     PG_DIAG_SQLSTATE = 67  # 'C'
@@ -122,6 +124,20 @@ def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssi
     """
     cdef PGconn* s = _ptr(src)
     cdef PGconn* d = _ptr(dst)
+    # psycopg runs libpq in nonblocking mode, where PQputCopyData queues whatever a slow target has not
+    # taken yet: memory would grow with the table. Blocking mode waits instead, for the pump's duration.
+    cdef int s_nb = PQisnonblocking(s), d_nb = PQisnonblocking(d)
+    PQsetnonblocking(s, 0)
+    PQsetnonblocking(d, 0)
+    try:
+        return _pump(s, d, copy_out, copy_in, rewriter, flush_rows, flush_bytes, counters, slot)
+    finally:
+        PQsetnonblocking(s, s_nb)
+        PQsetnonblocking(d, d_nb)
+
+
+cdef _pump(PGconn* s, PGconn* d, bytes copy_out, bytes copy_in, Rewriter rewriter, Py_ssize_t flush_rows,
+           Py_ssize_t flush_bytes, int64_t[:] counters, Py_ssize_t slot):
     cdef PGresult* res
     cdef OutBuf out
     cdef char* row = NULL

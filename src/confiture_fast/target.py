@@ -7,6 +7,8 @@ same transaction that drops them, so a crash at any moment leaves a record the n
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 import psycopg
 
@@ -78,24 +80,37 @@ def empty(conn: psycopg.Connection, relations: tuple[str, ...], mode: str) -> No
 def _rebuild(conninfo: str, item: tuple[int, str, str, int, str]) -> Restored:
     """Rebuilds one pending item on its own connection. A foreign key that the data violates is
     recreated NOT VALID and reported, so the target keeps its definition and nothing is lost."""
-    id_, table, name, phase, create_sql = item
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SET maintenance_work_mem = '256MB'")
         conn.execute("SET statement_timeout = 0")
-        try:
-            with conn.transaction():
-                conn.execute(create_sql)
-                conn.execute(f"DELETE FROM {_STATE} WHERE id = %s", (id_,))
-            return Restored(table, name, True)
-        except psycopg.errors.DuplicateObject:
-            with conn.transaction():
-                conn.execute(f"DELETE FROM {_STATE} WHERE id = %s", (id_,))
-            return Restored(table, name, True)
-        except psycopg.errors.ForeignKeyViolation as exc:
-            with conn.transaction():
-                conn.execute(create_sql + " NOT VALID")
-                conn.execute(f"DELETE FROM {_STATE} WHERE id = %s", (id_,))
-            return Restored(table, name, False, (exc.diag.message_detail or str(exc)).strip())
+        for attempt in range(5):
+            try:
+                return _rebuild_once(conn, item)
+            except psycopg.errors.DeadlockDetected:
+                # two foreign keys between the same tables (a cycle), rebuilt at once: one waits its turn
+                if attempt == 4:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+
+def _rebuild_once(conn: psycopg.Connection, item: tuple[int, str, str, int, str]) -> Restored:
+    id_, table, name, _, create_sql = item
+    forget = f"DELETE FROM {_STATE} WHERE id = %s"
+    try:
+        with conn.transaction():
+            conn.execute(create_sql)
+            conn.execute(forget, (id_,))
+        return Restored(table, name, True)
+    except psycopg.errors.DuplicateObject:
+        with conn.transaction():
+            conn.execute(forget, (id_,))
+        return Restored(table, name, True)
+    except psycopg.errors.ForeignKeyViolation as exc:
+        with conn.transaction():
+            conn.execute(create_sql + " NOT VALID")
+            conn.execute(forget, (id_,))
+        return Restored(table, name, False, (exc.diag.message_detail or str(exc)).strip())
 
 
 def restore_deferred(conn: psycopg.Connection, conninfo: str, parallel: int = 1) -> list[Restored]:
