@@ -126,18 +126,21 @@ def test_live_display_in_a_real_terminal(pair, tmp_path):
     screen = tmp_path / "screen.txt"
     cmd = (f"cd {os.getcwd()} && ANONYMIZATION_SECRET=x {sys.executable} -m confiture_fast sync --from '{pair.src}' "
            f"--to '{pair.dst}' --parallel 2; sleep 30")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40", cmd], check=True)
+    started = subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40", cmd],
+                             capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
     try:
-        seen = ""
+        seen, frames = "", []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            seen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
-                                  text=True).stdout
-            if "Syncing a" in seen and "rows/s" in seen and "Overall" in seen and "━" in seen:
+            cap = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True)
+            seen = cap.stdout or cap.stderr
+            frames.append(seen)
+            if "Syncing a" in seen and "/s" in seen and "Overall" in seen and "━" in seen:
                 break
             time.sleep(0.2)
         screen.write_text(seen)
-        assert "Syncing a" in seen and "Overall" in seen and "━" in seen and "rows/s" in seen, seen
+        assert "Syncing a" in seen and "Overall" in seen and "━" in seen and " rows" in seen, frames[-30:]
         while time.monotonic() < deadline and "total" not in seen:
             seen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
                                   text=True).stdout

@@ -16,14 +16,20 @@ from rich.text import Text
 
 
 class _Counts(ProgressColumn):
-    """'654,321/~1,000,000 rows • 12,345 rows/s • 2.4 MB/s • 00:05'"""
+    """'654,321/~1,000,000 rows • 12,345 rows/s • 2.4 MB/s • 00:05'; rows and rate alone when narrow."""
+
+    def __init__(self, wide: bool):
+        super().__init__()
+        self.wide = wide
 
     def render(self, task) -> Text:
         f = task.fields
-        elapsed = task.elapsed or 0.0
+        elapsed = f.get("seconds") or task.elapsed or 0.0  # a finished table: its own load time
         rate = task.completed / elapsed if elapsed > 0 else 0.0
         mbs = f.get("bytes", 0) / elapsed / 1e6 if elapsed > 0 else 0.0
         total = f"~{int(task.total):,}" if f.get("estimate", True) else f"{int(task.total):,}"
+        if not self.wide:
+            return Text(f"{int(task.completed):,}/{total} rows • {rate:,.0f}/s")
         return Text(f"{int(task.completed):,}/{total} rows • {rate:,.0f} rows/s • {mbs:,.1f} MB/s • "
                     f"{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}")
 
@@ -43,8 +49,9 @@ class ProgressView:
         self._overall = None
         if self.live:
             self._progress = Progress(
-                TextColumn("{task.description:<28}"), BarColumn(bar_width=24), TaskProgressColumn(),
-                TextColumn("•"), _Counts(), TextColumn("• ETA"), TimeRemainingColumn(),
+                TextColumn("{task.description:<20}"), BarColumn(bar_width=24 if console.width >= 130 else 12),
+                TaskProgressColumn(), TextColumn("•"), _Counts(console.width >= 130), TextColumn("• ETA"),
+                TimeRemainingColumn(),
                 console=console, transient=False, refresh_per_second=4)
 
     def __enter__(self) -> "ProgressView":
@@ -80,7 +87,7 @@ class ProgressView:
         self._done[table] = rows
         if self._progress is not None and table in self._tasks:
             self._progress.update(self._tasks[table], description=f"[green]✓[/] {table}", completed=rows,
-                                  total=max(rows, 1), bytes=size, estimate=False)
+                                  total=max(rows, 1), bytes=size, estimate=False, seconds=seconds)
             self._progress.stop_task(self._tasks[table])
             self._update_overall({})
         elif not self.quiet:
