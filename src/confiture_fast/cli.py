@@ -19,7 +19,7 @@ import typer
 
 from . import __version__
 from . import checkpoint as ckpt
-from .errors import ConfigError, ConfiturError, SyncError, Terminated
+from .errors import ConfigError, ConfiturError, Terminated
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="Copy a production PostgreSQL database into a local or staging one, "

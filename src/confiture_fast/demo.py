@@ -37,7 +37,7 @@ def run_demo(users: int = 30_000, keep: bool = False) -> None:
         local = server.create_database("local")
         counts = sample.create_shop(prod, users=users)
         sample.create_shop_schema(local)
-        console.print(f"[bold]2.[/] 'production' filled with fake PII: "
+        console.print("[bold]2.[/] 'production' filled with fake PII: "
                       + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()) + "; 'local' has the schema, empty")
         work = Path(tempfile.mkdtemp(prefix="confiture-fast-demo-"))
         rules = work / "anonymization.yaml"

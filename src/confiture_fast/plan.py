@@ -8,7 +8,7 @@ import fnmatch
 import msgspec
 
 from . import strategies
-from .catalog import Catalog, Column, ForeignKey, Table, qualify, quote_ident
+from .catalog import Catalog, Column, Table, qualify, quote_ident
 from .errors import ValidationError
 
 
