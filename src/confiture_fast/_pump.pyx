@@ -58,10 +58,6 @@ class PumpError(Exception):
         self.sqlstate = sqlstate
 
 
-def libpq_version():
-    return PQlibVersion()
-
-
 def check_libpq(conn):
     """Refuse a psycopg whose libpq is not the one this extension is linked with."""
     import psycopg

@@ -246,8 +246,3 @@ def read_catalog(conn) -> Catalog:
     creatable = conn.execute(
         "SELECT nspname FROM pg_namespace WHERE has_schema_privilege(oid, 'CREATE')").fetchall()
     return Catalog(tables, frozenset(r[0] for r in creatable))
-
-
-def foreign_keys_into(catalog: Catalog, names: set[str]) -> list[ForeignKey]:
-    """Foreign keys of any table that reference one of `names`."""
-    return [fk for t in catalog.tables.values() for fk in t.foreign_keys if fk.ref_table in names]

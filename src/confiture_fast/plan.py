@@ -76,10 +76,6 @@ class Plan(msgspec.Struct, frozen=True):
     sequences: tuple[SequenceSync, ...]
     anonymize: bool
 
-    @property
-    def total_rows(self) -> int:
-        return sum(t.est_rows for t in self.tables)
-
     def table(self, name: str) -> TablePlan:
         return next(t for t in self.tables if t.name == name)
 
