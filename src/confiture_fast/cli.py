@@ -29,6 +29,17 @@ DEFAULT_RULES = Path("db/sync/anonymization.yaml")
 DEFAULT_ENV_DIR = Path("db/environments")
 
 
+# The options sync, scan and verify share, declared once.
+SourceOpt = Annotated[str, typer.Option("--from", help="Source: environment name (db/environments/NAME.yaml) or a libpq URI/conninfo.")]
+TargetOpt = Annotated[str, typer.Option("--to", help="Target: environment name or a libpq URI/conninfo.")]
+TablesOpt = Annotated[Optional[list[str]], typer.Option("--tables", help="Only these tables (comma-separated; name or schema.name).")]
+IncludeOpt = Annotated[Optional[list[str]], typer.Option("--include", help="Tables matching these patterns (\"user_*,crm.*\").")]
+ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", help="Leave out these tables or patterns (\"logs,*_archive\").")]
+EnvDirOpt = Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")]
+SourcePortOpt = Annotated[Optional[int], typer.Option("--source-port", help="Override the source port (SSH tunnel).")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
 class Format(str, enum.Enum):
     text = "text"
     json = "json"
@@ -94,16 +105,16 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
   confiture-fast sync --from prod --to staging --resume --checkpoint sync.json  # Resume sync
 """)
 def sync(
-    source: Annotated[str, typer.Option("--from", help="Source: environment name (db/environments/NAME.yaml) or a libpq URI/conninfo.")],
-    target: Annotated[str, typer.Option("--to", help="Target: environment name or a libpq URI/conninfo.")],
-    tables: Annotated[Optional[list[str]], typer.Option("--tables", help="Only these tables (comma-separated; name or schema.name).")] = None,
-    include: Annotated[Optional[list[str]], typer.Option("--include", help="Tables matching these patterns (\"user_*,crm.*\").")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Leave out these tables or patterns (\"logs,*_archive\").")] = None,
+    source: SourceOpt,
+    target: TargetOpt,
+    tables: TablesOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
     anonymize: Annotated[bool, typer.Option("--anonymize", help=f"Anonymize with {DEFAULT_RULES}.")] = False,
     anonymize_config: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="Anonymization rules file (implies --anonymize).")] = None,
     secret_file: Annotated[Optional[Path], typer.Option("--secret-file", help="File holding the anonymization secret (default: $ANONYMIZATION_SECRET).")] = None,
-    env_dir: Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")] = DEFAULT_ENV_DIR,
-    source_port: Annotated[Optional[int], typer.Option("--source-port", help="Override the source port (SSH tunnel).")] = None,
+    env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
+    source_port: SourcePortOpt = None,
     cascade: Annotated[bool, typer.Option("--cascade", help="Also empty unselected tables whose foreign keys reference selected ones.")] = False,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Write progress here after every table, for --resume.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip the tables the --checkpoint file lists as completed.")] = False,
@@ -118,7 +129,7 @@ def sync(
     fmt: Annotated[Format, typer.Option("--format", help="text, or json: one JSON object on stdout.")] = Format.text,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print each phase and its duration.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    debug: DebugOpt = False,
 ) -> None:
     req = SyncRequest(source=source, target=target, tables=_csv(tables), include=_csv(include), exclude=_csv(exclude),
                       rules_path=anonymize_config or (DEFAULT_RULES if anonymize else None), secret_file=secret_file,
@@ -308,7 +319,7 @@ def _report(result, as_json: bool, console, checkpoint: Path | None, quiet: bool
 def demo(
     users: Annotated[int, typer.Option("--users", min=10, help="Users in the sample shop (orders: 2x).")] = 30_000,
     keep: Annotated[bool, typer.Option("--keep", help="Leave the server running and print the connection strings.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    debug: DebugOpt = False,
 ) -> None:
     from .demo import run_demo
 

@@ -261,7 +261,8 @@ def _scan(source, tables, include, exclude, rules_path, env_dir, source_port, ou
 
 def register(app) -> None:
     """Adds the `scan` command to the CLI."""
-    from .cli import DEFAULT_ENV_DIR, Format, _csv, _fail
+    from .cli import (DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt, SourceOpt,
+                      SourcePortOpt, TablesOpt, _csv, _fail)
 
     @app.command("scan", help="""Find PII in the source and print the anonymization rules it calls for.
 
@@ -272,18 +273,18 @@ def register(app) -> None:
   confiture-fast scan --from prod --tables users,orders --format json
 """)
     def scan(
-        source: Annotated[str, typer.Option("--from", help="Source: environment name or a libpq URI/conninfo.")],
-        tables: Annotated[Optional[list[str]], typer.Option("--tables", help="Only these tables (comma-separated).")] = None,
-        include: Annotated[Optional[list[str]], typer.Option("--include", help="Tables matching these patterns.")] = None,
-        exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Leave out these tables or patterns.")] = None,
+        source: SourceOpt,
+        tables: TablesOpt = None,
+        include: IncludeOpt = None,
+        exclude: ExcludeOpt = None,
         rules_path: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="Existing rules: covered columns are marked (default: db/sync/anonymization.yaml when it exists).")] = None,
-        env_dir: Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")] = DEFAULT_ENV_DIR,
-        source_port: Annotated[Optional[int], typer.Option("--source-port", help="Override the source port (SSH tunnel).")] = None,
+        env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
+        source_port: SourcePortOpt = None,
         output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the rules to this file instead of stdout.")] = None,
         rows: Annotated[int, typer.Option("--sample-rows", min=0, help="Rows sampled per table (0: names only).")] = DEFAULT_SAMPLE_ROWS,
         timeout: Annotated[float, typer.Option("--statement-timeout", min=0.1, help="Seconds any one query may run on the source.")] = DEFAULT_TIMEOUT_S,
         fmt: Annotated[Format, typer.Option("--format", help="text: a rules YAML; json: the findings.")] = Format.text,
-        debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+        debug: DebugOpt = False,
     ) -> None:
         try:
             code = _scan(source, _csv(tables), _csv(include), _csv(exclude), rules_path, env_dir, source_port,

@@ -708,7 +708,8 @@ def _render(reports: list[TableReport], console, pii: bool) -> None:
 
 def register(app) -> None:
     """Adds the `verify` command to the CLI."""
-    from .cli import DEFAULT_ENV_DIR, Format, _csv, _fail
+    from .cli import (DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt, SourceOpt,
+                      SourcePortOpt, TablesOpt, TargetOpt, _csv, _fail)
 
     @app.command("verify", help="""Check a synced copy: row counts, untouched columns identical, anonymized
 columns changed, in format, with their NULLs and uniqueness, and no PII left in the other text columns.
@@ -718,19 +719,19 @@ columns changed, in format, with their NULLs and uniqueness, and no PII left in 
   confiture-fast verify --from prod --to local --tables users,orders --format json
 """)
     def verify(
-        source: Annotated[str, typer.Option("--from", help="Source: environment name or a libpq URI/conninfo.")],
-        target: Annotated[str, typer.Option("--to", help="Target: environment name or a libpq URI/conninfo.")],
-        tables: Annotated[Optional[list[str]], typer.Option("--tables", help="Only these tables (comma-separated).")] = None,
-        include: Annotated[Optional[list[str]], typer.Option("--include", help="Tables matching these patterns.")] = None,
-        exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Leave out these tables or patterns.")] = None,
+        source: SourceOpt,
+        target: TargetOpt,
+        tables: TablesOpt = None,
+        include: IncludeOpt = None,
+        exclude: ExcludeOpt = None,
         rules_path: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="The rules the sync used (default: db/sync/anonymization.yaml when it exists).")] = None,
-        env_dir: Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")] = DEFAULT_ENV_DIR,
-        source_port: Annotated[Optional[int], typer.Option("--source-port", help="Override the source port (SSH tunnel).")] = None,
+        env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
+        source_port: SourcePortOpt = None,
         pii: Annotated[bool, typer.Option("--pii-patterns/--no-pii-patterns", help="Flag columns without a rule that hold emails, phone or card numbers, or whose name reads as PII.")] = True,
         max_values: Annotated[int, typer.Option("--max-values", min=1, help="Source value hashes kept in memory per table (about 70 bytes each), shared by its anonymized columns; past it, a fixed share of each column's values is checked.")] = DEFAULT_MAX_VALUES,
         pii_rows: Annotated[int, typer.Option("--pii-rows", min=1, help="Rows per table checked by --pii-patterns.")] = DEFAULT_PII_ROWS,
         fmt: Annotated[Format, typer.Option("--format", help="text: a summary table on stderr; json: one JSON object on stdout.")] = Format.text,
-        debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+        debug: DebugOpt = False,
     ) -> None:
         try:
             code = _verify(source, target, _csv(tables), _csv(include), _csv(exclude), rules_path, env_dir,
