@@ -458,3 +458,55 @@ def test_rules_propagate_through_composite_keys_and_chains(pair):
     assert pair.qt("SELECT count(*) FROM member WHERE email LIKE '%@y.org'") == [(0,)]
     bad = rules + "msg:\n  - column: box\n    strategy: hash\n"
     assert_clean_error(pair.sync(rules=bad), "msg.box", "differs from the rule")
+
+
+def test_binary_copy_for_tables_without_rules(pair):
+    """A table with no rules and the same built-in types on both sides travels in COPY's binary
+    format, values exact; a ruled table, a type of its own (enum) or a type change stays in text."""
+    pair.both("""CREATE TYPE mood AS ENUM ('ok', 'sad');
+        CREATE TABLE b (id bigint PRIMARY KEY, n numeric, f float8, r real, ts timestamptz, d date, iv interval,
+                        j jsonb, js json, a int[], t text[], by bytea, u uuid, ip inet, ok bool, ch char(3), v varchar(5));
+        CREATE TABLE e (id int PRIMARY KEY, m mood);""")
+    pair.source("CREATE TABLE w (id int PRIMARY KEY, n varchar(10))")
+    pair.target("CREATE TABLE w (id int PRIMARY KEY, n text)")
+    pair.both(USERS_DDL)
+    fill_users(pair, 50)
+    pair.source("""INSERT INTO b SELECT i, CASE i % 4 WHEN 0 THEN 'NaN' WHEN 1 THEN NULL ELSE i / 7.0 END,
+            CASE i % 3 WHEN 0 THEN 'Infinity' WHEN 1 THEN 0.1 + i ELSE -0.0 END, i / 3.0,
+            CASE i % 5 WHEN 0 THEN 'infinity'::timestamptz ELSE now() - i * interval '1 day 1 microsecond' END,
+            '2000-01-01'::date + i, make_interval(months => i, secs => i / 7.0),
+            jsonb_build_object('k', i, 's', E'tab\\there "q" 日本'), '{"dup": 1, "dup": 2}',
+            ARRAY[i, NULL, -i], ARRAY['a b', NULL, E'back\\\\slash'], decode(md5(i::text), 'hex'),
+            md5(i::text)::uuid, '10.0.0.1/8', i % 2 = 0, 'ab', 'é日本'
+        FROM generate_series(1, 300) i;
+        INSERT INTO e VALUES (1, 'sad'), (2, NULL); INSERT INTO w SELECT i, 'é' || i FROM generate_series(1, 10) i""")
+    plan = pair.sync("--dry-run", "--format", "json", rules=RULES)
+    assert "binary COPY" in plan.stderr
+    binary = {t["name"]: [u["binary"] for u in t["units"]] for t in json.loads(plan.stdout)["tables"]}
+    assert binary == {"b": [True], "e": [False], "w": [False], "users": [False]}
+    res = pair.sync("--format", "json", rules=RULES)
+    assert res.returncode == 0, res.stderr
+    assert {t["table"]: t["rows"] for t in json.loads(res.stdout)["tables"]}["b"] == 300
+    for sql in ("SELECT b::text FROM b ORDER BY id", "SELECT id, m::text FROM e ORDER BY id", "SELECT * FROM w ORDER BY id",
+                "SELECT bio FROM users ORDER BY id"):
+        assert pair.qt(sql) == pair.qs(sql), sql
+
+
+@pytest.mark.parametrize("parallel", ["1", "2"])
+def test_each_table_indexed_and_analyzed_as_soon_as_loaded(pair, parallel):
+    """Indexes are rebuilt and statistics gathered per table while other tables load: at the end every
+    table, split or not, has its indexes and keys back, statistics, and nothing is left pending."""
+    pair.both(USERS_DDL + """CREATE TABLE big (id int PRIMARY KEY, u bigint REFERENCES users, v text);
+        CREATE INDEX big_v ON big (v); CREATE TABLE small (id int PRIMARY KEY, v text);""")
+    fill_users(pair, 300)
+    pair.source("""INSERT INTO big SELECT i, 1 + i % 300, md5(i::text) FROM generate_series(1, 20000) i;
+        INSERT INTO small SELECT i, md5(i::text) FROM generate_series(1, 50) i; ANALYZE""")
+    indexes = "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = ANY('{big,small,users}'::regclass[]) ORDER BY 1"
+    before = pair.qt(indexes)
+    res = pair.sync("--slice-size", "1", "--parallel", parallel, rules=RULES)
+    assert res.returncode == 0, res.stderr
+    assert pair.qt(indexes) == before and len(before) == 5
+    assert pair.qt("SELECT count(*) FROM _confiture_fast.pending_ddl") == [(0,)]
+    assert pair.qt("SELECT convalidated FROM pg_constraint WHERE conname = 'big_u_fkey'") == [(True,)]
+    analyzed = pair.qt("SELECT tablename, count(*) > 0 FROM pg_stats WHERE schemaname = 'public' GROUP BY 1 ORDER BY 1")
+    assert analyzed == [("big", True), ("small", True), ("users", True)]

@@ -108,8 +108,11 @@ cdef int64_t _finish(str side, PGconn* conn) except -1:
 
 
 def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssize_t flush_rows=5000,
-         Py_ssize_t flush_bytes=1 << 23, int64_t[:] counters=None, Py_ssize_t slot=0):
+         Py_ssize_t flush_bytes=1 << 23, int64_t[:] counters=None, Py_ssize_t slot=0, bint binary=False):
     """Streams one COPY from `src` to `dst`. Both connections must be idle in a transaction.
+
+    `binary`: the statements use COPY's binary format, whose last message is the trailer, not a row
+    (the header travels with the first row); the data passes through as it is, so no rewriter.
 
     After an error the source may still be in COPY OUT: the caller discards both connections
     (the target's COPY was ended with an error, so its transaction only needs a rollback).
@@ -118,6 +121,8 @@ def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssi
     whichever comes first. `counters[2*slot]` and `counters[2*slot+1]` (shared memory) get the rows and bytes read so far,
     every PUBLISH_EVERY rows. Returns (rows_read, rows_written, bytes_read, bytes_written).
     """
+    if binary and rewriter is not None:
+        raise ValueError("the rewriter reads COPY text, not the binary format")
     cdef PGconn* s = _ptr(src)
     cdef PGconn* d = _ptr(dst)
     # psycopg runs libpq in nonblocking mode, where PQputCopyData queues whatever a slow target has not
@@ -126,14 +131,14 @@ def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssi
     PQsetnonblocking(s, 0)
     PQsetnonblocking(d, 0)
     try:
-        return _pump(s, d, copy_out, copy_in, rewriter, flush_rows, flush_bytes, counters, slot)
+        return _pump(s, d, copy_out, copy_in, rewriter, flush_rows, flush_bytes, counters, slot, binary)
     finally:
         PQsetnonblocking(s, s_nb)
         PQsetnonblocking(d, d_nb)
 
 
 cdef _pump(PGconn* s, PGconn* d, bytes copy_out, bytes copy_in, Rewriter rewriter, Py_ssize_t flush_rows,
-           Py_ssize_t flush_bytes, int64_t[:] counters, Py_ssize_t slot):
+           Py_ssize_t flush_bytes, int64_t[:] counters, Py_ssize_t slot, bint binary):
     cdef PGresult* res
     cdef OutBuf out
     cdef char* row = NULL
@@ -207,6 +212,8 @@ cdef _pump(PGconn* s, PGconn* d, bytes copy_out, bytes copy_in, Rewriter rewrite
                     failed = 2
                 bytes_out += out.len
                 out.len = 0
+            if binary and rows > 0:
+                rows -= 1  # the trailer
             if ctr != NULL:
                 ctr[0] = rows
                 ctr[1] = bytes_in

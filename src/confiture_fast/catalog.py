@@ -17,6 +17,7 @@ class Column(msgspec.Struct, frozen=True):
     generated: bool  # GENERATED ALWAYS AS (...) STORED/VIRTUAL: never copied
     identity: bool
     unique: bool  # alone under a PRIMARY KEY or UNIQUE constraint/index
+    binary_safe: bool = False  # a built-in type with binary send/receive: may travel in COPY's binary format
 
 
 class ForeignKey(msgspec.Struct, frozen=True):
@@ -149,7 +150,9 @@ SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod),
             THEN a.atttypmod - 4 END,
        t.typcategory = 'A', a.attnotnull, a.atthasdef, a.attgenerated <> '', a.attidentity <> '',
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
-               AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL)
+               AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL),
+       t.oid < 16384 AND t.typsend::oid <> 0 AND t.typreceive::oid <> 0
+       AND (et.oid IS NULL OR (et.oid < 16384 AND et.typsend::oid <> 0 AND et.typreceive::oid <> 0))
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
 WHERE a.attrelid = ANY(%(oids)s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped

@@ -252,11 +252,11 @@ def _sync(req: SyncRequest) -> int:
                     raise scan.strict_error(problems, rules)
             if req.dry_run:
                 from . import target as tgt
-                from .summary import render_plan
+                from .summary import plan_json, render_plan
 
                 render_plan(plan, tgt.trigger_mode(session.dst), console)
                 if req.json:
-                    sys.stdout.write(msgspec.json.encode(plan).decode() + "\n")
+                    sys.stdout.write(plan_json(plan) + "\n")
                 audit.write("end", outcome="dry-run", tables=[t.name for t in plan.tables])
                 return 0
             if rules is None:

@@ -138,8 +138,8 @@ class RunOptions(msgspec.Struct, frozen=True):
 class _Run:
     """The mutable bookkeeping of one run: per-table unit results, failures, the checkpoint."""
 
-    def __init__(self, plan: Plan, opts: RunOptions, view: ProgressView, console):
-        self.plan, self.opts, self.view, self.console = plan, opts, view, console
+    def __init__(self, plan: Plan, opts: RunOptions, view: ProgressView, console, finisher: tgt.Finisher):
+        self.plan, self.opts, self.view, self.console, self.finisher = plan, opts, view, console, finisher
         self.todo = [t for t in plan.tables if t.name not in plan.completed]
         self.units: dict[str, list[UnitResult]] = {t.name: [] for t in self.todo}
         self.failed: dict[str, str] = {}
@@ -166,6 +166,7 @@ class _Run:
             rows = sum(u.rows for u in self.units[table.name])
             self.view.finished(table.name, rows, max(u.seconds for u in self.units[table.name]),
                                sum(u.bytes_in for u in self.units[table.name]))
+            self.finisher.table_loaded(table.name, table.relation)
             if self.cp is not None and self.opts.checkpoint is not None:
                 self.cp = self.cp.with_table(table.name, rows)
                 ckpt.write(self.opts.checkpoint, self.cp)
@@ -214,9 +215,10 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     cfg = WorkerConfig(session.source_conninfo, session.target_conninfo, session.snapshot, mode,
                        opts.flush_rows, opts.flush_bytes, opts.retries)
     interrupted: str | None = None
+    finisher = tgt.Finisher(dst, session.target_conninfo, opts.parallel)
     with ProgressView(console, opts.live_progress, {t.name: t.est_rows for t in plan.tables},
                       quiet=opts.quiet) as view:
-        state = _Run(plan, opts, view, console)
+        state = _Run(plan, opts, view, console, finisher)
         try:
             with phase(console, opts.verbose, "load"):
                 _load(state, cfg, opts.parallel)
@@ -228,11 +230,12 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     error = state.error
     try:
         with phase(console, opts.verbose, "rebuild indexes and constraints"):
-            constraints = tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
+            constraints, analyzed = finisher.close()
+            constraints += tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
         if error is None:
             with phase(console, opts.verbose, "reset sequences and ANALYZE"):
                 tgt.sync_sequences(session.src, dst, plan)
-                tgt.analyze(dst, [t.relation for t in state.todo])
+                tgt.analyze(dst, [t.relation for t in state.todo if t.relation not in analyzed])
     except psycopg.Error as exc:
         error = error or f"finishing the target failed: {_first_line(exc)} (what was not rebuilt is recorded " \
                          f"on the target and rebuilt by the next run)"

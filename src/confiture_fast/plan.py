@@ -18,10 +18,11 @@ class Unit(msgspec.Struct, frozen=True):
     table: str  # display name of the table it belongs to
     relation: str  # quoted name of what is read and written
     copy_out: str
-    copy_in: str  # without the FREEZE option, which the worker adds when it may
+    copy_in: str  # without options: the worker adds FREEZE when it may, and the format
     est_rows: int
     est_bytes: int
     owns_relation: bool  # True: the unit empties its relation itself and loads WITH (FREEZE)
+    binary: bool = False  # COPY in binary format (both statements): no rules, identical built-in types
 
 
 class TablePlan(msgspec.Struct, frozen=True):
@@ -135,29 +136,45 @@ def _type_problem(src: Column, dst: Column) -> str | None:
     return f"type {src.type} on the source, {dst.type} on the target"
 
 
-def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int) -> tuple[Unit, ...]:
+def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int, binary: bool) -> tuple[Unit, ...]:
     """One unit per leaf (or for the table), each split into key or ctid ranges when larger than
     `slice_bytes`. A unit that is alone on its relation empties it itself and loads with FREEZE.
     Tables with user triggers on the target are never split: disabling them without replica mode
     takes a lock that would make the slices wait for each other."""
     cols = ", ".join(quote_ident(c) for c in columns)
+    fmt = " (FORMAT binary)" if binary else ""
     dst_leaves = {(leaf.schema, leaf.name) for leaf in dst.leaves}
     if src.kind == "p" and (dst.kind != "p" or not {(x.schema, x.name) for x in src.leaves} <= dst_leaves):
-        return (Unit(src.display, dst.qualified, f"COPY (SELECT {cols} FROM {src.qualified}) TO STDOUT",
-                     f"COPY {dst.qualified} ({cols}) FROM STDIN", src.est_rows, src.est_bytes, True),)
+        return (Unit(src.display, dst.qualified, f"COPY (SELECT {cols} FROM {src.qualified}) TO STDOUT{fmt}",
+                     f"COPY {dst.qualified} ({cols}) FROM STDIN", src.est_rows, src.est_bytes, True, binary),)
     units = []
     for leaf in src.leaves:
         rel = leaf.qualified if src.kind == "p" else dst.qualified
         n = max(1, min(leaf.pages, -(-leaf.est_bytes // slice_bytes)))
         copy_in = f"COPY {rel} ({cols}) FROM STDIN"
         if n == 1:
-            units.append(Unit(src.display, rel, f"COPY {leaf.qualified} ({cols}) TO STDOUT", copy_in,
-                              leaf.est_rows, leaf.est_bytes, True))
+            units.append(Unit(src.display, rel, f"COPY {leaf.qualified} ({cols}) TO STDOUT{fmt}", copy_in,
+                              leaf.est_rows, leaf.est_bytes, True, binary))
             continue
         for where in _slice_conditions(leaf, n):
-            units.append(Unit(src.display, rel, f"COPY (SELECT {cols} FROM ONLY {leaf.qualified} WHERE {where}) TO STDOUT",
-                              copy_in, leaf.est_rows // n, leaf.est_bytes // n, False))
+            units.append(Unit(src.display, rel,
+                              f"COPY (SELECT {cols} FROM ONLY {leaf.qualified} WHERE {where}) TO STDOUT{fmt}",
+                              copy_in, leaf.est_rows // n, leaf.est_bytes // n, False, binary))
     return tuple(units)
+
+
+def _binary(src: Table, dst: Table, columns: tuple[str, ...], ruled: bool) -> bool:
+    """COPY's binary format spares both servers the text parsing and printing of numbers, dates and
+    the like (a quarter of the target's CPU on a table of numbers, timestamps and jsonb). It is used
+    where the text needs no rewriting and every column is of the same built-in type on both sides,
+    whose binary form does not depend on the server (types of extensions and composites carry OIDs)."""
+    if ruled:
+        return False
+    for name in columns:
+        a, b = src.column(name), dst.column(name)
+        if a is None or b is None or not (a.binary_safe and b.binary_safe and a.type == b.type):
+            return False
+    return True
 
 
 def _slice_conditions(leaf, n: int) -> list[str]:
@@ -294,7 +311,8 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
             propagated=tuple(propagated.get(src.display, ())),
             skipped_generated=tuple(c.name for c in src.columns if c.generated),
             extra_target_columns=tuple(extra),
-            units=_units(src, dst, tuple(columns), slice_bytes if not dst.user_triggers else 1 << 62),
+            units=_units(src, dst, tuple(columns), slice_bytes if not dst.user_triggers else 1 << 62,
+                         _binary(src, dst, tuple(columns), bool(field_rules))),
             est_rows=src.est_rows, est_bytes=src.est_bytes, has_user_triggers=bool(dst.user_triggers)))
 
     # What may be emptied: exactly the selected tables, unless --cascade names more.

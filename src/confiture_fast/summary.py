@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 from rich.table import Table
 
 
@@ -40,6 +41,8 @@ def render_plan(plan, trigger_mode: str, console) -> None:
             notes.append("skipped: completed in the checkpoint")
         if len(t.units) > 1:
             notes.append(f"split into {len(t.units)} " + ("slices" if t.shared_relations else "partitions"))
+        if t.units and t.units[0].binary:
+            notes.append("binary COPY (no rules, same built-in types)")
         if t.skipped_generated:
             notes.append("generated, computed on the target: " + ", ".join(t.skipped_generated))
         if t.extra_target_columns:
@@ -61,3 +64,13 @@ def render_plan(plan, trigger_mode: str, console) -> None:
     for d in plan.deferred:
         console.print(f"  {d.table}: {d.name}", markup=False)
     console.print(f"sequences reset to the source's values: {len(plan.sequences)}", markup=False)
+
+
+def plan_json(plan) -> str:
+    """--dry-run --format json: the plan without the rules' keys, which are derived from the secret
+    (with one, anyone could test guesses against the pseudonyms)."""
+    data = msgspec.to_builtins(plan)
+    for table in data["tables"]:
+        for rule in table["rules"]:
+            del rule["key"]
+    return msgspec.json.encode(data).decode()

@@ -8,6 +8,7 @@ same transaction that drops them, so a crash at any moment leaves a record the n
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import msgspec
 import psycopg
@@ -116,8 +117,6 @@ def _rebuild_once(conn: psycopg.Connection, item: tuple[int, str, str, int, str]
 def restore_deferred(conn: psycopg.Connection, conninfo: str, parallel: int = 1) -> list[Restored]:
     """Rebuilds every pending index and constraint: indexes first, then foreign keys, each phase on
     `parallel` connections at once. What fails stays recorded for the next run to retry."""
-    from concurrent.futures import ThreadPoolExecutor
-
     items = pending(conn)
     out: list[Restored] = []
     for phase in sorted({i[3] for i in items}):
@@ -125,6 +124,46 @@ def restore_deferred(conn: psycopg.Connection, conninfo: str, parallel: int = 1)
         with ThreadPoolExecutor(max(1, min(parallel, len(batch)))) as pool:
             out += list(pool.map(lambda i: _rebuild(conninfo, i), batch))
     return out
+
+
+class Finisher:
+    """Rebuilds a table's deferred indexes, then ANALYZEs it, as soon as its load is committed, on
+    up to `parallel` connections of its own, so that this work overlaps the load of the other tables
+    instead of following it. Foreign keys wait for restore_deferred, after the whole load."""
+
+    def __init__(self, conn: psycopg.Connection, conninfo: str, parallel: int):
+        self._conninfo = conninfo
+        self._indexes: dict[str, list] = {}
+        for item in pending(conn):
+            if item[3] == 1:
+                self._indexes.setdefault(item[1], []).append(item)
+        self._pool = ThreadPoolExecutor(max(1, parallel), thread_name_prefix="finish")
+        self._builds: list[Future] = []
+        self._analyzed: list[Future] = []
+
+    def table_loaded(self, table: str, relation: str) -> None:
+        builds = [self._pool.submit(_rebuild, self._conninfo, i) for i in self._indexes.pop(table, [])]
+        self._builds += builds
+        # FIFO: by the time a thread takes this task, its builds have all been taken, so waiting is safe
+        self._analyzed.append(self._pool.submit(self._analyze, relation, builds))
+
+    def _analyze(self, relation: str, builds: list[Future]) -> str | None:
+        wait(builds)
+        if any(b.exception() is not None for b in builds):
+            return None
+        with psycopg.connect(self._conninfo, autocommit=True) as conn:
+            conn.execute("SET statement_timeout = 0")
+            conn.execute(f"ANALYZE {relation}")
+        return relation
+
+    def close(self) -> tuple[list[Restored], set[str]]:
+        """Waits for everything started: (what was rebuilt, the relations analyzed). Raises the first
+        failure, once nothing is running any more."""
+        self._pool.shutdown(wait=True)
+        for f in self._builds + self._analyzed:
+            if f.exception() is not None:
+                raise f.exception()
+        return [b.result() for b in self._builds], {a.result() for a in self._analyzed} - {None}
 
 
 def sync_sequences(src: psycopg.Connection, dst: psycopg.Connection, plan: Plan) -> None:
