@@ -225,12 +225,15 @@ def test_source_pg15_to_target_pg18(pg15_server, target_server, tmp_path):
     from conftest import Pair
 
     p = Pair(pg15_server, target_server, tmp_path)
-    p.both(USERS_DDL)
+    p.both(USERS_DDL + "CREATE TABLE ev (id bigint PRIMARY KEY, j jsonb, ts timestamptz, n numeric, a int[]);")
     fill_users(p, 100)
+    p.source("""INSERT INTO ev SELECT i, jsonb_build_object('i', i, 's', '日本'), now() - i * interval '1 hour',
+                i / 3.0, ARRAY[i, NULL] FROM generate_series(1, 100) i""")
     res = p.sync(rules=RULES)
     assert res.returncode == 0, res.stderr
     assert p.qt("SELECT count(*) FROM users WHERE ssn = '[REDACTED]'") == [(100,)]
     assert p.qt("SELECT bio FROM users ORDER BY id") == p.qs("SELECT bio FROM users ORDER BY id")
+    assert p.qt("SELECT ev::text FROM ev ORDER BY id") == p.qs("SELECT ev::text FROM ev ORDER BY id")  # binary COPY
 
 
 def test_non_superuser_target_role(pair, target_server):
