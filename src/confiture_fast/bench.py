@@ -880,7 +880,7 @@ def register(app) -> None:
     """Adds the `bench` command to the CLI."""
     import typer
 
-    from .cli import DEFAULT_ENV_DIR
+    from .cli import DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt
 
     @app.command("bench", help="""Measure this tool against a raw COPY pipe on the same machine, and find the best settings.
 
@@ -896,7 +896,7 @@ present); repetitions are interleaved; ratios are to the raw libpq pipe measured
     def bench(
         source: Annotated[Optional[str], typer.Option("--from", help="Source server (environment name or URI); default: a throwaway one.")] = None,
         target: Annotated[Optional[str], typer.Option("--to", help="Target server (environment name or URI); never a protected one.")] = None,
-        env_dir: Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")] = DEFAULT_ENV_DIR,
+        env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
         rows: Annotated[int, typer.Option("--rows", min=100, help="Rows of users, wide and plain; orders get 2x, events 5x.")] = DEFAULT_ROWS,
         shape: Annotated[str, typer.Option("--shape", help="users, wide, plain, all (users+wide+plain), or a list of tables: users,orders,events.")] = "users",
         repeat: Annotated[int, typer.Option("--repeat", min=1, help="Interleaved rounds; medians and spreads over them.")] = 3,
@@ -907,7 +907,7 @@ present); repetitions are interleaved; ratios are to the raw libpq pipe measured
         pgcopydb: Annotated[bool, typer.Option("--pgcopydb", help="Also time `pgcopydb clone` of the same tables (its pg_dump must handle the servers' version).")] = False,
         plot: Annotated[Optional[Path], typer.Option("--plot", help="Write an SVG chart of throughput per configuration here.")] = None,
         fmt: Annotated[BenchFormat, typer.Option("--format", help="text; json: one JSON object on stdout; markdown: the table for a doc.")] = BenchFormat.text,
-        debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+        debug: DebugOpt = False,
     ) -> None:
         from .cli import _fail, _Redactor
         from .progress import stderr_console

@@ -230,7 +230,13 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     error = state.error
     try:
         with phase(console, opts.verbose, "rebuild indexes and constraints"):
+            building = finisher.unfinished()
+            if building and not opts.quiet:
+                console.print(f"finishing: indexes and statistics of {', '.join(building)}", markup=False)
             constraints, analyzed = finisher.close()
+            left = tgt.pending(dst)
+            if left and not opts.quiet:
+                console.print(f"finishing: rebuilding {len(left)} foreign keys and indexes", markup=False)
             constraints += tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
         if error is None:
             with phase(console, opts.verbose, "reset sequences and ANALYZE"):

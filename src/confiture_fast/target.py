@@ -139,13 +139,17 @@ class Finisher:
                 self._indexes.setdefault(item[1], []).append(item)
         self._pool = ThreadPoolExecutor(max(1, parallel), thread_name_prefix="finish")
         self._builds: list[Future] = []
-        self._analyzed: list[Future] = []
+        self._analyzed: dict[str, Future] = {}  # table -> its ANALYZE, which follows its builds
 
     def table_loaded(self, table: str, relation: str) -> None:
         builds = [self._pool.submit(_rebuild, self._conninfo, i) for i in self._indexes.pop(table, [])]
         self._builds += builds
         # FIFO: by the time a thread takes this task, its builds have all been taken, so waiting is safe
-        self._analyzed.append(self._pool.submit(self._analyze, relation, builds))
+        self._analyzed[table] = self._pool.submit(self._analyze, relation, builds)
+
+    def unfinished(self) -> list[str]:
+        """The tables whose indexes or statistics are still being built."""
+        return [t for t, f in self._analyzed.items() if not f.done()]
 
     def _analyze(self, relation: str, builds: list[Future]) -> str | None:
         wait(builds)
@@ -160,10 +164,10 @@ class Finisher:
         """Waits for everything started: (what was rebuilt, the relations analyzed). Raises the first
         failure, once nothing is running any more."""
         self._pool.shutdown(wait=True)
-        for f in self._builds + self._analyzed:
+        for f in [*self._builds, *self._analyzed.values()]:
             if f.exception() is not None:
                 raise f.exception()
-        return [b.result() for b in self._builds], {a.result() for a in self._analyzed} - {None}
+        return [b.result() for b in self._builds], {a.result() for a in self._analyzed.values()} - {None}
 
 
 def sync_sequences(src: psycopg.Connection, dst: psycopg.Connection, plan: Plan) -> None:
