@@ -19,7 +19,7 @@ from . import target as tgt
 from .catalog import Catalog, read_catalog
 from .errors import ConfigError, SyncError, Terminated
 from .plan import Plan, TablePlan
-from .progress import ProgressView, phase
+from .progress import ProgressView, notice_if_slow, phase
 from .worker import SESSION_SETTINGS, UnitFailed, UnitResult, WorkerConfig, init_process, run_unit
 
 
@@ -230,14 +230,11 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     error = state.error
     try:
         with phase(console, opts.verbose, "rebuild indexes and constraints"):
-            building = finisher.unfinished()
-            if building and not opts.quiet:
-                console.print(f"finishing: indexes and statistics of {', '.join(building)}", markup=False)
-            constraints, analyzed = finisher.close()
-            left = tgt.pending(dst)
-            if left and not opts.quiet:
-                console.print(f"finishing: rebuilding {len(left)} foreign keys and indexes", markup=False)
-            constraints += tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
+            building = ", ".join(finisher.unfinished())
+            with notice_if_slow(console, f"finishing: indexes and statistics of {building}", quiet=opts.quiet):
+                constraints, analyzed = finisher.close()
+            with notice_if_slow(console, "finishing: rebuilding the remaining deferred constraints", quiet=opts.quiet):
+                constraints += tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
         if error is None:
             with phase(console, opts.verbose, "reset sequences and ANALYZE"):
                 tgt.sync_sequences(session.src, dst, plan)

@@ -8,6 +8,7 @@ they are estimates, and the display says so with a '~'.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 from rich.console import Console
@@ -116,6 +117,22 @@ class phase:
     def __exit__(self, exc_type, *_) -> None:
         if self.verbose and exc_type is None:
             self.console.print(f"{_ts()} {self.what}: {time.perf_counter() - self.start:.2f}s", markup=False)
+
+
+class notice_if_slow:
+    """Prints `message` if the block is still running after `after` seconds: a long wait is
+    explained, a short one stays silent."""
+
+    def __init__(self, console: Console, message: str, after: float = 2.0, quiet: bool = False):
+        self.timer = threading.Timer(after, lambda: console.print(message, markup=False))
+        self.quiet = quiet
+
+    def __enter__(self) -> None:
+        if not self.quiet:
+            self.timer.start()
+
+    def __exit__(self, *_) -> None:
+        self.timer.cancel()
 
 
 def _ts() -> str:
