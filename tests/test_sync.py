@@ -512,3 +512,29 @@ def test_each_table_indexed_and_analyzed_as_soon_as_loaded(pair, parallel):
     assert pair.qt("SELECT convalidated FROM pg_constraint WHERE conname = 'big_u_fkey'") == [(True,)]
     analyzed = pair.qt("SELECT tablename, count(*) > 0 FROM pg_stats WHERE schemaname = 'public' GROUP BY 1 ORDER BY 1")
     assert analyzed == [("big", True), ("small", True), ("users", True)]
+
+
+def test_index_that_cannot_be_rebuilt_is_reported_kept_and_rebuilt_later(pair):
+    """A UNIQUE index the anonymized rows break (allow_duplicates on a unique column): the sync fails
+    clearly, rebuilds everything else (the foreign key into the same table included), keeps the
+    index's definition recorded, and a run with a unique strategy brings it back."""
+    pair.both("""CREATE TABLE users (id int PRIMARY KEY, email text CONSTRAINT users_email_key UNIQUE);
+        CREATE TABLE orders (id int PRIMARY KEY, user_id int CONSTRAINT orders_user_fk REFERENCES users)""")
+    pair.source("""INSERT INTO users SELECT i, 'u' || i || '@corp.example' FROM generate_series(1, 100) i;
+        INSERT INTO orders SELECT i, 1 + i % 100 FROM generate_series(1, 300) i""")
+    res = pair.sync("--format", "json",
+                    rules="users:\n  - column: email\n    strategy: redact\n    allow_duplicates: true\n")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "could not be rebuilt: users: users_email_key" in res.stderr and "use a unique strategy" in res.stderr
+    assert "corp.example" not in res.stderr + res.stdout and "REDACTED" not in res.stderr
+    out = json.loads(res.stdout)
+    assert [(c["name"], c["rebuilt"]) for c in out["constraints"] if not c["rebuilt"]] == [("users_email_key", False)]
+    assert pair.qt("SELECT name FROM _confiture_fast.pending_ddl") == [("users_email_key",)]
+    assert pair.qt("SELECT conname, convalidated FROM pg_constraint WHERE contype IN ('f', 'p', 'u') "
+                   "AND connamespace = 'public'::regnamespace ORDER BY 1") == \
+        [("orders_pkey", True), ("orders_user_fk", True), ("users_pkey", True)]
+    res = pair.sync(rules="users:\n  - column: email\n    strategy: email\n")
+    assert res.returncode == 0, res.stderr
+    assert pair.qt("SELECT count(*) FROM _confiture_fast.pending_ddl") == [(0,)]
+    assert pair.qt("SELECT count(DISTINCT email) FROM users") == [(100,)]
+    assert pair.qt("SELECT conname FROM pg_constraint WHERE contype = 'u' AND connamespace = 'public'::regnamespace") == [("users_email_key",)]

@@ -303,12 +303,16 @@ def _report(result, as_json: bool, console, checkpoint: Path | None, quiet: bool
 
         render(result, console, checkpoint)
     for c in result.constraints:
-        if not c.valid:
+        if c.rebuilt and not c.valid:
             console.print(f"warning: {c.table}: foreign key {c.name} is violated by the loaded rows "
                           f"({c.error}); it was recreated NOT VALID", markup=False)
     if result.error:
         console.print(_Redactor.clean(f"error: {result.error}"), markup=False)
-        if checkpoint:
+        if any(not c.rebuilt for c in result.constraints):
+            console.print("  fix: make the rows fit them (a rule with allow_duplicates on a UNIQUE column makes "
+                          "duplicates: use a unique strategy), then rerun; a rerun rebuilds what is recorded",
+                          markup=False)
+        elif checkpoint:
             console.print(f"  fix: resume with the same command plus --resume --checkpoint {checkpoint}", markup=False)
         else:
             console.print("  fix: rerun the same command (with --checkpoint FILE, a rerun can --resume)", markup=False)

@@ -234,7 +234,8 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
             with notice_if_slow(console, f"finishing: indexes and statistics of {building}", quiet=opts.quiet):
                 constraints, analyzed = finisher.close()
             with notice_if_slow(console, "finishing: rebuilding the remaining deferred constraints", quiet=opts.quiet):
-                constraints += tgt.restore_deferred(dst, session.target_conninfo, opts.parallel)
+                constraints += tgt.restore_deferred(dst, session.target_conninfo, opts.parallel,
+                                                    frozenset(finisher.tried))
         if error is None:
             with phase(console, opts.verbose, "reset sequences and ANALYZE"):
                 tgt.sync_sequences(session.src, dst, plan)
@@ -242,6 +243,11 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     except psycopg.Error as exc:
         error = error or f"finishing the target failed: {_first_line(exc)} (what was not rebuilt is recorded " \
                          f"on the target and rebuilt by the next run)"
+    broken = [c for c in constraints if not c.rebuilt]
+    if broken and error is None:
+        error = (f"the rows are loaded, but {len(broken)} deferred index(es)/constraint(s) could not be rebuilt: "
+                 + "; ".join(f"{c.table}: {c.name} ({c.error})" for c in broken)
+                 + f"; their definitions stay in {tgt.STATE_TABLE} and the next sync rebuilds them")
     ordered = [state.table_result(t) for t in plan.tables]
     return SyncResult(ok=error is None, tables=ordered, total_rows=sum(r.rows for r in ordered if r.status != "failed"),
                       seconds=time.perf_counter() - start, cascade=list(plan.cascade), constraints=constraints,

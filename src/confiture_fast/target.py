@@ -16,7 +16,7 @@ import psycopg
 from .catalog import STATE_SCHEMA, quote_ident
 from .plan import Plan
 
-_STATE = f"{quote_ident(STATE_SCHEMA)}.pending_ddl"
+STATE_TABLE = f"{quote_ident(STATE_SCHEMA)}.pending_ddl"
 
 
 class Restored(msgspec.Struct, frozen=True):
@@ -24,6 +24,7 @@ class Restored(msgspec.Struct, frozen=True):
     name: str
     valid: bool  # False: rows violate it; recreated NOT VALID so nothing is lost
     error: str | None = None
+    rebuilt: bool = True  # False: it could not be created and stays recorded for the next run
 
 
 def trigger_mode(conn: psycopg.Connection) -> str:
@@ -43,16 +44,16 @@ def trigger_mode(conn: psycopg.Connection) -> str:
 def ensure_state(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(STATE_SCHEMA)}")
-        conn.execute(f"""CREATE TABLE IF NOT EXISTS {_STATE} (
+        conn.execute(f"""CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
             id bigserial PRIMARY KEY, table_name text NOT NULL, name text NOT NULL, phase int NOT NULL,
             create_sql text NOT NULL, dropped_at timestamptz NOT NULL DEFAULT now())""")
 
 
 def pending(conn: psycopg.Connection) -> list[tuple[int, str, str, int, str]]:
     """Constraints and indexes dropped by this or an earlier (interrupted) run and not yet rebuilt."""
-    if conn.execute("SELECT to_regclass(%s)", (_STATE,)).fetchone()[0] is None:
+    if conn.execute("SELECT to_regclass(%s)", (STATE_TABLE,)).fetchone()[0] is None:
         return []
-    return conn.execute(f"SELECT id, table_name, name, phase, create_sql FROM {_STATE} ORDER BY phase, id").fetchall()
+    return conn.execute(f"SELECT id, table_name, name, phase, create_sql FROM {STATE_TABLE} ORDER BY phase, id").fetchall()
 
 
 def defer(conn: psycopg.Connection, plan: Plan) -> None:
@@ -62,7 +63,7 @@ def defer(conn: psycopg.Connection, plan: Plan) -> None:
     ensure_state(conn)
     with conn.transaction():
         for d in plan.deferred:
-            conn.execute(f"INSERT INTO {_STATE} (table_name, name, phase, create_sql) VALUES (%s, %s, %s, %s)",
+            conn.execute(f"INSERT INTO {STATE_TABLE} (table_name, name, phase, create_sql) VALUES (%s, %s, %s, %s)",
                          (d.table, d.name, d.phase, d.create_sql))
         for d in sorted(plan.deferred, key=lambda d: -d.phase):
             conn.execute(d.drop_sql)
@@ -80,24 +81,30 @@ def empty(conn: psycopg.Connection, relations: tuple[str, ...], mode: str) -> No
 
 def _rebuild(conninfo: str, item: tuple[int, str, str, int, str]) -> Restored:
     """Rebuilds one pending item on its own connection. A foreign key that the data violates is
-    recreated NOT VALID and reported, so the target keeps its definition and nothing is lost."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("SET maintenance_work_mem = '256MB'")
-        conn.execute("SET statement_timeout = 0")
-        for attempt in range(5):
-            try:
-                return _rebuild_once(conn, item)
-            except psycopg.errors.DeadlockDetected:
-                # two foreign keys between the same tables (a cycle), rebuilt at once: one waits its turn
-                if attempt == 4:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
-        raise AssertionError("unreachable")
+    recreated NOT VALID and reported, so the target keeps its definition and nothing is lost. What
+    cannot be created (a UNIQUE index over duplicated values, say) stays recorded and is reported
+    by name, without the offending values, which may be production data."""
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SET maintenance_work_mem = '256MB'")
+            conn.execute("SET statement_timeout = 0")
+            for attempt in range(5):
+                try:
+                    return _rebuild_once(conn, item)
+                except psycopg.errors.DeadlockDetected:
+                    # two foreign keys between the same tables (a cycle), rebuilt at once: one waits its turn
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.1 * (attempt + 1))
+            raise AssertionError("unreachable")
+    except psycopg.Error as exc:
+        why = (exc.diag.message_primary or str(exc).strip().splitlines()[0]).strip()
+        return Restored(item[1], item[2], False, why, rebuilt=False)
 
 
 def _rebuild_once(conn: psycopg.Connection, item: tuple[int, str, str, int, str]) -> Restored:
     id_, table, name, _, create_sql = item
-    forget = f"DELETE FROM {_STATE} WHERE id = %s"
+    forget = f"DELETE FROM {STATE_TABLE} WHERE id = %s"
     try:
         with conn.transaction():
             conn.execute(create_sql)
@@ -114,10 +121,12 @@ def _rebuild_once(conn: psycopg.Connection, item: tuple[int, str, str, int, str]
         return Restored(table, name, False, (exc.diag.message_detail or str(exc)).strip())
 
 
-def restore_deferred(conn: psycopg.Connection, conninfo: str, parallel: int = 1) -> list[Restored]:
-    """Rebuilds every pending index and constraint: indexes first, then foreign keys, each phase on
-    `parallel` connections at once. What fails stays recorded for the next run to retry."""
-    items = pending(conn)
+def restore_deferred(conn: psycopg.Connection, conninfo: str, parallel: int = 1,
+                     skip: frozenset[int] = frozenset()) -> list[Restored]:
+    """Rebuilds every pending index and constraint but those of `skip` (ids tried already in this
+    run): indexes first, then foreign keys, each phase on `parallel` connections at once. What fails
+    stays recorded for the next run to retry."""
+    items = [i for i in pending(conn) if i[0] not in skip]
     out: list[Restored] = []
     for phase in sorted({i[3] for i in items}):
         batch = [i for i in items if i[3] == phase]
@@ -140,9 +149,12 @@ class Finisher:
         self._pool = ThreadPoolExecutor(max(1, parallel), thread_name_prefix="finish")
         self._builds: list[Future] = []
         self._analyzed: dict[str, Future] = {}  # table -> its ANALYZE, which follows its builds
+        self.tried: set[int] = set()  # pending_ddl ids handed to a build
 
     def table_loaded(self, table: str, relation: str) -> None:
-        builds = [self._pool.submit(_rebuild, self._conninfo, i) for i in self._indexes.pop(table, [])]
+        items = self._indexes.pop(table, [])
+        self.tried |= {i[0] for i in items}
+        builds = [self._pool.submit(_rebuild, self._conninfo, i) for i in items]
         self._builds += builds
         # FIFO: by the time a thread takes this task, its builds have all been taken, so waiting is safe
         self._analyzed[table] = self._pool.submit(self._analyze, relation, builds)
@@ -153,7 +165,7 @@ class Finisher:
 
     def _analyze(self, relation: str, builds: list[Future]) -> str | None:
         wait(builds)
-        if any(b.exception() is not None for b in builds):
+        if any(b.exception() is not None or not b.result().rebuilt for b in builds):
             return None
         with psycopg.connect(self._conninfo, autocommit=True) as conn:
             conn.execute("SET statement_timeout = 0")
