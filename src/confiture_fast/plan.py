@@ -18,7 +18,7 @@ class Unit(msgspec.Struct, frozen=True):
     table: str  # display name of the table it belongs to
     relation: str  # quoted name of what is read and written
     copy_out: str
-    copy_in: str  # without options: the worker adds FREEZE when it may, and the format
+    copy_in: str  # complete: FREEZE where the unit owns its relation, the format
     est_rows: int
     est_bytes: int
     owns_relation: bool  # True: the unit empties its relation itself and loads WITH (FREEZE)
@@ -143,23 +143,27 @@ def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int, b
     takes a lock that would make the slices wait for each other."""
     cols = ", ".join(quote_ident(c) for c in columns)
     fmt = " (FORMAT binary)" if binary else ""
+
+    def copy_in(rel: str, owns: bool) -> str:
+        options = ["FORMAT binary"] * binary + ["FREEZE"] * owns
+        return f"COPY {rel} ({cols}) FROM STDIN" + (f" WITH ({', '.join(options)})" if options else "")
+
     dst_leaves = {(leaf.schema, leaf.name) for leaf in dst.leaves}
     if src.kind == "p" and (dst.kind != "p" or not {(x.schema, x.name) for x in src.leaves} <= dst_leaves):
         return (Unit(src.display, dst.qualified, f"COPY (SELECT {cols} FROM {src.qualified}) TO STDOUT{fmt}",
-                     f"COPY {dst.qualified} ({cols}) FROM STDIN", src.est_rows, src.est_bytes, True, binary),)
+                     copy_in(dst.qualified, True), src.est_rows, src.est_bytes, True, binary),)
     units = []
     for leaf in src.leaves:
         rel = leaf.qualified if src.kind == "p" else dst.qualified
         n = max(1, min(leaf.pages, -(-leaf.est_bytes // slice_bytes)))
-        copy_in = f"COPY {rel} ({cols}) FROM STDIN"
         if n == 1:
-            units.append(Unit(src.display, rel, f"COPY {leaf.qualified} ({cols}) TO STDOUT{fmt}", copy_in,
+            units.append(Unit(src.display, rel, f"COPY {leaf.qualified} ({cols}) TO STDOUT{fmt}", copy_in(rel, True),
                               leaf.est_rows, leaf.est_bytes, True, binary))
             continue
         for where in _slice_conditions(leaf, n):
             units.append(Unit(src.display, rel,
                               f"COPY (SELECT {cols} FROM ONLY {leaf.qualified} WHERE {where}) TO STDOUT{fmt}",
-                              copy_in, leaf.est_rows // n, leaf.est_bytes // n, False, binary))
+                              copy_in(rel, False), leaf.est_rows // n, leaf.est_bytes // n, False, binary))
     return tuple(units)
 
 

@@ -132,13 +132,10 @@ class Worker:
                 dst.execute("SET LOCAL session_replication_role = replica")
             elif toggle:
                 dst.execute(f"ALTER TABLE {unit.relation} DISABLE TRIGGER USER")
-            options = ["FORMAT binary"] if unit.binary else []
-            if unit.owns_relation:
+            if unit.owns_relation:  # FREEZE (in copy_in) needs the table emptied in this transaction
                 dst.execute(f"TRUNCATE ONLY {unit.relation}")
-                options.append("FREEZE")
-            copy_in = unit.copy_in + (f" WITH ({', '.join(options)})" if options else "")
             rows_out, rows_in, bytes_in, bytes_out = _pump.pump(
-                self.src, dst, unit.copy_out.encode(), copy_in.encode(), rewriter, self.cfg.flush_rows,
+                self.src, dst, unit.copy_out.encode(), unit.copy_in.encode(), rewriter, self.cfg.flush_rows,
                 self.cfg.flush_bytes, self.counters, self.slot, unit.binary)
             if rows_out != rows_in:
                 raise UnitFailed(table.name, f"row count mismatch on {unit.relation}: read {rows_out} rows "
