@@ -5,19 +5,44 @@ from __future__ import annotations
 import msgspec
 
 
-class Column(msgspec.Struct, frozen=True):
+class Check(msgspec.Struct, frozen=True):
+    """A CHECK constraint: of a domain (`on` is the domain) or of a table (`on` is the table's display name)."""
+
+    on: str
     name: str
-    type: str  # format_type(), e.g. 'character varying(20)', 'integer[]'
-    base_type: str  # the element type's name for arrays, else the type's name (pg_type.typname), e.g. 'varchar', 'int4'
-    category: str  # pg_type.typcategory of the element/base type: S string, N numeric, D datetime, B bool, U user, E enum, A array...
-    max_length: int | None  # varchar(n)/char(n) length in characters, else None
-    is_array: bool
-    not_null: bool
+    definition: str  # pg_get_constraintdef(), e.g. "CHECK (VALUE ~~ '%@corp.com'::text)"
+    columns: tuple[str, ...] = ()  # for a table's CHECK: the columns it reads
+
+
+class Column(msgspec.Struct, frozen=True):
+    """A column, its type seen through domains: a column of a domain over `varchar(20)[]` has
+    base_type 'varchar', max_length 20 and is_array True, exactly like a `varchar(20)[]` column (its
+    COPY text is the same array literal); `type` and `domain` keep the names it was declared with."""
+
+    name: str
+    type: str  # format_type() as declared, e.g. 'character varying(20)', 'integer[]', 'corp_email'
+    base_type: str  # pg_type.typname of the element type for arrays, else of the type, after resolving domains: 'varchar', 'int4'
+    category: str  # pg_type.typcategory of that base type: S string, N numeric, D datetime, B bool, U user, E enum, A array...
+    max_length: int | None  # varchar(n)/char(n) length in characters (also through a domain), else None
+    is_array: bool  # an array, or a domain over one (at any depth)
+    not_null: bool  # NOT NULL on the column or on one of its domains
     has_default: bool
     generated: bool  # GENERATED ALWAYS AS (...) STORED/VIRTUAL: never copied
     identity: bool
-    unique: bool  # alone under a PRIMARY KEY or UNIQUE constraint/index
+    unique: bool  # alone under a PRIMARY KEY or UNIQUE constraint/index without predicate: a key by itself
     binary_safe: bool = False  # a built-in type with binary send/receive: may travel in COPY's binary format
+    resolved_type: str = ""  # format_type() of the type after resolving domains, with its typmod: 'character varying(20)[]'
+    typmod: int = -1  # the typmod in force (the column's, else its domains'), as in pg_attribute.atttypmod
+    domain: str | None = None  # the (outermost) domain it is declared with, format_type()'d, else None
+    domain_checks: tuple[Check, ...] = ()  # CHECK constraints of that domain and of the domains under it
+    unique_indexes: tuple[str, ...] = ()  # every unique index (or PK/UNIQUE constraint) whose keys, expressions or predicate read it
+
+    @property
+    def described(self) -> str:
+        """Its type for messages, with what a domain stands for: 'corp_email (domain over character varying(20))'."""
+        if self.domain is None or not self.resolved_type:
+            return self.type
+        return f"{self.type} (domain over {self.resolved_type})"
 
 
 class ForeignKey(msgspec.Struct, frozen=True):
@@ -72,6 +97,7 @@ class Table(msgspec.Struct, frozen=True):
     can_load: bool  # INSERT and TRUNCATE privileges
     owned: bool  # our role may ALTER it (drop and rebuild its indexes and constraints)
     user_triggers: tuple[str, ...]
+    checks: tuple[Check, ...] = ()  # the table's CHECK constraints
 
     @property
     def display(self) -> str:
@@ -143,20 +169,63 @@ JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE t.isleaf
 """
 
+# Each column's type is followed down through domains (and one array level, also inside a domain)
+# to the type whose text form COPY carries; the typmod in force is the first one set on the way.
 _COLUMNS_SQL = """
+WITH RECURSIVE chain(root, oid, typmod, arr, dom_not_null, domains, depth) AS (
+  SELECT t.oid, t.oid, -1, false, false, ARRAY[]::oid[], 0 FROM pg_type t
+  WHERE t.oid IN (SELECT atttypid FROM pg_attribute WHERE attrelid = ANY(%(oids)s::oid[]) AND attnum > 0)
+  UNION ALL
+  SELECT c.root, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END,
+         CASE WHEN t.typtype = 'd' AND c.typmod = -1 THEN t.typtypmod ELSE c.typmod END,
+         c.arr OR t.typtype <> 'd', c.dom_not_null OR (t.typtype = 'd' AND t.typnotnull AND NOT c.arr),
+         c.domains || CASE WHEN t.typtype = 'd' THEN ARRAY[t.oid] ELSE ARRAY[]::oid[] END, c.depth + 1
+  FROM chain c JOIN pg_type t ON t.oid = c.oid
+  WHERE t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0 AND NOT c.arr)
+), resolved AS (
+  SELECT DISTINCT ON (root) * FROM chain ORDER BY root, depth DESC
+)
 SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod),
-       coalesce(et.typname, t.typname), coalesce(et.typcategory, t.typcategory),
-       CASE WHEN coalesce(et.typname, t.typname) IN ('varchar', 'bpchar') AND a.atttypmod > 4
-            THEN a.atttypmod - 4 END,
-       t.typcategory = 'A', a.attnotnull, a.atthasdef, a.attgenerated <> '', a.attidentity <> '',
+       b.typname, b.typcategory,
+       CASE WHEN b.typname IN ('varchar', 'bpchar') AND coalesce(nullif(a.atttypmod, -1), r.typmod) > 4
+            THEN coalesce(nullif(a.atttypmod, -1), r.typmod) - 4 END,
+       r.arr, a.attnotnull OR r.dom_not_null, a.atthasdef, a.attgenerated <> '', a.attidentity <> '',
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
                AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL),
        t.oid < 16384 AND t.typsend::oid <> 0 AND t.typreceive::oid <> 0
-       AND (et.oid IS NULL OR (et.oid < 16384 AND et.typsend::oid <> 0 AND et.typreceive::oid <> 0))
+       AND (et.oid IS NULL OR (et.oid < 16384 AND et.typsend::oid <> 0 AND et.typreceive::oid <> 0)),
+       format_type(b.oid, coalesce(nullif(a.atttypmod, -1), r.typmod)) || CASE WHEN r.arr THEN '[]' ELSE '' END,
+       coalesce(nullif(a.atttypmod, -1), r.typmod),
+       CASE WHEN cardinality(r.domains) > 0 THEN format_type(r.domains[1], -1) END,
+       ARRAY(SELECT ARRAY[format_type(con.contypid, -1), con.conname, pg_get_constraintdef(con.oid)]
+             FROM unnest(r.domains) WITH ORDINALITY d(oid, n) JOIN pg_constraint con ON con.contypid = d.oid
+             WHERE con.contype = 'c' ORDER BY d.n, con.conname)
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+JOIN resolved r ON r.root = a.atttypid JOIN pg_type b ON b.oid = r.oid
 LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
 WHERE a.attrelid = ANY(%(oids)s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
+"""
+
+# Columns a unique index reads: its key columns (not INCLUDE ones), and the Vars of its expressions
+# and predicate (varattno 0, a whole-row reference, reads them all).
+_UNIQUE_SQL = """
+SELECT i.indrelid, ic.relname, array_agg(a.attname ORDER BY a.attnum)
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE i.indisunique AND i.indrelid = ANY(%(oids)s::oid[])
+  AND (a.attnum IN (SELECT k FROM unnest(i.indkey) WITH ORDINALITY u(k, n) WHERE n <= i.indnkeyatts)
+       OR EXISTS (SELECT 1 FROM regexp_matches(coalesce(i.indexprs::text, '') || ' ' || coalesce(i.indpred::text, ''),
+                                               ':varattno (\\d+)', 'g') m
+                  WHERE m[1]::int IN (0, a.attnum)))
+GROUP BY i.indrelid, ic.relname
+"""
+
+_CHECKS_SQL = """
+SELECT con.conrelid, con.conname, pg_get_constraintdef(con.oid),
+       ARRAY(SELECT attname FROM pg_attribute WHERE attrelid = con.conrelid AND attnum = ANY(con.conkey) ORDER BY attnum)
+FROM pg_constraint con WHERE con.contype = 'c' AND con.conrelid = ANY(%(oids)s::oid[])
+ORDER BY con.conrelid, con.conname
 """
 
 _FKEYS_SQL = """
@@ -220,9 +289,18 @@ def read_catalog(conn) -> Catalog:
                                   f"FROM {qualify(schema, name)}").fetchone()
             key_range = (lo, hi) if lo is not None else None
         leaves.setdefault(root, []).append(Leaf(schema, name, est_rows, est_bytes, pages, key, key_range))
+    root_of = {oid: root for root, oid, _ in found} | {oid: oid for oid in oids}
+    unique_ix: dict[tuple[int, str], set[str]] = {}
+    for relid, index, cols in conn.execute(_UNIQUE_SQL, {"oids": list(root_of)}).fetchall():
+        for col in cols:
+            unique_ix.setdefault((root_of[relid], col), set()).add(index)
+    checks: dict[int, dict[str, Check]] = {}
     columns: dict[int, list[Column]] = {}
     for r in conn.execute(_COLUMNS_SQL, {"oids": oids}).fetchall():
-        columns.setdefault(r[0], []).append(Column(*r[1:]))
+        *fields, dom_checks = r[1:]
+        columns.setdefault(r[0], []).append(Column(
+            *fields, domain_checks=tuple(Check(*c) for c in dom_checks),
+            unique_indexes=tuple(sorted(unique_ix.get((r[0], r[1]), ())))))
     fkeys: dict[int, list[ForeignKey]] = {}
     for conrelid, conname, sn, s, cols, rn, r, rcols, definition in conn.execute(_FKEYS_SQL, {"oids": oids}):
         fkeys.setdefault(conrelid, []).append(ForeignKey(
@@ -236,6 +314,10 @@ def read_catalog(conn) -> Catalog:
     triggers: dict[int, list[str]] = {}
     for relid, name in conn.execute(_TRIGGERS_SQL, {"oids": oids}).fetchall():
         triggers.setdefault(relid, []).append(name)
+    display_of = {r[0]: display_name(r[1], r[2]) for r in rows}
+    for relid, conname, definition, cols in conn.execute(_CHECKS_SQL, {"oids": list(root_of)}).fetchall():
+        root = root_of[relid]
+        checks.setdefault(root, {}).setdefault(conname, Check(display_of[root], conname, definition, tuple(cols)))
     tables = {}
     for oid, schema, name, kind, _, _, _, can_read, can_load, owned in rows:
         t = Table(
@@ -243,7 +325,7 @@ def read_catalog(conn) -> Catalog:
             leaves=tuple(sorted(leaves.get(oid, []), key=lambda leaf: (leaf.schema, leaf.name))),
             foreign_keys=tuple(fkeys.get(oid, ())), sequences=tuple(seqs.get(oid, ())),
             indexes=tuple(indexes.get(oid, ())), can_read=can_read, can_load=can_load, owned=owned,
-            user_triggers=tuple(sorted(triggers.get(oid, ()))),
+            user_triggers=tuple(sorted(triggers.get(oid, ()))), checks=tuple(checks.get(oid, {}).values()),
         )
         tables[t.display] = t
     creatable = conn.execute(

@@ -221,12 +221,12 @@ class Strategy:
         # On array columns, category/base_type/max_length describe the elements, which the
         # strategy rewrites one by one.
         if column.category not in self.categories or column.base_type in ("uuid", "json", "jsonb"):
-            return (f"{self.name} writes text, which column {column.name} of type {column.type} cannot hold"
+            return (f"{self.name} writes text, which column {column.name} of type {column.described} cannot hold"
                     + ("; use the uuid strategy" if column.base_type == "uuid" else ""))
         longest = self.max_chars(params)
         if column.max_length is not None and longest is not None and longest > column.max_length:
             return (f"{self.name} writes up to {longest} characters but column {column.name} is "
-                    f"{column.type}")
+                    f"{column.described}")
         return None
 
 
@@ -317,9 +317,9 @@ class ConstantStrategy(Strategy):
             "B": lambda v: v.strip().lower() in _BOOL_VALUES,
         }.get(column.category)
         if ok is None or column.base_type in ("uuid", "json", "jsonb"):
-            return f"constant is only checked for text, number and boolean columns, not {column.type}"
+            return f"constant is only checked for text, number and boolean columns, not {column.described}"
         if not ok(p.value):
-            return f"constant {p.value!r} is not a valid {column.type} value for {column.name}"
+            return f"constant {p.value!r} is not a valid {column.described} value for {column.name}"
         return None
 
 
@@ -361,7 +361,7 @@ class TypedStrategy(Strategy):
     def check_column(self, p, column: Column) -> str | None:
         if column.base_type not in self.base_types:
             return (f"{self.name} works on {', '.join(self.base_types)} columns; {column.name} is "
-                    f"{column.type}")
+                    f"{column.described}")
         return None
 
 
@@ -554,9 +554,9 @@ class JsonStrategy(Strategy):
 
     def check_column(self, p, column: Column) -> str | None:
         if column.is_array:
-            return f"json on {column.name} ({column.type}): arrays of json are not supported"
+            return f"json on {column.name} ({column.described}): arrays of json are not supported"
         if column.base_type not in ("json", "jsonb"):
-            return f"json works on json and jsonb columns; {column.name} is {column.type}"
+            return f"json works on json and jsonb columns; {column.name} is {column.described}"
         return None
 
 
