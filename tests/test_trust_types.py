@@ -20,8 +20,9 @@ def assert_refused(pair, res, *needles):
     """Exit 2, one clean message per problem, and nothing written to the target."""
     assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
     assert "Traceback" not in res.stderr
+    text = " ".join(res.stderr.split())  # long problem lines are wrapped to the terminal's width
     for n in needles:
-        assert n in res.stderr, (n, res.stderr)
+        assert n in text, (n, res.stderr)
     assert pair.qt("SELECT count(*) FROM _sentinel") == [(1,)]
 
 
@@ -93,3 +94,270 @@ def test_email_rule_on_a_domain_over_varchar20_refused_before_the_load(pair):
     pair.both("CREATE DOMAIN amount AS int; CREATE TABLE m (id int PRIMARY KEY, a amount)")
     res = pair.sync(*excl, rules="m:\n  - column: a\n    strategy: redact\n")
     assert_refused(pair, res, "m.a: redact writes text", "amount (domain over integer)")
+
+
+# -- 9. type drift: narrowing refused, lossless widening accepted and said ------------------------------
+
+def test_narrowing_and_generated_to_plain_refused_before_the_load(pair):
+    excl = sentinel(pair)
+    pair.source("""CREATE TABLE d (id int PRIMARY KEY, a numeric(12,4), b timestamp, c numeric(12,2), e numeric(12,2),
+                       g text GENERATED ALWAYS AS ('x' || id) STORED, h bigint, f float8, v text, i interval,
+                       t time(3), z varchar(30)[]);
+                   INSERT INTO d (id, a, b, c, e) VALUES (1, 1.2345, '2020-01-01 10:00:00.7', 123456.78, 1.25)""")
+    pair.target("""CREATE TABLE d (id int PRIMARY KEY, a numeric(12,2), b timestamp(0), c numeric(6,2), e numeric(12,4),
+                       g text, h int, f real, v varchar(50), i interval day, t time(0), z varchar(20)[])""")
+    res = pair.sync(*excl)
+    assert_refused(pair, res, "d.a: type numeric(12,4) on the source, numeric(12,2) on the target",
+                   "d.b: type timestamp without time zone on the source, timestamp(0) without time zone",
+                   "d.c: type numeric(12,2) on the source, numeric(6,2)",
+                   "d.e: type numeric(12,2) on the source, numeric(12,4)",
+                   "d.g: generated on the source, a plain column on the target", "GENERATED ALWAYS AS",
+                   "d.h: type bigint", "d.f: type double precision", "d.v: type text", "d.i: type interval",
+                   "d.t: type time(3)", "d.z: type character varying(30)[]")
+    assert "11 problem(s)" in res.stderr
+
+
+def test_lossless_widening_accepted_values_kept_and_said_in_dry_run(pair):
+    pair.source("""CREATE TABLE w (id int PRIMARY KEY, i2 smallint, i4 int, i8 bigint, n numeric(12,2), ts timestamp(0),
+                       tz timestamptz(2), v varchar(10), t text, f real, vs varchar(5)[], iv interval(2),
+                       b bit(4), c char(3), same numeric(12,2));
+                   INSERT INTO w SELECT i, -32768 + i, 2147483647 - i, -9223372036854775807 + i, 9999999999.99 - i,
+                          '2020-01-01 10:00:01', '2020-01-01 10:00:01.25+00', 'é' || i, 'long ' || repeat('x', i),
+                          (ARRAY[0.1, 1e-40, 3.4028235e38, 'NaN', '-Infinity', 16777217, 1/3.0])[1 + i % 7]::real,
+                          ARRAY['a' || i, NULL], interval '1 day 1.25 seconds', B'1010', 'ab', 1.5
+                   FROM generate_series(1, 50) i""")
+    pair.target("""CREATE TABLE w (id int PRIMARY KEY, i2 int, i4 bigint, i8 numeric(19,0), n numeric(14,4), ts timestamp,
+                       tz timestamptz(6), v varchar(20), t varchar, f float8, vs text[], iv interval,
+                       b varbit(8), c char(5), same numeric(12,2))""")
+    plan = pair.sync("--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    for line in ("w.i2: smallint -> integer, lossless widening", "w.i4: integer -> bigint, lossless widening",
+                 "w.i8: bigint -> numeric(19,0), lossless widening",
+                 "w.n: numeric(12,2) -> numeric(14,4), lossless widening (printed with 4 decimals)",
+                 "w.ts: timestamp(0) without time zone -> timestamp without time zone, lossless widening",
+                 "w.v: character varying(10) -> character varying(20), lossless widening",
+                 "w.f: real -> double precision, lossless widening (the same decimal value)",
+                 "w.vs: character varying(5)[] -> text[], lossless widening",
+                 "w.c: character(3) -> character(5), lossless widening (padded with spaces to 5)",
+                 "type differences accepted (lossless, values kept): 13"):
+        assert line in plan.stderr, (line, plan.stderr)
+    assert "w.same" not in plan.stderr
+    res = pair.sync("--format", "json")
+    assert res.returncode == 0, res.stderr
+    units = json.loads(pair.sync("--dry-run", "--format", "json").stdout)["tables"][0]["units"]
+    assert [u["binary"] for u in units] == [False]  # any type difference: text COPY
+    cols = "i2, i4, i8, n, ts, tz, v, t, vs, iv, b, same"
+    assert pair.qt(f"SELECT {cols} FROM w ORDER BY id") == pair.qs(f"SELECT {cols} FROM w ORDER BY id")
+    from decimal import Decimal
+
+    for (a,), (b,) in zip(pair.qs("SELECT f::text FROM w ORDER BY id"), pair.qt("SELECT f::text FROM w ORDER BY id")):
+        assert a == b or Decimal(a) == Decimal(b), (a, b)  # the printed value is kept
+    assert pair.qt("SELECT DISTINCT c::text, octet_length(c) FROM w") == [("ab", 5)]
+
+
+def test_domains_compared_by_what_they_allow(pair):
+    """The same domain name is not the same type: what counts is the base type, its typmod and the
+    CHECKs; a domain and its base type compare as that base type."""
+    excl = sentinel(pair)
+    pair.source("""CREATE DOMAIN code AS varchar(50); CREATE DOMAIN mail AS text;
+                   CREATE TABLE k (id int PRIMARY KEY, c code, m mail, p varchar(8), q code);
+                   INSERT INTO k VALUES (1, 'a-rather-long-code-that-fits-in-fifty', 'x@y', 'abc', 'q')""")
+    pair.target("""CREATE DOMAIN code AS varchar(10); CREATE DOMAIN mail AS text CHECK (VALUE LIKE '%@corp.com');
+                   CREATE DOMAIN wide AS varchar(60);
+                   CREATE TABLE k (id int PRIMARY KEY, c code, m mail, p varchar(8), q wide)""")
+    res = pair.sync(*excl)
+    assert_refused(pair, res, "k.c: type code (domain over character varying(50)) on the source, "
+                              "code (domain over character varying(10)) on the target",
+                   "k.m: type mail (domain over text) on the source", "the target's domain mail adds mail_check")
+    assert "k.p" not in res.stderr and "k.q" not in res.stderr
+    pair.target("DROP TABLE k; CREATE TABLE k (id int PRIMARY KEY, c varchar(50), m text, p varchar(8), q wide)")
+    res = pair.sync("--tables", "k")
+    assert res.returncode == 0, res.stderr
+    assert pair.qt("SELECT * FROM k") == [(1, "a-rather-long-code-that-fits-in-fifty", "x@y", "abc", "q")]
+
+
+# -- 10. domains' limits and CHECKs, checked before the load ------------------------------------------
+
+def test_check_constraints_a_rule_may_violate_are_warned_before_the_load(pair):
+    pair.both("""CREATE DOMAIN corp_email AS varchar(60) CHECK (VALUE LIKE '%@corp.com');
+                 CREATE TABLE u (id int PRIMARY KEY, e corp_email, nick text, n text, keep text,
+                                 CONSTRAINT nick_short CHECK (length(nick) < 12))""")
+    pair.source("INSERT INTO u VALUES (1, 'a@corp.com', 'al', 'x', 'k')")
+    rules = ("u:\n  - column: e\n    strategy: email\n  - column: nick\n    strategy: email\n"
+             "  - column: n\n    strategy: 'null'\n  - column: keep\n    strategy: keep\n")
+    plan = pair.sync("--dry-run", rules=rules)
+    assert plan.returncode == 0, plan.stderr
+    warnings = [line for line in plan.stderr.splitlines() if line.startswith("warning: u.")]
+    assert len(warnings) == 2, plan.stderr
+    assert "u.e: the email output may not satisfy the target's domain corp_email: CHECK" in warnings[0]
+    assert "u.nick: the email output may not satisfy the target's nick_short: CHECK ((length(nick) < 12))" in warnings[1]
+    res = pair.sync(rules=rules)
+    assert res.returncode == 1
+    before_load = res.stderr.split("error:")[0]
+    assert "warning: u.e: the email output may not satisfy" in before_load
+
+
+# -- 11. uniqueness: every unique index that reads the column -----------------------------------------
+
+def test_non_unique_strategies_refused_on_every_unique_index_reading_the_column(pair):
+    excl = sentinel(pair)
+    pair.both("""CREATE TABLE m (id int PRIMARY KEY, org int, login text, mail text, deleted timestamptz, note text,
+                                 extra text, src_only text, UNIQUE (org, login));
+                 CREATE UNIQUE INDEX m_mail_lower ON m (lower(mail));
+                 CREATE UNIQUE INDEX m_live_note ON m (note) WHERE deleted IS NULL;
+                 CREATE UNIQUE INDEX m_id_incl ON m (id) INCLUDE (extra)""")
+    pair.source("CREATE UNIQUE INDEX m_src_only ON m (src_only)")
+    pair.source("INSERT INTO m VALUES (1, 1, 'al', 'A@x', NULL, 'n', 'e', 's')")
+    rules = "".join(f"  - column: {c}\n    strategy: {s}\n" for c, s in (
+        ("login", "phone"), ("mail", "redact"), ("deleted", "'null'"), ("note", "name"), ("extra", "redact"),
+        ("src_only", "redact")))
+    res = pair.sync(*excl, rules="m:\n" + rules)
+    assert_refused(pair, res, "m.login: 'phone' can map different values to the same output, but the column is in "
+                              "a UNIQUE index or constraint (m_org_login_key (target))",
+                   "m.mail: 'redact'", "m_mail_lower (target)", "m.deleted: 'null'", "m_live_note (target)",
+                   "m.note: 'name'", "m.src_only: 'redact'", "m_src_only (source)", "allow_duplicates: true")
+    assert "m.extra" not in res.stderr  # an INCLUDE column does not take part in uniqueness
+    assert "4 problem(s)" not in res.stderr and "5 problem(s)" in res.stderr
+    escaped = rules.replace("\n    strategy", "\n    allow_duplicates: true\n    strategy")
+    res = pair.sync(*excl, rules="m:\n" + escaped)
+    assert res.returncode == 0, res.stderr
+
+
+# -- the comparison logic, on synthetic columns ---------------------------------------------------------
+
+def _num(p, s):
+    return ((p << 16) | (s & 0x7FF)) + 4
+
+
+def _c(type_, base, typmod=-1, category=None, is_array=False, domain=None, checks=()):
+    from confiture_fast.catalog import Check, Column
+
+    cat = category or {"int2": "N", "int4": "N", "int8": "N", "numeric": "N", "float4": "N", "float8": "N",
+                       "timestamp": "D", "timestamptz": "D", "time": "D", "timetz": "D", "interval": "T",
+                       "bit": "V", "varbit": "V", "json": "U", "jsonb": "U", "date": "D", "bool": "B"}.get(base, "S")
+    return Column(name="c", type=domain or (type_ + ("[]" if is_array else "")), base_type=base, category=cat, max_length=None, is_array=is_array,
+                  not_null=False, has_default=False, generated=False, identity=False, unique=False,
+                  resolved_type=type_ + ("[]" if is_array else ""), typmod=typmod, domain=domain,
+                  domain_checks=tuple(Check(domain, f"{domain}_check", d) for d in checks))
+
+
+INTERVAL_DAY = (8 << 16) | 0xFFFF  # INTERVAL_MASK(DAY) = 1 << 3, full precision
+INTERVAL_FULL_3 = (0x7FFF << 16) | 3
+
+WIDENINGS = [
+    (("smallint", "int2"), ("integer", "int4")), (("smallint", "int2"), ("bigint", "int8")),
+    (("integer", "int4"), ("bigint", "int8")), (("integer", "int4"), ("numeric", "numeric")),
+    (("integer", "int4"), ("numeric(10,0)", "numeric", _num(10, 0))),
+    (("bigint", "int8"), ("numeric(21,2)", "numeric", _num(21, 2))),
+    (("numeric(12,2)", "numeric", _num(12, 2)), ("numeric(14,2)", "numeric", _num(14, 2))),
+    (("numeric(12,2)", "numeric", _num(12, 2)), ("numeric(13,3)", "numeric", _num(13, 3))),
+    (("numeric(12,2)", "numeric", _num(12, 2)), ("numeric", "numeric")),
+    (("numeric(5,-2)", "numeric", _num(5, -2)), ("numeric(7,0)", "numeric", _num(7, 0))),
+    (("real", "float4"), ("double precision", "float8")),
+    (("timestamp(0)", "timestamp", 0), ("timestamp", "timestamp")),
+    (("timestamp(3)", "timestamp", 3), ("timestamp(6)", "timestamp", 6)),
+    (("timestamp", "timestamp"), ("timestamp(6)", "timestamp", 6)),
+    (("timestamptz(0)", "timestamptz", 0), ("timestamptz(4)", "timestamptz", 4)),
+    (("time(1)", "time", 1), ("time", "time")),
+    (("interval day", "interval", INTERVAL_DAY), ("interval", "interval")),
+    (("interval(3)", "interval", INTERVAL_FULL_3), ("interval", "interval")),
+    (("varchar(10)", "varchar", 14), ("varchar(20)", "varchar", 24)),
+    (("varchar(10)", "varchar", 14), ("text", "text")), (("varchar(10)", "varchar", 14), ("varchar", "varchar")),
+    (("text", "text"), ("varchar", "varchar")), (("varchar", "varchar"), ("text", "text")),
+    (("name", "name"), ("text", "text")),
+    (("char(3)", "bpchar", 7), ("char(5)", "bpchar", 9)), (("char(3)", "bpchar", 7), ("bpchar", "bpchar")),
+    (("bit(4)", "bit", 4), ("varbit(4)", "varbit", 4)), (("varbit(4)", "varbit", 4), ("varbit", "varbit")),
+]
+
+NARROWINGS = [
+    (("integer", "int4"), ("smallint", "int2")), (("bigint", "int8"), ("integer", "int4")),
+    (("bigint", "int8"), ("numeric(18,0)", "numeric", _num(18, 0))),
+    (("integer", "int4"), ("numeric(10,2)", "numeric", _num(10, 2))),
+    (("numeric(12,4)", "numeric", _num(12, 4)), ("numeric(12,2)", "numeric", _num(12, 2))),
+    (("numeric(12,2)", "numeric", _num(12, 2)), ("numeric(12,4)", "numeric", _num(12, 4))),
+    (("numeric(12,2)", "numeric", _num(12, 2)), ("numeric(6,2)", "numeric", _num(6, 2))),
+    (("numeric", "numeric"), ("numeric(30,10)", "numeric", _num(30, 10))),
+    (("numeric", "numeric"), ("integer", "int4")), (("numeric", "numeric"), ("double precision", "float8")),
+    (("double precision", "float8"), ("real", "float4")), (("double precision", "float8"), ("numeric", "numeric")),
+    (("bigint", "int8"), ("double precision", "float8")),
+    (("timestamp", "timestamp"), ("timestamp(0)", "timestamp", 0)),
+    (("timestamp(6)", "timestamp", 6), ("timestamp(5)", "timestamp", 5)),
+    (("timestamp", "timestamp"), ("timestamptz", "timestamptz")),
+    (("timestamptz", "timestamptz"), ("timestamp", "timestamp")),
+    (("time", "time"), ("time(0)", "time", 0)), (("date", "date"), ("timestamp", "timestamp")),
+    (("interval", "interval"), ("interval day", "interval", INTERVAL_DAY)),
+    (("interval", "interval"), ("interval(3)", "interval", INTERVAL_FULL_3)),
+    (("text", "text"), ("varchar(50)", "varchar", 54)), (("varchar", "varchar"), ("varchar(50)", "varchar", 54)),
+    (("varchar(20)", "varchar", 24), ("varchar(10)", "varchar", 14)),
+    (("varchar(20)", "varchar", 24), ("char(20)", "bpchar", 24)),
+    (("char(5)", "bpchar", 9), ("char(3)", "bpchar", 7)), (("char(5)", "bpchar", 9), ("text", "text")),
+    (("bpchar", "bpchar"), ("char(5)", "bpchar", 9)),
+    (("bit(4)", "bit", 4), ("bit(8)", "bit", 8)), (("varbit(8)", "varbit", 8), ("varbit(4)", "varbit", 4)),
+    (("varbit", "varbit"), ("bit(4)", "bit", 4)),
+    (("json", "json"), ("jsonb", "jsonb")), (("jsonb", "jsonb"), ("json", "json")),
+    (("integer", "int4"), ("text", "text")), (("text", "text"), ("citext", "citext")),
+    (("vector(3)", "vector", 3, "U"), ("vector(4)", "vector", 4, "U")),
+]
+
+
+@pytest.mark.parametrize("src,dst", WIDENINGS, ids=lambda t: t[0])
+def test_lossless_widenings_accepted(src, dst):
+    from confiture_fast import typediff
+
+    problem, note = typediff.compare(_c(*src), _c(*dst), ruled=False)
+    assert problem is None and note is not None and "lossless widening" in note
+    problem, _ = typediff.compare(_c(*src, is_array=True), _c(*dst, is_array=True), ruled=False)
+    assert problem is None
+
+
+@pytest.mark.parametrize("src,dst", NARROWINGS, ids=lambda t: t[0])
+def test_narrowing_or_other_types_refused(src, dst):
+    from confiture_fast import typediff
+
+    problem, note = typediff.compare(_c(*src), _c(*dst), ruled=False)
+    assert problem is not None and note is None
+    assert problem.startswith("type ") and "make the target's type the same or wider" in problem
+    assert typediff.compare(_c(*src, is_array=True), _c(*dst, is_array=True), ruled=False)[0] is not None
+
+
+def test_arrays_and_domains_in_the_comparison():
+    from confiture_fast import typediff
+
+    text, arr = _c("text", "text"), _c("text", "text", is_array=True)
+    assert "an array and a non-array" in typediff.compare(text, arr, ruled=False)[0]
+    assert typediff.compare(arr, text, ruled=False)[0] is not None
+    tags = _c("text", "text", is_array=True, domain="tags")
+    assert typediff.compare(arr, tags, ruled=False) == (None, "text[] -> tags (domain over text[]), same base type")
+    assert typediff.compare(tags, arr, ruled=False)[0] is None
+    strict = _c("text", "text", domain="mail", checks=("CHECK ((VALUE ~~ '%@corp.com'::text))",))
+    other = _c("text", "text", domain="mail", checks=("CHECK ((length(VALUE) < 5))",))
+    assert "adds mail_check" in typediff.compare(text, strict, ruled=False)[0]
+    assert "adds mail_check" in typediff.compare(other, strict, ruled=False)[0]
+    assert typediff.compare(strict, strict, ruled=False) == (None, None)
+    assert typediff.compare(strict, text, ruled=False)[0] is None  # dropping a CHECK narrows nothing
+    # a rule writes the values: the CHECK judges the rule's output (a planner warning), not the source's
+    assert typediff.compare(text, strict, ruled=True)[0] is None
+    v10 = _c("varchar(10)", "varchar", 14, domain="code")
+    v50 = _c("varchar(50)", "varchar", 54, domain="code")
+    assert typediff.compare(v10, v50, ruled=False)[0] is None
+    # a narrower typmod is refused even under a rule: strategies that keep the input's length need it
+    assert "code (domain over varchar(50)) on the source" in typediff.compare(v50, v10, ruled=True)[0]
+
+
+def test_binary_copy_only_for_identical_types():
+    from confiture_fast import plan
+    from confiture_fast.catalog import Column, Table
+
+    def table(col):
+        return Table(schema="public", name="t", kind="r", columns=(col,), leaves=(), foreign_keys=(), sequences=(),
+                     indexes=(), can_read=True, can_load=True, owned=True, user_triggers=())
+
+    def col(type_, typmod, resolved):
+        return Column(name="c", type=type_, base_type="numeric", category="N", max_length=None, is_array=False,
+                      not_null=False, has_default=False, generated=False, identity=False, unique=False,
+                      binary_safe=True, resolved_type=resolved, typmod=typmod)
+
+    a = col("numeric(12,2)", _num(12, 2), "numeric(12,2)")
+    assert plan._binary(table(a), table(a), ("c",), ruled=False)
+    assert not plan._binary(table(a), table(col("numeric(14,2)", _num(14, 2), "numeric(14,2)")), ("c",), ruled=False)
+    assert not plan._binary(table(a), table(col("numeric(12,2)", _num(12, 2), "numeric(14,2)")), ("c",), ruled=False)

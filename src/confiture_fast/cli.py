@@ -242,6 +242,8 @@ def _sync(req: SyncRequest) -> int:
                 plan = build_plan(src_cat, dst_cat, selection, rules, secret.value if secret else None,
                                   cascade=req.cascade, completed=frozenset(state.completed_tables),
                                   slice_bytes=req.slice_bytes)
+            for w in plan.warnings:
+                console.print(f"warning: {w}", markup=False, soft_wrap=True)
             if req.strict if req.strict is not None else src_env.strict:
                 from . import scan
 

@@ -326,7 +326,7 @@ def _fits(name: str, params: dict[str, Any], column: Column) -> tuple[bool, str]
         why = strategy.check_column(parsed, column)
         if why:
             return False, why
-        if column.unique and not strategy.is_unique(parsed):
+        if (column.unique or column.unique_indexes) and not strategy.is_unique(parsed):
             return False, f"{name} does not keep the unique column unique"
     except Exception as exc:  # noqa: BLE001 - a strategy that cannot judge this column does not fit it
         return False, f"{name}: {exc}"
@@ -345,7 +345,7 @@ def suggest(kind: str, column: Column, json_paths: dict[str, str] | None = None)
         return "json", params, None if ok else why
     reasons = []
     candidates = _PREFERENCES.get(kind, ("redact",))
-    if column.unique:
+    if column.unique or column.unique_indexes:  # as the planner refuses: in any unique index
         candidates = candidates + _UNIQUE_FALLBACK
     for name in candidates:
         ok, why = _fits(name, _DEFAULT_PARAMS.get(name, {}), column)

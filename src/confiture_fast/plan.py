@@ -7,7 +7,7 @@ import fnmatch
 
 import msgspec
 
-from . import strategies
+from . import strategies, typediff
 from .catalog import Catalog, Column, Table, qualify, quote_ident
 from .errors import ValidationError
 
@@ -37,6 +37,7 @@ class TablePlan(msgspec.Struct, frozen=True):
     est_rows: int
     est_bytes: int
     has_user_triggers: bool  # on the target: disabled during the load when replica mode is not allowed
+    type_changes: tuple[str, ...] = ()  # accepted type differences, 'amount: numeric(12,2) -> numeric(14,2), lossless widening'
 
     @property
     def anonymized_columns(self) -> list[str]:
@@ -76,6 +77,7 @@ class Plan(msgspec.Struct, frozen=True):
     deferred: tuple[Deferred, ...]  # target indexes and constraints dropped before the load, rebuilt after
     sequences: tuple[SequenceSync, ...]
     anonymize: bool
+    warnings: tuple[str, ...] = ()  # printed before the load: CHECK constraints a rule's output may not satisfy
 
     def table(self, name: str) -> TablePlan:
         return next(t for t in self.tables if t.name == name)
@@ -125,15 +127,24 @@ def select_tables(catalog: Catalog, sel: Selection, problems: list[str]) -> list
     return list(chosen.values())
 
 
-def _type_problem(src: Column, dst: Column) -> str | None:
-    if src.type == dst.type:
-        return None
-    same_kind = src.base_type == dst.base_type and src.is_array == dst.is_array
-    if src.category == "S" and dst.category == "S" and src.is_array == dst.is_array and src.base_type != "bpchar":
-        same_kind = dst.base_type in ("text", "varchar") or same_kind
-    if same_kind and (dst.max_length is None or (src.max_length is not None and src.max_length <= dst.max_length)):
-        return None
-    return f"type {src.type} on the source, {dst.type} on the target"
+def _type_problem(src: Column, dst: Column, ruled: bool) -> tuple[str | None, str | None]:
+    """(problem, note): types are compared in full, through domains and with typmods; only the
+    lossless widenings listed in typediff pass, and --dry-run names each."""
+    return typediff.compare(src, dst, ruled)
+
+
+def _check_warnings(table: str, column: str, strategy: str, dst: Table | None) -> list[str]:
+    """CHECK constraints of the target (of the column's domains, and of its table where they read the
+    column) that a rule's output may not satisfy: a row that does not fails the load. NULL satisfies
+    a CHECK, so the null strategy (NOT NULL is a fit check) and keep are not warned about."""
+    if dst is None or strategy in ("keep", "null") or (col := dst.column(column)) is None:
+        return []
+    checks = [f"domain {c.on}: {c.definition}" for c in col.domain_checks]
+    checks += [f"{c.name}: {c.definition}" for c in dst.checks if column in c.columns]
+    if not checks:
+        return []
+    return [f"{table}.{column}: the {strategy} output may not satisfy the target's {'; '.join(checks)} "
+            "(a row that does not fails the load): check the rule's output against it"]
 
 
 def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int, binary: bool) -> tuple[Unit, ...]:
@@ -176,7 +187,8 @@ def _binary(src: Table, dst: Table, columns: tuple[str, ...], ruled: bool) -> bo
         return False
     for name in columns:
         a, b = src.column(name), dst.column(name)
-        if a is None or b is None or not (a.binary_safe and b.binary_safe and a.type == b.type):
+        if a is None or b is None or not (a.binary_safe and b.binary_safe and a.type == b.type
+                                          and a.resolved_type == b.resolved_type and a.typmod == b.typmod):
             return False
     return True
 
@@ -228,10 +240,12 @@ def _rules_for(table: Table, target: Table, specs, secret, problems: list[str], 
         if fit:
             problems.append(f"{where}: {fit}")
             continue
-        if dst_col.unique and not strategy.is_unique(params) and not spec.allow_duplicates:
+        unique_in = [f"{ix} (source)" for ix in col.unique_indexes if ix not in dst_col.unique_indexes]
+        unique_in += [f"{ix} (target)" if dst_col is not col else ix for ix in dst_col.unique_indexes]
+        if (unique_in or dst_col.unique or col.unique) and not strategy.is_unique(params) and not spec.allow_duplicates:
             problems.append(f"{where}: {spec.strategy!r} can map different values to the same output, but the column is "
-                            "under a PRIMARY KEY or UNIQUE constraint: use a unique-preserving strategy "
-                            "(email, hash, uuid) or add allow_duplicates: true")
+                            f"in a UNIQUE index or constraint ({', '.join(unique_in) or 'a PRIMARY KEY or UNIQUE key'}): "
+                            "use a unique-preserving strategy (email, hash, uuid) or add allow_duplicates: true")
             continue
         if strategy.keyed and secret is None:
             continue  # reported once by the caller
@@ -272,6 +286,7 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
 
     # Schema verification, all differences together.
     plans: list[TablePlan] = []
+    warnings: list[str] = []
     for src in selected:
         dst = target.tables.get(src.display)
         if dst is None:
@@ -284,17 +299,29 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
             problems.append(f"{src.display}: permission denied on the target: the target user needs INSERT and "
                             f"TRUNCATE on {dst.qualified}")
         columns: list[str] = []
+        type_changes: list[str] = []
+        ruled = {c for c, (spec, _) in table_rules.get(src.display, {}).items() if spec.strategy != "keep"}
         for col in src.columns:
-            if col.generated:
-                continue
             tcol = dst.column(col.name)
+            if col.generated:
+                if tcol is not None and not tcol.generated:
+                    problems.append(
+                        f"{src.display}.{col.name}: generated on the source, a plain column on the target, where it "
+                        "would arrive empty (NULL or its default); copying the computed value instead could copy "
+                        "PII that rules on its inputs mask: make it generated on the target too (the same "
+                        "GENERATED ALWAYS AS expression), or drop it there")
+                continue
             if tcol is None:
                 problems.append(f"{src.display}.{col.name}: missing on the target")
             elif tcol.generated:
                 problems.append(f"{src.display}.{col.name}: generated on the target but not on the source")
-            elif (why := _type_problem(col, tcol)) is not None:
-                problems.append(f"{src.display}.{col.name}: {why}")
             else:
+                why, note = _type_problem(col, tcol, col.name in ruled)
+                if why is not None:
+                    problems.append(f"{src.display}.{col.name}: {why}")
+                    continue
+                if note is not None:
+                    type_changes.append(f"{src.display}.{col.name}: {note}")
                 columns.append(col.name)
         extra = []
         for tcol in dst.columns:
@@ -304,6 +331,8 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
                 extra.append(tcol.name)
         index = {c: i for i, c in enumerate(columns)}
         rules_here = table_rules.get(src.display, {})
+        warnings += [w for c, (spec, _) in rules_here.items() if c in index
+                     for w in _check_warnings(src.display, c, spec.strategy, dst)]
         field_rules = tuple(
             strategies.FieldRule(index=index[c], column=c, strategy=spec.strategy,
                                  key=strategies.derive_key(secret, spec.seed) if secret is not None else b"\0" * 16,
@@ -317,7 +346,8 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
             extra_target_columns=tuple(extra),
             units=_units(src, dst, tuple(columns), slice_bytes if not dst.user_triggers else 1 << 62,
                          _binary(src, dst, tuple(columns), bool(field_rules))),
-            est_rows=src.est_rows, est_bytes=src.est_bytes, has_user_triggers=bool(dst.user_triggers)))
+            est_rows=src.est_rows, est_bytes=src.est_bytes, has_user_triggers=bool(dst.user_triggers),
+            type_changes=tuple(type_changes)))
 
     # What may be emptied: exactly the selected tables, unless --cascade names more.
     cascade_tables: dict[str, Table] = {}
@@ -352,7 +382,7 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
     plans.sort(key=lambda p: (-p.est_bytes, p.name))
     return Plan(tables=tuple(plans), completed=tuple(sorted(completed & names)), cascade=tuple(sorted(cascade_tables)),
                 cascade_relations=tuple(cascade_tables[n].qualified for n in sorted(cascade_tables)),
-                deferred=deferred, sequences=tuple(sequences), anonymize=rules is not None)
+                deferred=deferred, sequences=tuple(sequences), anonymize=rules is not None, warnings=tuple(warnings))
 
 
 def _deferred(target: Catalog, loaded: set[str], emptied: set[str]) -> tuple[Deferred, ...]:

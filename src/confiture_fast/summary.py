@@ -64,6 +64,10 @@ def render_plan(plan, trigger_mode: str, console) -> None:
     for d in plan.deferred:
         console.print(f"  {d.table}: {d.name}", markup=False)
     console.print(f"sequences reset to the source's values: {len(plan.sequences)}", markup=False)
+    changes = [c for t in plan.tables for c in t.type_changes]
+    console.print(f"type differences accepted (lossless, values kept): {len(changes)}", markup=False)
+    for c in changes:
+        console.print(f"  {c}", markup=False, soft_wrap=True)
 
 
 def plan_json(plan) -> str:
