@@ -8,6 +8,7 @@ counts as PII.
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import json
 import re
@@ -272,6 +273,7 @@ class Finding(msgspec.Struct, kw_only=True):
     no_fit: str | None = None  # why no rule could be suggested
     wanted: str | None = None  # with no_fit: the strategy that would be right once it fits the column
     covered: str | None = None  # 'FILE:LINE strategy' when the rules already cover the column
+    review: str | None = None  # 'needs review: ...' when a person must look whatever the sample shows
     json_paths: dict[str, str] = {}  # for json columns: path -> kind
 
     def rule_text(self) -> str:
@@ -335,7 +337,11 @@ def _fits(name: str, params: dict[str, Any], column: Column) -> tuple[bool, str]
 
 def suggest(kind: str, column: Column, json_paths: dict[str, str] | None = None) -> tuple[str, dict, str | None]:
     """(strategy, params, why-it-does-not-fit) for a finding of `kind` on `column`: the first preferred
-    strategy that fits, or the first preferred one with the reason it does not fit (yet)."""
+    strategy that fits, or the first preferred one with the reason it does not fit (yet). No strategy
+    rewrites inside a container or an opaque type: only the whole value can go (null)."""
+    if reader(column) in _CONTAINERS or opaque(column):
+        ok, why = _fits("null", {}, column)
+        return "null", {}, None if ok else f"no strategy rewrites inside {column.type}, and {why}"
     if json_paths:
         inner = {}
         for path, k in sorted(json_paths.items()):
@@ -358,16 +364,31 @@ def suggest(kind: str, column: Column, json_paths: dict[str, str] | None = None)
 class _Tally:
     """Content hits for one column or JSON path over the sample."""
 
-    __slots__ = ("values", "hits", "whole")
+    __slots__ = ("values", "hits", "whole", "where")
 
     def __init__(self):
         self.values = 0
         self.hits: dict[str, int] = {}
         self.whole: dict[str, int] = {}
+        self.where: set[str] = set()  # containers: the inner names whose text holds PII
 
     def add(self, text: str) -> None:
         self.values += 1
         for kind, whole in content_kinds(text).items():
+            self.hits[kind] = self.hits.get(kind, 0) + 1
+            self.whole[kind] = self.whole.get(kind, 0) + whole
+
+    def add_all(self, leaves) -> None:
+        """One container value: its (inner name, text) leaves together count once per kind."""
+        self.values += 1
+        kinds: dict[str, bool] = {}
+        for where, text in leaves:
+            found = content_kinds(text)
+            if found:
+                self.where.add(where)
+            for kind, whole in found.items():
+                kinds[kind] = kinds.get(kind, False) or whole
+        for kind, whole in kinds.items():
             self.hits[kind] = self.hits.get(kind, 0) + 1
             self.whole[kind] = self.whole.get(kind, 0) + whole
 
@@ -408,21 +429,131 @@ def _text_of(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def sampled(column: Column) -> bool:
-    """Columns whose values are sampled: text-like, json and arrays of text."""
+# Built-in types of the user-defined category that hold no text of their own (bytea holds bytes, which
+# scan does not decode): never "needs review".
+_PLAIN_USER_TYPES = frozenset({
+    "bytea", "uuid", "macaddr", "macaddr8", "pg_lsn", "txid_snapshot", "pg_snapshot", "jsonpath", "aclitem",
+    "refcursor", "gtsvector", "int2vector", "oidvector", "pg_brin_bloom_summary", "pg_brin_minmax_multi_summary",
+})
+# Readers of container values: their to_jsonb() form, a document whose keys are field names (composite
+# types; hstore through its cast to json), whose strings are then read as the type's text form.
+_CONTAINERS = frozenset({"document", "xml", "lexemes"})
+DOC_BYTES = 65536  # a larger json, composite, hstore, xml or tsvector value is left out of the sample
+
+
+def reader(column: Column) -> str | None:
+    """How scan reads a column's values: 'text', 'json', 'document' (composite types and hstore, read
+    exactly through to_jsonb: field names and keys as JSON keys), 'xml' (text, attribute values and
+    element names), 'lexemes' (tsvector: its lexemes), or None (not sampled). Arrays of each are read
+    element by element. Generated columns are never read: the target computes them again."""
     if column.generated:
-        return False
-    return column.category == "S" or column.base_type in ("json", "jsonb")
+        return None
+    if column.category == "S":
+        return "text"
+    if column.base_type in ("json", "jsonb"):
+        return "json"
+    if column.category == "C" or (column.category == "U" and column.base_type == "hstore"):
+        return "document"
+    if column.base_type == "xml":
+        return "xml"
+    if column.base_type in ("tsvector", "tsquery"):
+        return "lexemes"
+    return None
+
+
+def sampled(column: Column) -> bool:
+    """Columns whose values are sampled: text-like, json, containers scan can read, and arrays of them."""
+    return reader(column) is not None
+
+
+def opaque(column: Column) -> bool:
+    """A type scan cannot read inside (an extension's or a user's own base type): its values may hold
+    PII that no pattern sees, so a person must look at it."""
+    return (not column.generated and column.category == "U" and reader(column) is None
+            and column.base_type not in _PLAIN_USER_TYPES)
+
+
+def review_reason(table: Table, column: Column, pii_columns) -> str | None:
+    """Why a column needs a person's review whatever its sampled values show, or None.
+
+    `pii_columns` are the table's columns known to hold PII (ruled, or found by name or content). A
+    text search vector is copied as it is, so one kept from PII columns (by a trigger, or by the
+    application) carries their words to the target; a generated one is computed again there."""
+    if column.generated:
+        return None
+    if opaque(column):
+        return f"needs review: scan cannot read inside type {column.type}"
+    if column.base_type == "tsvector":
+        others = sorted(set(pii_columns) - {column.name})
+        if others:
+            return (f"needs review: may be derived from PII (a text search vector in a table whose "
+                    f"{', '.join(others)} hold PII)")
+        if table.user_triggers:
+            return (f"needs review: may be derived from PII (a text search vector kept by trigger(s) "
+                    f"{', '.join(table.user_triggers)})")
+    return None
+
+
+_XML_TOKEN_RE = re.compile(r"<!\[CDATA\[(.*?)\]\]>|<!--(.*?)-->|<([^>]*)>|([^<]+)", re.S)
+_XML_START_RE = re.compile(r"([A-Za-z_][\w.:-]*)(.*?)(/?)\s*$", re.S)
+_XML_ATTR_RE = re.compile(r"([A-Za-z_][\w.:-]*)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+_LEXEME_RE = re.compile(r"'((?:[^'\\]|''|\\.)*)'")
+
+
+def xml_leaves(text: str) -> Iterator[tuple[str, str]]:
+    """(name of the element or attribute that holds it, text) for every text node, CDATA section,
+    comment and attribute value of an XML value's text form, entities decoded."""
+    stack: list[str] = []
+    for m in _XML_TOKEN_RE.finditer(text):
+        cdata, comment, tag, chars = m.groups()
+        if tag is None:
+            value = cdata if cdata is not None else comment if comment is not None else html.unescape(chars)
+            if value.strip():
+                yield (stack[-1] if stack else ""), value
+        elif tag.startswith("/"):
+            if stack:
+                stack.pop()
+        elif (start := _XML_START_RE.match(tag)) is not None:
+            name = start.group(1).rsplit(":", 1)[-1]
+            for a in _XML_ATTR_RE.finditer(start.group(2)):
+                yield a.group(1).rsplit(":", 1)[-1], html.unescape(a.group(2) if a.group(2) is not None else a.group(3))
+            if not start.group(3):
+                stack.append(name)
+
+
+def lexemes(text: str) -> list[str]:
+    """The lexemes of a tsvector's (or tsquery's) text form: `'bob@x.org':3 'smith':2`."""
+    return [m.group(1).replace("''", "'").replace("\\\\", "\\") for m in _LEXEME_RE.finditer(text)]
+
+
+def container_leaves(how: str, doc: Any) -> Iterator[tuple[str, str, str]]:
+    """(path, key, text) of every string inside a container value's to_jsonb() form. `key` is the
+    field, hstore key, element or attribute name that holds the text ('' when none)."""
+    for path, key, leaf in json_leaves(doc) if isinstance(doc, (dict, list)) else [("$", "", doc)]:
+        text = _text_of(leaf)
+        if text is None:
+            continue
+        if how == "xml":
+            for name, inner in xml_leaves(text):
+                yield (f"{path}<{name}>" if name else path), name or key, inner
+        elif how == "lexemes":
+            for lexeme in lexemes(text):
+                yield path, key, lexeme
+        else:
+            yield path, key, text
 
 
 def _sample_sql(table: Table, columns: list[Column], rows: int) -> str:
     exprs = []
     for c in columns:
         q = quote_ident(c.name)
-        if c.is_array:
+        how = reader(c)
+        if how in _CONTAINERS:
+            exprs.append(f"CASE WHEN octet_length({q}::text) <= {DOC_BYTES} THEN to_jsonb({q})::text END")
+        elif c.is_array:
             exprs.append(f"CASE WHEN cardinality({q}) <= 50 THEN {q}[1:50]::text[] END")
-        elif c.base_type in ("json", "jsonb"):
-            exprs.append(f"CASE WHEN octet_length({q}::text) <= 65536 THEN {q}::text END")
+        elif how == "json":
+            exprs.append(f"CASE WHEN octet_length({q}::text) <= {DOC_BYTES} THEN {q}::text END")
         else:
             exprs.append(f"left({q}::text, 4096)")
     # TABLESAMPLE SYSTEM picks whole pages: cheap on a big table, but it can miss everything on a
@@ -441,8 +572,20 @@ class TableScan(msgspec.Struct, kw_only=True):
     note: str | None = None  # sampling skipped or failed: name matches only
 
 
-def scan_table(conn: psycopg.Connection, table: Table, rows: int) -> TableScan:
-    """Findings for one table: column names, then a bounded sample of its text-like values.
+def pii_kind(table: str, col: Column) -> str | None:
+    """The kind a column's name (or, for addresses, its type) suggests, before any value is read."""
+    kind = name_kind(table, col)
+    if kind is None and col.base_type in ("inet", "cidr"):
+        return "ip"
+    if kind is None and col.base_type in ("macaddr", "macaddr8"):
+        return "mac"
+    return kind
+
+
+def scan_table(conn: psycopg.Connection, table: Table, rows: int, ruled: dict[str, str] | None = None) -> TableScan:
+    """Findings for one table: column names, then a bounded sample of its text-like and container
+    values, then the columns that need a review whatever they hold (see review_reason). `ruled` maps
+    the columns the rules cover to their strategy: a ruled column holds PII unless it is kept.
 
     Runs in a savepoint when `conn` is in a transaction, so a failed sample (timeout, permission)
     leaves the caller's transaction usable."""
@@ -450,11 +593,7 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int) -> TableScan:
     for col in table.columns:
         if col.generated:
             continue
-        kind = name_kind(table.display, col)
-        if kind is None and col.base_type in ("inet", "cidr"):
-            kind = "ip"
-        elif kind is None and col.base_type in ("macaddr", "macaddr8"):
-            kind = "mac"
+        kind = pii_kind(table.display, col)
         if kind is not None:
             conf = "medium" if kind in _MEDIUM_KINDS else "high"
             why = (f"type {col.base_type}" if kind in ("ip", "mac") and name_kind(table.display, col) is None
@@ -469,6 +608,7 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int) -> TableScan:
         tallies = {c.name: _Tally() for c in cols}
         paths: dict[str, dict[str, _Tally]] = {c.name: {} for c in cols}
         path_names: dict[str, dict[str, str]] = {c.name: {} for c in cols}
+        readers = {c.name: reader(c) for c in cols}
         try:
             with conn.transaction():
                 records = conn.execute(_sample_sql(table, cols, rows)).fetchall()
@@ -482,7 +622,18 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int) -> TableScan:
             for col, value in zip(cols, record):
                 if value is None:
                     continue
-                if col.base_type in ("json", "jsonb"):
+                how = readers[col.name]
+                if how in _CONTAINERS:
+                    try:
+                        doc = json.loads(value)
+                    except ValueError:
+                        continue
+                    leaves = list(container_leaves(how, doc))
+                    tallies[col.name].add_all((key or path, text) for path, key, text in leaves)
+                    for _, key, _ in leaves:
+                        if key and (k := name_kind(table.display, key)) is not None:
+                            path_names[col.name].setdefault(key, k)
+                elif how == "json":
                     try:
                         doc = json.loads(value)
                     except ValueError:
@@ -501,9 +652,26 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int) -> TableScan:
                 else:
                     tallies[col.name].add(value)
         for col in cols:
-            _content_finding(table, col, tallies[col.name], paths[col.name], path_names[col.name], findings)
+            if readers[col.name] in _CONTAINERS:
+                _container_finding(table, col, tallies[col.name], path_names[col.name], findings)
+            else:
+                _content_finding(table, col, tallies[col.name], paths[col.name], path_names[col.name], findings)
     elif cols:
         note = "not sampled: names only"
+
+    ruled = ruled or {}
+    pii_columns = {c for c in findings if ruled.get(c) != "keep"} | {c for c, s in ruled.items() if s != "keep"}
+    for col in table.columns:
+        why = review_reason(table, col, pii_columns)
+        if why is None:
+            continue
+        f = findings.get(col.name)
+        if f is None:
+            f = findings[col.name] = Finding(table=table.display, column=col.name, type=col.type,
+                                             kind="review" if opaque(col) else "derived", reasons=[],
+                                             confidence="medium")
+        f.review = why
+        f.reasons.append(why)
 
     by_name = {c.name: c for c in table.columns}
     for f in findings.values():
@@ -515,6 +683,32 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int) -> TableScan:
             f.wanted = name
     ordered = [findings[c.name] for c in table.columns if c.name in findings]
     return TableScan(table=table.display, sampled_rows=got, findings=ordered, note=note)
+
+
+def _container_finding(table: Table, col: Column, tally: _Tally, names: dict[str, str],
+                       findings: dict[str, Finding]) -> None:
+    """A finding for a container column: the kinds found in its strings, and the inner names (fields,
+    keys, elements) that read as PII. No strategy rewrites inside these types: see suggest()."""
+    reasons, conf, kind = [], "low", None
+    if (best := tally.best()) is not None:
+        kind, hits, _ = best
+        where = sorted(tally.where)
+        reasons.append(tally.describe() + (f" (in {', '.join(where[:5])}{', ...' if len(where) > 5 else ''})"
+                                           if where else ""))
+        conf = _confidence(hits, tally.values)
+    for key, k in sorted(names.items())[:5]:
+        reasons.append(f"inner name {key!r} suggests {KIND_LABELS[k]}")
+        kind = kind or k
+        conf = max(conf, "medium", key=_CONF_RANK.get)
+    if kind is None:
+        return
+    existing = findings.get(col.name)
+    if existing is None:
+        findings[col.name] = Finding(table=table.display, column=col.name, type=col.type, kind=kind,
+                                     reasons=reasons, confidence=conf)
+        return
+    existing.reasons += reasons
+    existing.confidence = max(existing.confidence, conf, key=_CONF_RANK.get)
 
 
 def _content_finding(table: Table, col: Column, tally: _Tally, paths: dict[str, _Tally],

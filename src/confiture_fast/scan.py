@@ -66,9 +66,12 @@ def coverage(catalog: Catalog, rules) -> dict[tuple[str, str], Covered]:
 def scan_tables(conn: psycopg.Connection, tables: list[Table], rows: int, timeout_ms: int,
                 covered: dict[tuple[str, str], Covered]) -> list[TableScan]:
     """Findings of every table, each sample under `timeout_ms`; marks the ones the rules cover."""
+    ruled: dict[str, dict[str, str]] = {}
+    for (table, column), c in covered.items():
+        ruled.setdefault(table, {})[column] = c.strategy
     old = set_statement_timeout(conn, timeout_ms)
     try:
-        scans = [scan_table(conn, t, rows) for t in tables]
+        scans = [scan_table(conn, t, rows, ruled.get(t.display, {})) for t in tables]
     finally:
         restore_statement_timeout(conn, old)
     for s in scans:
@@ -79,7 +82,8 @@ def scan_tables(conn: psycopg.Connection, tables: list[Table], rows: int, timeou
 
 
 def strict_problems(src_conn: psycopg.Connection, catalog: Catalog, tables: list[Table], rules) -> list[str]:
-    """For `sync --strict`: every column scan flags (by name or content) that no rule covers.
+    """For `sync --strict`: every column scan flags (by name or content, or as needing a review) that
+    no rule covers.
 
     Each problem names table.column, why it was flagged and the rule scan suggests. Any rule counts,
     `keep` included: it records that someone looked at the column. Safe inside the caller's snapshot
@@ -104,7 +108,8 @@ def strict_error(problems: list[str], rules) -> ValidationError:
     else:
         fix = (f"add a rule for each to {rules.path} (confiture-fast scan --from SOURCE --anonymize-config "
                f"{rules.path} prints them); 'strategy: keep' marks a column reviewed and safe to copy")
-    return ValidationError(f"--strict: {len(problems)} column(s) look like PII and have no rule:", problems, fix)
+    return ValidationError(f"--strict: {len(problems)} column(s) look like PII or need a review, and have no rule:",
+                           problems, fix)
 
 
 # --------------------------------------------------------------------------- output
@@ -158,7 +163,9 @@ def render_yaml(scans: list[TableScan], rules, catalog: Catalog, source: str, ro
         todo = [f for f in (s.findings if s else []) if f.covered is None]
         if not specs and not todo:
             continue
-        out.append(f"{_scalar(name)}:")
+        active = specs or any(f.strategy is not None and f.kind != "review" for f in todo)
+        # A table key with no rule under it would not load: it stays commented until a rule is chosen.
+        out.append(f"{_scalar(name)}:" if active else f"# {_scalar(name)}:")
         if s is not None and s.note:
             out.append(f"  # {s.note}")
         for spec in specs:
@@ -169,6 +176,9 @@ def render_yaml(scans: list[TableScan], rules, catalog: Catalog, source: str, ro
             if f.strategy is None:
                 out.append(f"  # not suggested yet: {f.no_fit}; use another rule until it fits")
                 out += _rule_lines(f.column, f.wanted, f.params, prefix="  #")
+            elif f.kind == "review":
+                out.append("  # scan cannot tell what it holds: uncomment this rule, or write 'strategy: keep' once reviewed")
+                out += _rule_lines(f.column, f.strategy, f.params, prefix="  #")
             else:
                 out += _rule_lines(f.column, f.strategy, f.params)
         out.append("")
@@ -188,8 +198,11 @@ def summary(scans: list[TableScan]) -> str:
     findings = [f for s in scans for f in s.findings]
     uncovered = [f for f in findings if f.covered is None]
     notes = [s for s in scans if s.note]
-    text = (f"scan: {len(scans)} table(s), {len(findings)} column(s) look like PII, "
+    review = [f for f in uncovered if f.review]
+    text = (f"scan: {len(scans)} table(s), {len(findings)} column(s) look like PII or need a review, "
             f"{len(findings) - len(uncovered)} already covered, {len(uncovered)} without a rule")
+    if review:
+        text += f" ({len(review)} need a review: {', '.join(f'{f.table}.{f.column}' for f in review)})"
     if notes:
         text += f"; {len(notes)} table(s) checked by name only (see the comments)"
     return text
@@ -229,12 +242,28 @@ def load_rules_option(rules_path: Path | None, default: Path):
     return config.load_rules(default) if default.exists() else None
 
 
-def _scan(source, tables, include, exclude, rules_path, env_dir, source_port, output, rows, timeout, fmt) -> int:
+def check_output(output: Path, force: bool) -> None:
+    """Refuses, before anything is read, an -o path that would overwrite a file (without --force) or
+    cannot be written at all."""
+    if output.is_dir():
+        raise ConfigError(f"-o {output} is a directory", "give the path of a file to write, e.g. "
+                          f"{output / 'anonymization.yaml'}")
+    if output.exists() and not force:
+        raise ConfigError(f"-o {output} already exists (scan never overwrites a file unasked)",
+                          "choose another path, or add --force to replace it")
+    if not output.parent.is_dir():
+        raise ConfigError(f"-o {output}: the folder {output.parent} does not exist", "create it, or choose another path")
+
+
+def _scan(source, tables, include, exclude, rules_path, env_dir, source_port, output, rows, timeout, fmt,
+          force: bool = False) -> int:
     from . import cli, config
     from .plan import Selection, select_tables
     from .progress import stderr_console
 
     console = stderr_console()
+    if output is not None:
+        check_output(output, force)
     env = config.resolve_environment(source, env_dir, port=source_port)
     cli._Redactor.add(env.password)
     if (w := env.ssl_warning()):
@@ -268,7 +297,7 @@ def register(app) -> None:
 
 \b
   confiture-fast scan --from production                          # rules on stdout
-  confiture-fast scan --from production -o anonymization.yaml    # into a file
+  confiture-fast scan --from production -o anonymization.yaml    # into a new file (--force: replace it)
   confiture-fast scan --from prod --anonymize-config db/sync/anonymization.yaml  # mark covered columns
   confiture-fast scan --from prod --tables users,orders --format json
 """)
@@ -280,7 +309,8 @@ def register(app) -> None:
         rules_path: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="Existing rules: covered columns are marked (default: db/sync/anonymization.yaml when it exists).")] = None,
         env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
         source_port: SourcePortOpt = None,
-        output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the rules to this file instead of stdout.")] = None,
+        output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the rules to this file instead of stdout (never over an existing file without --force).")] = None,
+        force: Annotated[bool, typer.Option("--force", help="Let -o replace an existing file.")] = False,
         rows: Annotated[int, typer.Option("--sample-rows", min=0, help="Rows sampled per table (0: names only).")] = DEFAULT_SAMPLE_ROWS,
         timeout: Annotated[float, typer.Option("--statement-timeout", min=0.1, help="Seconds any one query may run on the source.")] = DEFAULT_TIMEOUT_S,
         fmt: Annotated[Format, typer.Option("--format", help="text: a rules YAML; json: the findings.")] = Format.text,
@@ -288,7 +318,7 @@ def register(app) -> None:
     ) -> None:
         try:
             code = _scan(source, _csv(tables), _csv(include), _csv(exclude), rules_path, env_dir, source_port,
-                         output, rows, timeout, fmt.value)
+                         output, rows, timeout, fmt.value, force)
         except typer.Exit:
             raise
         except KeyboardInterrupt:

@@ -25,7 +25,7 @@ from . import strategies
 from .anon_ref import escape, unescape
 from .catalog import Column, Table, quote_ident, read_catalog
 from .errors import ConfigError, SyncError, ValidationError
-from .pii import KIND_LABELS, LEAK_KINDS, content_kinds, name_kind
+from .pii import KIND_LABELS, LEAK_KINDS, content_kinds, name_kind, pii_kind, review_reason, sampled
 
 DEFAULT_MAX_VALUES = 5_000_000
 DEFAULT_PII_ROWS = 100_000
@@ -180,6 +180,7 @@ class ColumnReport(msgspec.Struct, kw_only=True):
     leaks: dict[str, int] = {}
     leak_rows_checked: int = 0
     name_suggests: str | None = None  # --pii-patterns: an untouched column whose name reads as PII
+    review: str | None = None  # --pii-patterns: an untouched column that needs a review (pii.review_reason)
     problems: list[str] = []
 
 
@@ -501,8 +502,8 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
                                        else f"not checked: {rule.strategy} has no fixed output format")
             checkers.append(checker)
         else:
-            text_like = c.category == "S" or c.base_type in ("json", "jsonb")
-            checks_leaks = pii_rows if text_like and rule is None else 0
+            # Containers too: their COPY text holds the strings inside (hstore values, xml, lexemes).
+            checks_leaks = pii_rows if sampled(c) and rule is None else 0
             report = ColumnReport(column=c.name, mode="keep" if rule is not None else "untouched",
                                   strategy=rule.strategy if rule is not None else None)
             if pii_rows and rule is None and (kind := name_kind(src.display, c)) is not None:
@@ -533,6 +534,12 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
                     checker.feed(ca, cb)
         start += max(len(batch_a), len(batch_b))
 
+    if pii_rows:  # the same judgement as scan's: columns that need a review whatever their values
+        known = anonymized | {c.name for ch, c in zip(checkers, columns) if isinstance(ch, _Untouched)
+                              and ch.r.mode == "untouched" and (ch.r.leaks or pii_kind(src.display, c))}
+        for ch, c in zip(checkers, columns):
+            if isinstance(ch, _Untouched) and ch.r.mode == "untouched":
+                ch.r.review = review_reason(src, c, known)
     if rep.rows_source != rep.rows_target:
         rep.problems.append(f"row counts differ: {rep.rows_source:,} on the source, {rep.rows_target:,} on the target")
     for checker, c in zip(checkers, columns):
@@ -557,6 +564,8 @@ def _conclude(checker, col: Column, src: Table, dst: Table, dst_conn, rep: Table
         elif r.name_suggests:
             r.problems.append(f"not anonymized, and its name suggests {r.name_suggests}: "
                               "add a rule, or 'strategy: keep' once reviewed")
+        if r.review:
+            r.problems.append(f"not anonymized, and {r.review}: add a rule, or 'strategy: keep' once reviewed")
         return
     first = checker.first
     if r.leaks:
@@ -609,7 +618,7 @@ def _open(what: str, env) -> psycopg.Connection:
 
 
 def _verify(source, target, tables, include, exclude, rules_path, env_dir, source_port, pii, max_values,
-            pii_rows, fmt) -> int:
+            pii_rows, fmt, quiet: bool = False) -> int:
     from . import cli, config
     from .plan import Selection, select_tables
     from .progress import stderr_console
@@ -623,7 +632,7 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
     if (w := src_env.ssl_warning()):
         console.print(f"warning: {w}", markup=False)
     rules = load_rules_option(rules_path, cli.DEFAULT_RULES)
-    if rules is None:
+    if rules is None and not quiet:
         console.print("no anonymization rules: checking that every column is an identical copy", markup=False)
     src_conn = _open("source", src_env)
     try:
@@ -668,13 +677,26 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
                                               "tables": [{**msgspec.structs.asdict(r), "ok": r.ok} for r in reports]}
                                              ).decode() + "\n")
     else:
-        _render(reports, console, pii)
+        _render(reports, console, pii, quiet)
     return 0 if ok else 1
 
 
-def _render(reports: list[TableReport], console, pii: bool) -> None:
+def _render(reports: list[TableReport], console, pii: bool, quiet: bool = False) -> None:
+    """The summary grid, every problem, and the notes; with `quiet`, only the problems and the verdict
+    of a failed run."""
     from rich.table import Table as RichTable
 
+    if quiet:
+        for r in reports:
+            for p in r.problems:
+                console.print(f"{r.table}: {p}", markup=False)
+            for c in r.columns:
+                for p in c.problems:
+                    console.print(f"{r.table}.{c.column}: {p}", markup=False)
+        failed = [r.table for r in reports if not r.ok]
+        if failed:
+            console.print(f"verify: FAILED: {', '.join(failed)}", markup=False)
+        return
     grid = RichTable(title="verify", title_justify="left")
     for head in ("table", "rows (source / target)", "untouched identical", "anonymized ok", "leaks", "status"):
         grid.add_column(head, justify="right" if head.startswith(("rows", "untouched", "anonymized", "leaks")) else "left")
@@ -727,15 +749,16 @@ columns changed, in format, with their NULLs and uniqueness, and no PII left in 
         rules_path: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="The rules the sync used (default: db/sync/anonymization.yaml when it exists).")] = None,
         env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
         source_port: SourcePortOpt = None,
-        pii: Annotated[bool, typer.Option("--pii-patterns/--no-pii-patterns", help="Flag columns without a rule that hold emails, phone or card numbers, or whose name reads as PII.")] = True,
+        pii: Annotated[bool, typer.Option("--pii-patterns/--no-pii-patterns", help="Flag columns without a rule that hold emails, phone or card numbers, whose name reads as PII, or that need a review (a type scan cannot read inside; a text search vector in a table with PII).")] = True,
         max_values: Annotated[int, typer.Option("--max-values", min=1, help="Source value hashes kept in memory per table (about 70 bytes each), shared by its anonymized columns; past it, a fixed share of each column's values is checked.")] = DEFAULT_MAX_VALUES,
         pii_rows: Annotated[int, typer.Option("--pii-rows", min=1, help="Rows per table checked by --pii-patterns.")] = DEFAULT_PII_ROWS,
         fmt: Annotated[Format, typer.Option("--format", help="text: a summary table on stderr; json: one JSON object on stdout.")] = Format.text,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors (the problems found); the exit code is the same.")] = False,
         debug: DebugOpt = False,
     ) -> None:
         try:
             code = _verify(source, target, _csv(tables), _csv(include), _csv(exclude), rules_path, env_dir,
-                           source_port, pii, max_values, pii_rows, fmt.value)
+                           source_port, pii, max_values, pii_rows, fmt.value, quiet)
         except typer.Exit:
             raise
         except KeyboardInterrupt:
