@@ -341,7 +341,7 @@ def suggest(kind: str, column: Column, json_paths: dict[str, str] | None = None)
     rewrites inside a container or an opaque type: only the whole value can go (null)."""
     if reader(column) in _CONTAINERS or opaque(column):
         ok, why = _fits("null", {}, column)
-        return "null", {}, None if ok else f"no strategy rewrites inside {column.type}, and {why}"
+        return "null", {}, None if ok else f"no strategy rewrites inside {column.described}, and {why}"
     if json_paths:
         inner = {}
         for path, k in sorted(json_paths.items()):
@@ -384,7 +384,7 @@ class _Tally:
         kinds: dict[str, bool] = {}
         for where, text in leaves:
             found = content_kinds(text)
-            if found:
+            if found and where:
                 self.where.add(where)
             for kind, whole in found.items():
                 kinds[kind] = kinds.get(kind, False) or whole
@@ -482,7 +482,7 @@ def review_reason(table: Table, column: Column, pii_columns) -> str | None:
     if column.generated:
         return None
     if opaque(column):
-        return f"needs review: scan cannot read inside type {column.type}"
+        return f"needs review: scan cannot read inside type {column.described}"
     if column.base_type == "tsvector":
         others = sorted(set(pii_columns) - {column.name})
         if others:
@@ -629,7 +629,7 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int, ruled: dict[st
                     except ValueError:
                         continue
                     leaves = list(container_leaves(how, doc))
-                    tallies[col.name].add_all((key or path, text) for path, key, text in leaves)
+                    tallies[col.name].add_all((key, text) for _, key, text in leaves)
                     for _, key, _ in leaves:
                         if key and (k := name_kind(table.display, key)) is not None:
                             path_names[col.name].setdefault(key, k)
