@@ -178,6 +178,17 @@ def test_domains_compared_by_what_they_allow(pair):
 
 # -- 10. domains' limits and CHECKs, checked before the load ------------------------------------------
 
+def test_a_rule_propagated_through_a_foreign_key_is_fit_checked_too(pair):
+    excl = sentinel(pair)
+    pair.both("""CREATE DOMAIN short_email AS varchar(20);
+                 CREATE TABLE users (email text PRIMARY KEY);
+                 CREATE TABLE orders (id int PRIMARY KEY, who short_email REFERENCES users)""")
+    pair.source("INSERT INTO users VALUES ('a@corp.com'); INSERT INTO orders VALUES (1, 'a@corp.com')")
+    res = pair.sync(*excl, rules="users:\n  - column: email\n    strategy: email\n")
+    assert_refused(pair, res, "orders.who (rule propagated from users.email): email writes up to 33 characters",
+                   "short_email (domain over character varying(20))")
+
+
 def test_check_constraints_a_rule_may_violate_are_warned_before_the_load(pair):
     pair.both("""CREATE DOMAIN corp_email AS varchar(60) CHECK (VALUE LIKE '%@corp.com');
                  CREATE TABLE u (id int PRIMARY KEY, e corp_email, nick text, n text, keep text,

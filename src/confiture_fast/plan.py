@@ -211,6 +211,23 @@ def _slice_conditions(leaf, n: int) -> list[str]:
             for k in range(n)]
 
 
+def _fit_problem(spec, params, col: Column, dst_col: Column) -> str | None:
+    """Why a rule's output cannot go into the target column `dst_col` (its type through domains, its
+    length, NOT NULL), or could break a unique index that reads the column on either side (the
+    source's indexes count too: the target may get them rebuilt)."""
+    strategy = strategies.STRATEGIES[spec.strategy]
+    fit = strategy.check_column(params, dst_col)
+    if fit:
+        return fit
+    unique_in = [f"{ix} (source)" for ix in col.unique_indexes if ix not in dst_col.unique_indexes]
+    unique_in += [f"{ix} (target)" if dst_col is not col else ix for ix in dst_col.unique_indexes]
+    if (unique_in or dst_col.unique or col.unique) and not strategy.is_unique(params) and not spec.allow_duplicates:
+        return (f"{spec.strategy!r} can map different values to the same output, but the column is in a UNIQUE "
+                f"index or constraint ({', '.join(unique_in) or 'a PRIMARY KEY or UNIQUE key'}): use a "
+                "unique-preserving strategy (email, hash, uuid) or add allow_duplicates: true")
+    return None
+
+
 def _rules_for(table: Table, target: Table, specs, secret, problems: list[str], path: str) -> dict[str, tuple]:
     """Validated rules of one table: column -> (spec, params)."""
     out = {}
@@ -235,17 +252,9 @@ def _rules_for(table: Table, target: Table, specs, secret, problems: list[str], 
         if key_col is not None and (table.column(key_col) is None or table.column(key_col).generated):
             problems.append(f"{where}: per_row_key {key_col!r} is not a copied column of {table.display}")
             continue
-        dst_col = target.column(spec.column) or col
-        fit = strategy.check_column(params, dst_col)
+        fit = _fit_problem(spec, params, col, target.column(spec.column) or col)
         if fit:
             problems.append(f"{where}: {fit}")
-            continue
-        unique_in = [f"{ix} (source)" for ix in col.unique_indexes if ix not in dst_col.unique_indexes]
-        unique_in += [f"{ix} (target)" if dst_col is not col else ix for ix in dst_col.unique_indexes]
-        if (unique_in or dst_col.unique or col.unique) and not strategy.is_unique(params) and not spec.allow_duplicates:
-            problems.append(f"{where}: {spec.strategy!r} can map different values to the same output, but the column is "
-                            f"in a UNIQUE index or constraint ({', '.join(unique_in) or 'a PRIMARY KEY or UNIQUE key'}): "
-                            "use a unique-preserving strategy (email, hash, uuid) or add allow_duplicates: true")
             continue
         if strategy.keyed and secret is None:
             continue  # reported once by the caller
@@ -283,6 +292,16 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
                         "export ANONYMIZATION_SECRET=$(openssl rand -hex 32), or pass --secret-file PATH")
 
     propagated = _propagate(source, table_rules, problems)
+    by_display = {t.display: t for t in source.tables.values()}
+    for tname, notes in propagated.items():
+        table = by_display[tname]
+        target_table = target.tables.get(tname) or table
+        for note in notes:
+            column, origin = note.split(" <- ")
+            spec, params = table_rules[tname][column]
+            col = table.column(column)
+            if col is not None and (fit := _fit_problem(spec, params, col, target_table.column(column) or col)):
+                problems.append(f"{rules_path}:{spec.line}: {tname}.{column} (rule propagated from {origin}): {fit}")
 
     # Schema verification, all differences together.
     plans: list[TablePlan] = []
