@@ -42,7 +42,7 @@ class Column(msgspec.Struct, frozen=True):
         """Its type for messages, with what a domain stands for: 'corp_email (domain over character varying(20))'."""
         if self.domain is None or not self.resolved_type:
             return self.type
-        return f"{self.type} (domain over {self.resolved_type})"
+        return f"{self.type} ({'domain over' if self.type == self.domain else 'i.e.'} {self.resolved_type})"
 
 
 class ForeignKey(msgspec.Struct, frozen=True):

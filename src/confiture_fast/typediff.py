@@ -116,7 +116,8 @@ def compare(src: Column, dst: Column, ruled: bool) -> tuple[str | None, str | No
     shown = f"{src.described} on the source, {dst.described} on the target"
     if src.is_array != dst.is_array:
         return f"type {shown}: an array and a non-array", None
-    if src.resolved_type == dst.resolved_type and src.base_type == dst.base_type and src.typmod == dst.typmod:
+    same = (src.resolved_type or src.type) == (dst.resolved_type or dst.type)
+    if same and src.base_type == dst.base_type and src.typmod == dst.typmod:
         how = None if src.type == dst.type else "same base type"
     else:
         how = widening(src, dst)
