@@ -42,6 +42,10 @@ class Checkpoint(msgspec.Struct, frozen=True):
     selection_fingerprint: str = ""
     secret_fingerprint: str = ""
     partial_tables: dict[str, PartialTable] = {}
+    # (server, database) fingerprints: the same databases under another name ('localhost' vs '127.0.0.1',
+    # a URI vs an environment file) are still the same
+    source_identity: str = ""
+    target_identity: str = ""
 
     def with_table(self, name: str, rows: int) -> "Checkpoint":
         now = _now()
@@ -59,8 +63,35 @@ def _now() -> str:
     return dt.datetime.now().replace(microsecond=0).isoformat()
 
 
-def new(source: str, target: str, rules_fp: str, selection_fp: str, secret_fp: str) -> Checkpoint:
-    return Checkpoint(VERSION, _now(), source, target, {}, rules_fp, selection_fp, secret_fp)
+def new(source: str, target: str, rules_fp: str, selection_fp: str, secret_fp: str, *,
+        source_identity: str = "", target_identity: str = "") -> Checkpoint:
+    return Checkpoint(VERSION, _now(), source, target, {}, rules_fp, selection_fp, secret_fp,
+                      source_identity=source_identity, target_identity=target_identity)
+
+
+def check_writable(path: Path) -> None:
+    """Proves, before the target is touched, that write() will work there: a temporary file is created and
+    removed in the folder (write() renames one over the path), and an existing file must open for writing."""
+    path = Path(path)
+    folder = path.parent
+    fix = "pass --checkpoint a file path in an existing, writable folder"
+    if path.is_dir():
+        raise ConfigError(f"--checkpoint {path} is a folder, not a file", f"name a file in it, e.g. {path / 'sync.json'}")
+    if not folder.is_dir():
+        raise ConfigError(f"--checkpoint {path}: the folder {folder} does not exist", f"create it (mkdir -p {folder}), or {fix}")
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise ConfigError(f"--checkpoint {path} is not a regular file", fix)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+        except OSError as exc:
+            raise ConfigError(f"--checkpoint {path} cannot be written: {exc.strerror or exc}", fix) from None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError(f"--checkpoint {path}: cannot create files in {folder}: {exc.strerror or exc}", fix) from None
 
 
 def write(path: Path, cp: Checkpoint) -> None:
@@ -101,12 +132,24 @@ def read(path: Path) -> Checkpoint:
         raise ConfigError(f"checkpoint {path} is malformed: {exc}", "delete it and start a new sync") from None
 
 
+_REFUSE_FIX = "resume with the same settings, or delete the checkpoint to start over"
+
+
 def check_matches(cp: Checkpoint, expected: Checkpoint, path: Path) -> None:
-    """Refuses a checkpoint made for another source, target, rule set, selection or secret."""
-    for field, what in (("source_database", "source"), ("target_database", "target"),
-                        ("rules_fingerprint", "anonymization rules"), ("selection_fingerprint", "table selection"),
-                        ("secret_fingerprint", "anonymization secret")):
+    """Refuses a checkpoint made for another source, target, rule set or secret (the selection is checked
+    once planned: check_selection). A database is the same when its name or its identity agrees."""
+    for field, ident, what in (("source_database", "source_identity", "source"),
+                               ("target_database", "target_identity", "target")):
+        if getattr(cp, field) != getattr(expected, field) and \
+                not (getattr(cp, ident) and getattr(cp, ident) == getattr(expected, ident)):
+            raise ConfigError(f"checkpoint {path} was made for another {what} database ({getattr(cp, field)}, "
+                              f"now {getattr(expected, field)}: another server or database)", _REFUSE_FIX)
+    for field, what in (("rules_fingerprint", "anonymization rules"), ("secret_fingerprint", "anonymization secret")):
         if getattr(cp, field) != getattr(expected, field):
-            shown = "" if "fingerprint" in field else f" ({getattr(cp, field)} vs {getattr(expected, field)})"
-            raise ConfigError(f"checkpoint {path} was made for another {what}{shown}",
-                              "resume with the same settings, or delete the checkpoint to start over")
+            raise ConfigError(f"checkpoint {path} was made for another {what}", _REFUSE_FIX)
+
+
+def check_selection(cp: Checkpoint, selection_fp: str, path: Path) -> None:
+    """Refuses a checkpoint made for another set of tables (in whatever order or spelling they were given)."""
+    if cp.selection_fingerprint != selection_fp:
+        raise ConfigError(f"checkpoint {path} was made for another table selection", _REFUSE_FIX)

