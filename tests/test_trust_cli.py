@@ -75,6 +75,28 @@ def test_good_paths_still_work(loaded, tmp_path):
     assert list(tmp_path.glob(".sync.json.*")) == []  # the probe left nothing behind
 
 
+def test_checkpoint_lost_mid_run_stops_cleanly_and_rebuilds(pair, tmp_path):
+    """The checkpoint's folder disappears while a table loads: the run stops like on a failed table, and
+    every index and constraint deferred for the load is back."""
+    import shutil
+
+    from test_faults import BIG, SCHEMA as FAULTS_SCHEMA, SLOW, constraints, indexes, start_mid_big
+
+    pair.both(FAULTS_SCHEMA)
+    pair.target(SLOW)
+    pair.source(f"INSERT INTO small SELECT i, 's' || i FROM generate_series(1, 100) i;"
+                f"INSERT INTO big SELECT i, 1 + i % 100, repeat(md5(i::text), 125) FROM generate_series(1, {BIG}) i")
+    (tmp_path / "cp").mkdir()
+    pair.cp = tmp_path / "cp" / "sync.json"
+    proc, before = start_mid_big(pair)
+    shutil.rmtree(tmp_path / "cp")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    assert "checkpoint" in err and "could not be written" in err and "Traceback" not in err, err
+    assert "internal error" not in err
+    assert (constraints(pair), indexes(pair)) == before
+
+
 # -- 21: messages ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("strategy", ["email", "redact"])
