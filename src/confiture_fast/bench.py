@@ -203,7 +203,8 @@ def _side_from_env(spec: str, env) -> Side:
 
 
 def _connect(side: Side) -> psycopg.Connection:
-    return psycopg.connect(side.conninfo, autocommit=True, connect_timeout=10)
+    """row_security off, as on every source session: a policy makes a read fail, never return a part."""
+    return psycopg.connect(side.conninfo, autocommit=True, connect_timeout=10, options="-c row_security=off")
 
 
 def _qual(table: str) -> str:
@@ -605,7 +606,9 @@ def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
             where = ("embedded", "embedded")
             psql = shutil.which("psql", path=str(s1.bin_dir)) or shutil.which("psql")
         else:
-            src, dst = _resolve_pair(opts)
+            src, dst = _resolve_pair(opts, log)
+            log(f"the bench writes a scratch schema {SCHEMA} into --from {src.display} and --to {dst.display} "
+                "(dropped when it ends)")
             where = (src.display, dst.display)
             psql = shutil.which("psql")
         if psql is None:
@@ -700,9 +703,11 @@ def _cleanup(src: Side, dst: Side, state_existed: bool, log: Callable[[str], Non
         log(f"warning: could not drop {STATE_SCHEMA} on {dst.display}: {exc}")
 
 
-def _resolve_pair(opts: Options) -> tuple[Side, Side]:
+def _resolve_pair(opts: Options, log: Callable[[str], None]) -> tuple[Side, Side]:
+    """Both servers, checked: the bench writes its scratch schema into --from as well as --to, so
+    neither may be a protected environment, by its own file or by identity with any protected one."""
     from . import config
-    from .coordinator import _identity
+    from .coordinator import _identity, refuse_protected
 
     if opts.source is None or opts.target is None:
         raise ConfigError("--from and --to go together", "give both, or neither for the embedded servers")
@@ -712,12 +717,18 @@ def _resolve_pair(opts: Options) -> tuple[Side, Side]:
 
     _Redactor.add(src_env.password)
     _Redactor.add(dst_env.password)
+    if src_env.protected:
+        raise ConfigError(f"the source {src_env.name} is protected: the bench writes its scratch schema {SCHEMA} "
+                          "into --from as well as into --to, and never into a protected database",
+                          "give a scratch or staging server as --from (the bench generates its own rows)")
     if dst_env.protected:
         raise ConfigError(f"the target {dst_env.name} is protected: the bench never writes into it",
                           "give a scratch or staging server as --to")
     src, dst = _side_from_env(opts.source, src_env), _side_from_env(opts.target, dst_env)
     try:
         with _connect(src) as s, _connect(dst) as d:
+            refuse_protected(s, src_env, "--from", Path(opts.env_dir), warn=log)
+            refuse_protected(d, dst_env, "--to", Path(opts.env_dir), warn=log)
             same = _identity(s) == _identity(d)
     except psycopg.OperationalError as exc:
         raise ConfigError(f"cannot connect: {str(exc).strip().splitlines()[-1]}",
@@ -888,14 +899,17 @@ def register(app) -> None:
   confiture-fast bench                                   # two throwaway servers, users table
   confiture-fast bench --sweep --plot bench.svg          # also --parallel 1,2,4 x --batch-size 1000,5000,20000
   confiture-fast bench --rows 1000000 --shape users,orders,events
-  confiture-fast bench --from prod_replica --to staging  # your servers, in a scratch schema
+  confiture-fast bench --from scratch --to staging       # your servers, in a scratch schema
+
+With --from/--to the bench creates, fills and drops a scratch schema confiture_fast_bench in BOTH
+databases: it writes into --from as well as --to, so neither may be a protected environment.
 
 Every run loads the same rows into the same target tables (emptied before each run, indexes
 present); repetitions are interleaved; ratios are to the raw libpq pipe measured in the same run.
 """)
     def bench(
-        source: Annotated[Optional[str], typer.Option("--from", help="Source server (environment name or URI); default: a throwaway one.")] = None,
-        target: Annotated[Optional[str], typer.Option("--to", help="Target server (environment name or URI); never a protected one.")] = None,
+        source: Annotated[Optional[str], typer.Option("--from", help="Source server (environment name or URI), into which the bench WRITES its scratch schema; never a protected one; default: a throwaway one.")] = None,
+        target: Annotated[Optional[str], typer.Option("--to", help="Target server (environment name or URI), into which it writes too; never a protected one.")] = None,
         env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
         rows: Annotated[int, typer.Option("--rows", min=100, help="Rows of users, wide and plain; orders get 2x, events 5x.")] = DEFAULT_ROWS,
         shape: Annotated[str, typer.Option("--shape", help="users, wide, plain, all (users+wide+plain), or a list of tables: users,orders,events.")] = "users",

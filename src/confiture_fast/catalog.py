@@ -98,6 +98,8 @@ class Table(msgspec.Struct, frozen=True):
     owned: bool  # our role may ALTER it (drop and rebuild its indexes and constraints)
     user_triggers: tuple[str, ...]
     checks: tuple[Check, ...] = ()  # the table's CHECK constraints
+    # itself or leaves whose row-level security would hide rows from our role (qualified names)
+    row_security: tuple[str, ...] = ()
 
     @property
     def display(self) -> str:
@@ -122,6 +124,7 @@ class Table(msgspec.Struct, frozen=True):
 class Catalog(msgspec.Struct, frozen=True):
     tables: dict[str, Table]  # by display name
     creatable_schemas: frozenset[str] = frozenset()  # where our role may create (and so rebuild) indexes
+    role: str = ""  # current_user of the connection that read it
 
     def find(self, key: str) -> list[Table]:
         """Tables a rule key or --tables name designates: 'name' or 'schema.name', as spelled in the catalog."""
@@ -146,28 +149,35 @@ def display_name(schema: str, name: str) -> str:
     return name if schema == "public" else f"{schema}.{name}"
 
 
-STATE_SCHEMA = "_confiture_fast"
-KEY_RANGE_MIN_BYTES = 1 << 20  # below this a table is never split, so its key range is not read  # our bookkeeping on the target; never synced
+STATE_SCHEMA = "_confiture_fast"  # our bookkeeping on the target; never synced
+KEY_RANGE_MIN_BYTES = 1 << 20  # below this a table is never split, so its key range is not read
+
+# Row-level security applies to our role unless it is a superuser or BYPASSRLS, or it has the
+# privileges of the owner and the table does not FORCE it (PostgreSQL's check_enable_rls).
+_RLS_APPLIES = ("(c.relrowsecurity AND NOT %(bypass)s "
+                "AND NOT (pg_has_role(c.relowner, 'USAGE') AND NOT c.relforcerowsecurity))")
+_BYPASS_SQL = "SELECT current_user, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
 
 _TABLES_SQL = """
 SELECT c.oid, n.nspname, c.relname, c.relkind, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid), c.relpages,
        has_table_privilege(c.oid, 'SELECT'),
        has_table_privilege(c.oid, 'INSERT') AND has_table_privilege(c.oid, 'TRUNCATE'),
-       pg_has_role(c.relowner, 'USAGE')
+       pg_has_role(c.relowner, 'USAGE'), {rls}
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', %(state)s)
   AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
 ORDER BY n.nspname, c.relname
-"""
+""".replace("{rls}", _RLS_APPLIES)
 
 _LEAVES_SQL = """
-SELECT root.oid, c.oid, n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid), c.relpages
+SELECT root.oid, c.oid, n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid), c.relpages,
+       {rls}
 FROM unnest(%(oids)s::oid[]) AS root(oid)
 CROSS JOIN LATERAL pg_partition_tree(root.oid) t
 JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE t.isleaf
-"""
+""".replace("{rls}", _RLS_APPLIES)
 
 # Each column's type is followed down through domains (and one array level, also inside a domain)
 # to the type whose text form COPY carries; the typmod in force is the first one set on the way.
@@ -275,20 +285,24 @@ WHERE NOT tgisinternal AND tgrelid = ANY(%(oids)s::oid[])
 
 
 def read_catalog(conn) -> Catalog:
-    """Reads every ordinary and partitioned table of every non-system schema (one query per kind of fact)."""
-    rows = conn.execute(_TABLES_SQL, {"state": STATE_SCHEMA}).fetchall()
+    """Reads every ordinary and partitioned table of every non-system schema (one query per kind of fact).
+
+    Only catalogs are read, never a table's rows: a table our role may not read costs nothing unless
+    it is selected (key ranges are read afterwards, for the selection: with_key_ranges)."""
+    role, bypass = conn.execute(_BYPASS_SQL).fetchone()
+    params = {"state": STATE_SCHEMA, "bypass": bool(bypass)}
+    rows = conn.execute(_TABLES_SQL, params).fetchall()
     oids = [r[0] for r in rows]
-    found: list[tuple[int, int, tuple]] = [(r[0], r[0], r[1:3] + r[4:7]) for r in rows if r[3] == "r"]
-    found += [(root, oid, tuple(leaf)) for root, oid, *leaf in conn.execute(_LEAVES_SQL, {"oids": oids})]
+    found: list[tuple[int, int, tuple]] = [(r[0], r[0], r[1:3] + r[4:7] + r[10:11]) for r in rows if r[3] == "r"]
+    found += [(root, oid, tuple(leaf))
+              for root, oid, *leaf in conn.execute(_LEAVES_SQL, {**params, "oids": oids})]
     keys = dict(conn.execute(_INT_KEYS_SQL, {"oids": [f[1] for f in found]}).fetchall())
     leaves: dict[int, list[Leaf]] = {}
-    for root, oid, (schema, name, est_rows, est_bytes, pages) in found:
-        key, key_range = keys.get(oid), None
-        if key is not None and est_bytes >= KEY_RANGE_MIN_BYTES:
-            lo, hi = conn.execute(f"SELECT min({quote_ident(key)}), max({quote_ident(key)}) "
-                                  f"FROM {qualify(schema, name)}").fetchone()
-            key_range = (lo, hi) if lo is not None else None
-        leaves.setdefault(root, []).append(Leaf(schema, name, est_rows, est_bytes, pages, key, key_range))
+    hidden: dict[int, list[str]] = {}
+    for root, oid, (schema, name, est_rows, est_bytes, pages, rls) in found:
+        leaves.setdefault(root, []).append(Leaf(schema, name, est_rows, est_bytes, pages, keys.get(oid)))
+        if rls and oid != root:
+            hidden.setdefault(root, []).append(qualify(schema, name))
     root_of = {oid: root for root, oid, _ in found} | {oid: oid for oid in oids}
     unique_ix: dict[tuple[int, str], set[str]] = {}
     for relid, index, cols in conn.execute(_UNIQUE_SQL, {"oids": list(root_of)}).fetchall():
@@ -319,15 +333,36 @@ def read_catalog(conn) -> Catalog:
         root = root_of[relid]
         checks.setdefault(root, {}).setdefault(conname, Check(display_of[root], conname, definition, tuple(cols)))
     tables = {}
-    for oid, schema, name, kind, _, _, _, can_read, can_load, owned in rows:
+    for oid, schema, name, kind, _, _, _, can_read, can_load, owned, rls in rows:
         t = Table(
             schema=schema, name=name, kind=kind, columns=tuple(columns.get(oid, ())),
             leaves=tuple(sorted(leaves.get(oid, []), key=lambda leaf: (leaf.schema, leaf.name))),
             foreign_keys=tuple(fkeys.get(oid, ())), sequences=tuple(seqs.get(oid, ())),
             indexes=tuple(indexes.get(oid, ())), can_read=can_read, can_load=can_load, owned=owned,
             user_triggers=tuple(sorted(triggers.get(oid, ()))), checks=tuple(checks.get(oid, {}).values()),
+            row_security=((qualify(schema, name),) if rls else ()) + tuple(sorted(hidden.get(oid, ()))),
         )
         tables[t.display] = t
     creatable = conn.execute(
         "SELECT nspname FROM pg_namespace WHERE has_schema_privilege(oid, 'CREATE')").fetchall()
-    return Catalog(tables, frozenset(r[0] for r in creatable))
+    return Catalog(tables, frozenset(r[0] for r in creatable), role)
+
+
+def with_key_ranges(conn, catalog: Catalog, tables) -> Catalog:
+    """The catalog with the min and max of the integer key of the large leaves of `tables` (the
+    selection), read under the caller's snapshot. Tables our role cannot read in full are skipped:
+    the planner refuses them with the fix."""
+    wanted = {(t.schema, t.name) for t in tables if t.can_read and not t.row_security}
+    out = {}
+    for k, t in catalog.tables.items():
+        if (t.schema, t.name) in wanted:
+            leaves = []
+            for leaf in t.leaves:
+                if leaf.key is not None and leaf.est_bytes >= KEY_RANGE_MIN_BYTES:
+                    lo, hi = conn.execute(f"SELECT min({quote_ident(leaf.key)}), max({quote_ident(leaf.key)}) "
+                                          f"FROM {leaf.qualified}").fetchone()
+                    leaf = msgspec.structs.replace(leaf, key_range=(lo, hi) if lo is not None else None)
+                leaves.append(leaf)
+            t = msgspec.structs.replace(t, leaves=tuple(leaves))
+        out[k] = t
+    return msgspec.structs.replace(catalog, tables=out)

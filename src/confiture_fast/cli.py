@@ -236,6 +236,9 @@ def _sync(req: SyncRequest) -> int:
         resumed = ckpt.read(req.checkpoint) if req.resume else None
         with coordinator.Session(src_env.conninfo(), dst_env.conninfo(), src_env.display(),
                                  dst_env.display()) as session:
+            session.refuse_protected_target(src_env, dst_env, req.env_dir,
+                                            lambda msg: console.print(_Redactor.clean(f"warning: {msg}"), markup=False,
+                                                                       soft_wrap=True))
             expected = ckpt.new(src_env.display(), dst_env.display(), rules_fp, "",
                                 secret.fingerprint() if secret else "",
                                 source_identity=_fingerprint(*coordinator._identity(session.src)),
@@ -244,7 +247,7 @@ def _sync(req: SyncRequest) -> int:
                 ckpt.check_matches(resumed, expected, req.checkpoint)
             state = resumed or expected
             with phase(console, req.verbose, "read both catalogs and plan"):
-                src_cat, dst_cat = session.catalogs()
+                src_cat, dst_cat = session.catalogs(selection)
                 plan = build_plan(src_cat, dst_cat, selection, rules, secret.value if secret else None,
                                   cascade=req.cascade, completed=frozenset(state.completed_tables),
                                   slice_bytes=req.slice_bytes)

@@ -26,6 +26,8 @@ from .errors import ConfigError, ValidationError
 __all__ = [
     "Environment",
     "resolve_environment",
+    "ProtectedEnvironment",
+    "protected_environments",
     "RuleSpec",
     "Rules",
     "load_rules",
@@ -58,14 +60,17 @@ _BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": Fals
 class Environment(msgspec.Struct, frozen=True, kw_only=True):
     """One database to connect to. `options` holds any other libpq parameter (e.g. `service`, `hostaddr`).
 
+    host, port and database are None where a URI or conninfo string leaves them to libpq (a service
+    file, PGHOST / PGPORT / PGDATABASE, its defaults), as psql does: what the connection really reached
+    is checked on the connection itself (current_database(), the server's identity).
     `file` is the YAML it came from (None for a URI), so that errors can name the file to change.
     The password is left out of repr(); do not msgspec-encode an Environment (the encoder would include it).
     """
 
     name: str
-    host: str = "localhost"
-    port: int = 5432
-    database: str
+    host: str | None = "localhost"
+    port: int | None = 5432
+    database: str | None = None
     user: str | None = None
     password: str | None = None
     sslmode: str | None = None
@@ -82,7 +87,7 @@ class Environment(msgspec.Struct, frozen=True, kw_only=True):
         params: dict[str, Any] = {"fallback_application_name": "confiture-fast", **self.options}
         params.update(
             host=self.host,
-            port=str(self.port),
+            port=None if self.port is None else str(self.port),
             dbname=self.database,
             user=self.user,
             password=self.password,
@@ -93,20 +98,40 @@ class Environment(msgspec.Struct, frozen=True, kw_only=True):
         )
         return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
+    def libpq(self, key: str) -> str | None:
+        """What libpq will use for host, port or dbname: ours, else the service's or PG* variable's
+        (PQconndefaults), else None (host: libpq's default socket; dbname: the user name)."""
+        mine = {"host": self.host, "port": self.port, "dbname": self.database}[key]
+        if mine is not None:
+            return str(mine)
+        if "service" in self.options:
+            return _service_value(self.options["service"], key)
+        return _libpq_default(key)
+
     def display(self) -> str:
-        """`host:port/dbname` for messages and logs: no user, no password."""
-        host = f"[{self.host}]" if ":" in self.host and not self.is_unix_socket() else self.host
-        return f"{host}:{self.port}/{self.database}"
+        """`host:port/dbname` for messages and logs: no user, no password. Parts left to libpq are shown
+        as libpq will fill them in from the environment, or `service NAME` / `?` where that is unknown."""
+        host, port, db = self.libpq("host"), self.libpq("port"), self.libpq("dbname")
+        if host is not None and ":" in host and not host.startswith(("/", "@")):
+            host = f"[{host}]"
+        if host is None and port is None and db is None and "service" in self.options:
+            return f"service {self.options['service']}"
+        return f"{host or 'local socket'}:{port or '5432'}/{db or '?'}"
 
     def is_unix_socket(self) -> bool:
-        return self.host.startswith(("/", "@"))
+        host = self.libpq("host")
+        return host is None or host.startswith(("/", "@"))
 
     def is_loopback(self) -> bool:
-        """True for a unix socket, `localhost` or a loopback address: traffic that never leaves the machine."""
-        if self.is_unix_socket() or self.host.lower() == "localhost":
+        """True for a unix socket, `localhost` or a loopback address: traffic that never leaves the machine.
+        A service whose host is unknown counts as remote (the TLS warning errs on the safe side)."""
+        host = self.libpq("host")
+        if host is None and "service" in self.options:
+            return False
+        if self.is_unix_socket() or host.lower() == "localhost":
             return True
         try:
-            return ipaddress.ip_address(self.host).is_loopback
+            return ipaddress.ip_address(host).is_loopback
         except ValueError:
             return False
 
@@ -141,6 +166,46 @@ class Environment(msgspec.Struct, frozen=True, kw_only=True):
         yield "protected", self.protected
         yield "strict", self.strict
         yield "file", self.file
+
+
+def _libpq_default(key: str) -> str | None:
+    """libpq's own value for a parameter nobody gave: its PG* variable (or PGSERVICE's entry), or its default."""
+    try:
+        defaults = psycopg.pq.Conninfo.get_defaults()
+    except psycopg.Error:  # e.g. PGSERVICE names no entry: the connection will say so
+        return None
+    for option in defaults:
+        if option.keyword.decode() == key:
+            return option.val.decode() if option.val else None
+    return None
+
+
+def _service_value(service: str, key: str) -> str | None:
+    """A parameter of a pg_service.conf entry, for display only: libpq reads the file itself to connect.
+    The files and their order are libpq's: PGSERVICEFILE or ~/.pg_service.conf, then PGSYSCONFDIR's."""
+    files = [Path(os.environ.get("PGSERVICEFILE") or Path.home() / ".pg_service.conf")]
+    if os.environ.get("PGSYSCONFDIR"):
+        files.append(Path(os.environ["PGSYSCONFDIR"]) / "pg_service.conf")
+    for path in files:
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        section, found = None, False
+        for raw in lines:
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                section = line[1:-1].strip()
+                found = found or section == service
+                continue
+            name, eq, value = line.partition("=")
+            if eq and section == service and name.strip() == key:
+                return value.strip()
+        if found:
+            break
+    return _libpq_default(key)
 
 
 def resolve_environment(spec: str, env_dir: Path, *, port: int | None = None) -> Environment:
@@ -212,24 +277,20 @@ def _from_conninfo(spec: str) -> Environment:
             "check its spelling; percent-encode special characters in a URI password (@ is %40, : is %3A)",
         ) from None
     params = {k: str(v) for k, v in params.items()}
-    host = params.pop("host", "") or "localhost"
-    if "," in host:
+    host = params.pop("host", "") or None
+    if host is not None and "," in host:
         raise ConfigError(
             "a connection string with several hosts is not supported", "give the one server to use"
         )
-    raw_port = params.pop("port", "") or "5432"
-    if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
+    raw_port = params.pop("port", "") or None
+    if raw_port is not None and (not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535):
         # Not echoed: in a malformed URI the "port" can be a piece of the password.
         raise ConfigError(
             "the port in the connection string is not a number between 1 and 65535",
             "write it as postgresql://user@host:5432/dbname; percent-encode a password's / @ : characters",
         )
-    database = params.pop("dbname", "")
-    if not database:
-        raise ConfigError(
-            "the connection string names no database",
-            "add it: postgresql://user@host:5432/dbname, or dbname=NAME in a conninfo string",
-        )
+    # Whatever is left out is libpq's to fill in (service file, PG* variables, defaults), as for psql.
+    database = params.pop("dbname", "") or None
     sslmode = params.pop("sslmode", None) or None
     if sslmode is not None and sslmode not in SSL_MODES:
         raise ConfigError(
@@ -238,7 +299,7 @@ def _from_conninfo(spec: str) -> Environment:
     env = Environment(
         name="",
         host=host,
-        port=int(raw_port),
+        port=None if raw_port is None else int(raw_port),
         database=database,
         user=params.pop("user", None) or None,
         password=params.pop("password", None) or None,
@@ -249,6 +310,46 @@ def _from_conninfo(spec: str) -> Environment:
         options=params,
     )
     return msgspec.structs.replace(env, name=env.display())
+
+
+class ProtectedEnvironment(msgspec.Struct, frozen=True):
+    """A protected environment of the env folder; `unset` maps a field to the ${VAR} it needs and lacks."""
+
+    env: Environment
+    unset: dict[str, str] = {}
+
+
+def protected_environments(env_dir: Path) -> tuple[list[ProtectedEnvironment], list[str]]:
+    """Every protected environment in env_dir (protected: true, or named production/prod), and a note
+    for each file that may be protected but cannot be read. Read leniently: an unset ${VAR} leaves its
+    field unknown instead of failing, so that a production file whose password is not exported here
+    never stops an unrelated sync."""
+    env_dir = Path(env_dir)
+    if not env_dir.is_dir():
+        return [], []
+    found, notes = [], []
+    for path in sorted(p for p in env_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
+        unset: dict[str, str] = {}
+        try:
+            env = _load_environment_file(path, unset)
+        except ConfigError as e:
+            if _maybe_protected(path):
+                notes.append(f"{path}: {e.message.splitlines()[0]}")
+            continue
+        if env.protected:
+            found.append(ProtectedEnvironment(env, unset))
+    return found, notes
+
+
+def _maybe_protected(path: Path) -> bool:
+    if path.stem.lower() in PROTECTED_NAMES:
+        return True
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(doc, dict) and (doc.get("protected") is True or str(doc.get("name", "")).lower()
+                                      in PROTECTED_NAMES)
 
 
 # --------------------------------------------------------------------------- YAML helpers
@@ -316,7 +417,9 @@ def _problems_to_error(title: str, problems: list[str], fix: str) -> ConfigError
 # --------------------------------------------------------------------------- environment files
 
 
-def _load_environment_file(path: Path) -> Environment:
+def _load_environment_file(path: Path, unset: dict[str, str] | None = None) -> Environment:
+    """The environment a file describes. With `unset` (a dict to fill), a ${VAR} that is not set
+    leaves its field empty and is recorded as unset[key] = VAR instead of being an error."""
     root = _compose(path, "environment file")
     if root is None:
         raise ConfigError(f"{path}: the environment file is empty", "add a database: section (see the user guide)")
@@ -335,7 +438,13 @@ def _load_environment_file(path: Path) -> Environment:
             return None
         if node.tag == _NULL_TAG:
             return None
-        return _substitute(node.value, _line(node), missing)
+        before = len(missing)
+        value = _substitute(node.value, _line(node), missing)
+        if unset is not None and len(missing) > before:
+            unset[key.split(".")[-1]] = missing[before][0]
+            del missing[before:]
+            return None
+        return value
 
     def flag(key: str, node: Node) -> bool | None:
         if isinstance(node, ScalarNode) and node.tag == _BOOL_TAG:
@@ -366,7 +475,11 @@ def _load_environment_file(path: Path) -> Environment:
         for key, (key_node, value_node) in _mapping_pairs(top[section][1], path, f"{section}.", problems).items():
             label = f"{section}.{key}"
             if key == "port":
+                before = len(missing)
                 fields["port"] = _port(value_node, label, path, problems, missing)
+                if unset is not None and len(missing) > before:
+                    unset["port"] = missing[before][0]
+                    del missing[before:]
             elif key in _DB_KEYS:
                 fields[key] = text(label, value_node) or None
                 if key == "sslmode" and fields[key] not in (None, *SSL_MODES):
@@ -390,7 +503,7 @@ def _load_environment_file(path: Path) -> Environment:
             else:
                 fields = {k: getattr(parsed, k) for k in _DB_KEYS}
                 options = dict(parsed.options)
-        elif not url and isinstance(node, ScalarNode):
+        elif not url and isinstance(node, ScalarNode) and section not in (unset or ()):
             problems.append(f"{path}:{_line(node)}: {section}: is empty")
 
     if missing:
@@ -402,15 +515,17 @@ def _load_environment_file(path: Path) -> Environment:
             + "\n".join(f"  - {path}:{line}: ${{{var}}}" for var, line in missing),
             "export " + " ".join(f"{n}=..." for n in names) + " before running, or write the value in the file",
         )
-    if section is not None and not problems and not fields.get("database"):
+    if section is not None and not problems and not fields.get("database") and not {"database", section} & set(unset or ()):
         problems.append(f"{path}:{_line(top[section][1])}: {section}.database: the database name is missing")
     if problems:
         raise _problems_to_error(f"{path}: invalid environment file", problems, "fix the file as listed")
 
     if protected is None:
         protected = path.stem.lower() in PROTECTED_NAMES or name.lower() in PROTECTED_NAMES
-    port = fields.pop("port", None) or 5432
-    host = fields.pop("host", None) or "localhost"
+    # An unset ${VAR} (lenient reading only) leaves the address unknown, not the default one.
+    unknown = set(unset or ()) & {"host", "port", "database_url"}
+    port = fields.pop("port", None) or (None if unknown & {"port", "database_url"} else 5432)
+    host = fields.pop("host", None) or (None if unknown & {"host", "database_url"} else "localhost")
     return Environment(
         name=name,
         host=host,

@@ -7,6 +7,7 @@ Phases, in order: connect -> plan (by the caller) -> prepare target -> load -> f
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ipaddress
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -16,11 +17,12 @@ import psycopg
 
 from . import checkpoint as ckpt
 from . import target as tgt
-from .catalog import Catalog, read_catalog
+from .catalog import Catalog, read_catalog, with_key_ranges
 from .errors import ConfigError, SyncError, Terminated
-from .plan import Plan, TablePlan
+from .plan import Plan, Selection, TablePlan, select_tables
 from .progress import ProgressView, notice_if_slow, phase
-from .worker import SESSION_SETTINGS, UnitFailed, UnitResult, WorkerConfig, init_process, resume_fix, run_unit
+from .worker import (SESSION_SETTINGS, SOURCE_OPTIONS, UnitFailed, UnitResult, WorkerConfig, init_process,
+                     resume_fix, run_unit)
 
 
 class TableResult(msgspec.Struct, frozen=True):
@@ -55,6 +57,122 @@ def _identity(conn: psycopg.Connection) -> tuple[str, str]:
     except psycopg.errors.InsufficientPrivilege:
         sysid = conn.execute("SELECT pg_postmaster_start_time()::text || ':' || current_setting('port')").fetchone()[0]
     return sysid, db
+
+
+class Identity(msgspec.Struct, frozen=True):
+    """What tells two connections' databases apart, whatever address reached them: the database name,
+    the running server (postmaster start time and port: readable by any role) and, where our role may
+    read it, the cluster's system identifier (shared by its standbys: a replica of a protected
+    server counts as that server)."""
+
+    database: str
+    instance: str
+    system: str | None
+
+    def same_database(self, other: "Identity") -> bool:
+        if self.database != other.database:
+            return False
+        if self.system is not None and other.system is not None and self.system == other.system:
+            return True
+        return self.instance == other.instance
+
+
+def identity(conn: psycopg.Connection) -> Identity:
+    db, instance = conn.execute("SELECT current_database(), pg_postmaster_start_time()::text || ':' || "
+                                "current_setting('port')").fetchone()
+    try:
+        with conn.transaction():
+            system = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()[0]
+    except psycopg.errors.InsufficientPrivilege:
+        system = None
+    return Identity(db, instance, system)
+
+
+PROTECTED_CONNECT_TIMEOUT = 2  # seconds per protected environment (libpq's minimum), all at once
+
+
+def _address(host: str | None, port: str | int | None, db: str | None) -> tuple[str, str, str] | None:
+    """(host, port, database) normalized for the cheap comparison: every loopback spelling and unix
+    socket is one machine; None when a part is unknown."""
+    if host is None or port is None or db is None:
+        return None
+    h = host.lower().rstrip(".")
+    if h.startswith(("/", "@")) or h in ("localhost", "localhost.localdomain"):
+        h = "loopback"
+    else:
+        try:
+            h = "loopback" if ipaddress.ip_address(h.strip("[]")).is_loopback else h.strip("[]")
+        except ValueError:
+            pass
+    return h, str(port), db
+
+
+def refuse_protected(conn: psycopg.Connection, env, what: str, env_dir: Path,
+                     known: dict[str, Identity] | None = None, warn=lambda msg: None) -> None:
+    """Refuses the database that `conn` reached through `env` (given as `what`, e.g. "--to") when it is
+    a protected environment's: its own file says so, or a protected file of env_dir points at it.
+
+    Cheap first: the address (host, port, database) as libpq resolves both sides. Then by identity,
+    on a short connection to each protected environment (all at once), so that another file, a URI,
+    another host name or a tunnel to the same server is refused too. `known` gives the identities of
+    protected environments already connected (the sync's source), by file. A protected environment
+    that cannot be reached, or whose ${VAR} is not set, cannot be compared: `warn` says so and the run
+    goes on. Refusing would stop every sync made where production is out of reach (and teach people to
+    drop `protected:`); a target that is production is normally reachable the way its file says."""
+    from .config import protected_environments
+
+    fix = "choose another {what}: confiture-fast never writes into a protected environment"
+    if env.protected:
+        raise ConfigError(f"{what} {env.name} is protected: confiture-fast never writes into it",
+                          fix.format(what=what) + (f" (or set protected: false in {env.file})" if env.file else ""))
+    mine = identity(conn)
+    here = _address(conn.info.host, conn.info.port, conn.info.dbname)
+    protected, notes = protected_environments(env_dir)
+    for note in notes:
+        warn(f"cannot tell whether a protected environment is {what} {env.display()}: {note}")
+    to_connect = []
+    for p in protected:
+        if env.file is not None and p.env.file == env.file:
+            continue
+        if (known or {}).get(p.env.file) is not None:
+            same = known[p.env.file].same_database(mine)
+        elif here is not None and here == _address(p.env.libpq("host"), p.env.libpq("port"), p.env.libpq("dbname")):
+            same = True
+        else:
+            to_connect.append(p)
+            continue
+        if same:
+            _refuse(env, what, p.env, fix)
+    if not to_connect:
+        return
+    with cf.ThreadPoolExecutor(len(to_connect)) as pool:
+        results = list(pool.map(_protected_identity, to_connect))
+    for p, result in zip(to_connect, results):
+        if isinstance(result, Identity):
+            if result.same_database(mine):
+                _refuse(env, what, p.env, fix)
+        else:
+            warn(f"could not check that {what} {env.display()} is not the protected environment {p.env.name} "
+                 f"({p.env.file}): {result}; went on (set what it needs to have it compared)")
+
+
+def _refuse(env, what: str, protected, fix: str) -> None:
+    raise ConfigError(f"{what} {env.display()} is the database of the protected environment {protected.name} "
+                      f"({protected.file}): confiture-fast never writes into it", fix.format(what=what))
+
+
+def _protected_identity(p) -> Identity | str:
+    """The identity of a protected environment's database, or why it cannot be had (never its password)."""
+    if p.unset:
+        names = sorted(set(p.unset.values()))
+        return f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} not set"
+    try:
+        with psycopg.connect(p.env.conninfo(), autocommit=True, connect_timeout=PROTECTED_CONNECT_TIMEOUT,
+                             options="-c default_transaction_read_only=on") as conn:
+            return identity(conn)
+    except psycopg.Error as exc:
+        reason = _first_line(exc)
+        return reason.replace(p.env.password, "***") if p.env.password else reason
 
 
 _CONNECT_FIXES = (
@@ -96,21 +214,35 @@ class Session:
     def __init__(self, source: str, target: str, source_display: str, target_display: str):
         self.source_conninfo, self.target_conninfo = source, target
         self.source_display, self.target_display = source_display, target_display
-        self.src = _connect("source", source, source_display, options="-c default_transaction_read_only=on")
+        self.src = _connect("source", source, source_display, options=SOURCE_OPTIONS)
         try:
             self.dst = _connect("target", target, target_display)
         except BaseException:
             self.src.close()
             raise
-        if _identity(self.src) == _identity(self.dst):
+        self.src_identity, self.dst_identity = identity(self.src), identity(self.dst)
+        if self.src_identity.same_database(self.dst_identity):
             self.close()
             raise ConfigError(f"source and target are the same database ({target_display})",
                               "point --to at another database")
         self.src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         self.snapshot = self.src.execute("SELECT pg_export_snapshot()").fetchone()[0]
 
-    def catalogs(self) -> tuple[Catalog, Catalog]:
-        return read_catalog(self.src), read_catalog(self.dst)
+    def refuse_protected_target(self, source_env, target_env, env_dir: Path, warn) -> None:
+        """refuse_protected for --to; the source, when protected, is compared through its open connection."""
+        known = {source_env.file: self.src_identity} if source_env.file and source_env.protected else {}
+        try:
+            refuse_protected(self.dst, target_env, "--to", env_dir, known, warn)
+        except BaseException:
+            self.close()
+            raise
+
+    def catalogs(self, selection: Selection | None = None) -> tuple[Catalog, Catalog]:
+        """Both catalogs; with `selection`, the source's key ranges of the selected tables, under the snapshot."""
+        src = read_catalog(self.src)
+        if selection is not None:
+            src = with_key_ranges(self.src, src, select_tables(src, selection, []))
+        return src, read_catalog(self.dst)
 
     def close(self) -> None:
         for conn in (self.src, self.dst):

@@ -127,6 +127,14 @@ def select_tables(catalog: Catalog, sel: Selection, problems: list[str]) -> list
     return list(chosen.values())
 
 
+def row_security_problem(table: Table, role: str, side: str) -> str:
+    """Row-level security would show our role a part of the table: refused, never copied or compared in part."""
+    where = ", ".join(table.row_security)
+    return (f"{table.display}: row-level security on {where} hides rows from the {side} role {role}: "
+            f"connect as a role with BYPASSRLS (ALTER ROLE {role} BYPASSRLS) or as the table's owner "
+            "(unless it has FORCE ROW LEVEL SECURITY), or --exclude it")
+
+
 def _type_problem(src: Column, dst: Column, ruled: bool) -> tuple[str | None, str | None]:
     """(problem, note): types are compared in full, through domains and with typmods; only the
     lossless widenings listed in typediff pass, and --dry-run names each."""
@@ -314,6 +322,8 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
         if not src.can_read:
             problems.append(f"{src.display}: permission denied on the source: GRANT SELECT ON {src.qualified} "
                             "to the source user, or --exclude it")
+        elif src.row_security:
+            problems.append(row_security_problem(src, source.role, "source"))
         if not dst.can_load:
             problems.append(f"{src.display}: permission denied on the target: the target user needs INSERT and "
                             f"TRUNCATE on {dst.qualified}")

@@ -212,8 +212,11 @@ def summary(scans: list[TableScan]) -> str:
 
 
 def connect_read_only(what: str, env, timeout_ms: int | None = None) -> psycopg.Connection:
-    """A read-only session (`default_transaction_read_only=on`), optionally with a statement timeout."""
-    options = "-c default_transaction_read_only=on"
+    """A read-only session with row_security off (a policy makes a read fail, never shows a part of a
+    table), optionally with a statement timeout."""
+    from .worker import SOURCE_OPTIONS
+
+    options = SOURCE_OPTIONS
     if timeout_ms is not None:
         options += f" -c statement_timeout={int(timeout_ms)}"
     try:
@@ -228,6 +231,21 @@ def connect_read_only(what: str, env, timeout_ms: int | None = None) -> psycopg.
                           f"check that the server is running and the {what} settings are right") from None
     conn.execute("SET client_encoding = 'UTF8'")
     return conn
+
+
+def unreadable_problems(tables: list[Table], role: str, side: str) -> list[str]:
+    """The selected tables our role cannot read in full (no SELECT, or rows hidden by row-level
+    security), each with its fix: found in the catalog, before any row is read."""
+    from .plan import row_security_problem
+
+    out = []
+    for t in sorted(tables, key=lambda t: (t.schema, t.name)):
+        if not t.can_read:
+            out.append(f"{t.display}: permission denied on the {side}: GRANT SELECT ON {t.qualified} "
+                       f"to {role}, or --exclude it")
+        elif t.row_security:
+            out.append(row_security_problem(t, role, side))
+    return out
 
 
 def load_rules_option(rules_path: Path | None, default: Path):
@@ -273,6 +291,7 @@ def _scan(source, tables, include, exclude, rules_path, env_dir, source_port, ou
         catalog = read_catalog(conn)
         problems: list[str] = []
         chosen = select_tables(catalog, Selection(tables, include, exclude), problems)
+        problems += unreadable_problems(chosen, catalog.role, "source")
         if problems:
             raise ValidationError("the table selection does not match the source:", problems,
                                   "fix --tables / --include / --exclude")

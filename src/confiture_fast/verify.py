@@ -622,7 +622,7 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
     from . import cli, config
     from .plan import Selection, select_tables
     from .progress import stderr_console
-    from .scan import coverage, load_rules_option
+    from .scan import coverage, load_rules_option, unreadable_problems
 
     console = stderr_console()
     src_env = config.resolve_environment(source, env_dir, port=source_port)
@@ -644,6 +644,9 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
         src_cat, dst_cat = read_catalog(src_conn), read_catalog(dst_conn)
         problems: list[str] = []
         chosen = select_tables(src_cat, Selection(tables, include, exclude), problems)
+        problems += unreadable_problems(chosen, src_cat.role, "source")
+        problems += unreadable_problems([d for t in chosen if (d := dst_cat.tables.get(t.display)) is not None],
+                                        dst_cat.role, "target")
         for key, specs in (rules.tables.items() if rules is not None else ()):
             hits = src_cat.find(key)
             if len(hits) != 1:

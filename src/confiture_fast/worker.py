@@ -19,6 +19,11 @@ SESSION_SETTINGS = ("SET statement_timeout = 0", "SET idle_in_transaction_sessio
                     "SET extra_float_digits = 3", "SET client_encoding = 'UTF8'")
 
 
+# Every source session: read-only, and never a silent subset under row-level security (as pg_dump:
+# a query that a policy would filter fails instead).
+SOURCE_OPTIONS = "-c default_transaction_read_only=on -c row_security=off"
+
+
 class WorkerConfig(msgspec.Struct, frozen=True):
     source: str  # conninfo (holds the password: never logged)
     target: str
@@ -156,7 +161,7 @@ def _failed(table: str, side: str, exc: BaseException) -> UnitFailed:
 
 def open_source(conninfo: str, snapshot: str | None = None) -> psycopg.Connection:
     """A read-only session; with `snapshot`, inside a transaction that sees exactly that snapshot."""
-    conn = psycopg.connect(conninfo, autocommit=True, options="-c default_transaction_read_only=on")
+    conn = psycopg.connect(conninfo, autocommit=True, options=SOURCE_OPTIONS)
     for s in SESSION_SETTINGS:
         conn.execute(s)
     if snapshot is not None:
