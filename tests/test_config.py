@@ -535,9 +535,9 @@ def test_rules_file_not_a_mapping_and_syntax_error(tmp_path):
 
 
 def test_split_table_name():
-    assert split_table_name("crm.Users list") == ("crm", "Users list")
-    assert split_table_name("users") == (None, "users")
-    assert split_table_name("a.b.c") == ("a", "b.c")
+    assert split_table_name("crm.Users list") == ((None, "crm.Users list"), ("crm", "Users list"))
+    assert split_table_name("users") == ((None, "users"),)
+    assert split_table_name("a.b.c") == ((None, "a.b.c"), ("a", "b.c"), ("a.b", "c"))
 
 
 # --------------------------------------------------------------------------- the secret

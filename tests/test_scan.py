@@ -238,7 +238,7 @@ def test_strict_inside_a_sync_session_keeps_its_snapshot(pair):
     with coordinator.Session(pair.src, pair.dst, "src", "dst") as session:
         src_cat, dst_cat = session.catalogs()
         plan = build_plan(src_cat, dst_cat, Selection(), rules, b"0123456789abcdef0123")
-        problems = strict_problems(session.src, src_cat, [src_cat.tables[t.name] for t in plan.tables], rules)
+        problems = strict_problems(session.src, src_cat, [src_cat.tables[t.key] for t in plan.tables], rules)
         assert "customers.email" not in {p.split(":", 1)[0] for p in problems}
         assert any(p.startswith("customers.notes:") for p in problems)
         # The exported snapshot is still usable by workers.

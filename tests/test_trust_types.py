@@ -68,7 +68,7 @@ def test_catalog_resolves_domains(pair):
                    CREATE DOMAIN money2 AS numeric(12,2);
                    CREATE TABLE t (a corp_email, b strict_email, c tags, d corp_email[], e money2, f int)""")
     with psycopg.connect(pair.src) as conn:
-        cols = {c.name: c for c in read_catalog(conn).tables["t"].columns}
+        cols = {c.name: c for c in read_catalog(conn).tables[("public", "t")].columns}
     a, b, c, d, e, f = (cols[x] for x in "abcdef")
     assert (a.base_type, a.category, a.max_length, a.is_array, a.domain) == ("varchar", "S", 20, False, "corp_email")
     assert a.resolved_type == "character varying(20)" and not a.not_null

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from .config import split_table_name
+
 
 class Check(msgspec.Struct, frozen=True):
     """A CHECK constraint: of a domain (`on` is the domain) or of a table (`on` is the table's display name)."""
@@ -47,9 +49,9 @@ class Column(msgspec.Struct, frozen=True):
 
 class ForeignKey(msgspec.Struct, frozen=True):
     name: str
-    table: str  # display name of the referencing table
+    table: tuple[str, str]  # (schema, name) of the referencing table
     columns: tuple[str, ...]
-    ref_table: str  # display name of the referenced table
+    ref_table: tuple[str, str]  # (schema, name) of the referenced table
     ref_columns: tuple[str, ...]
     definition: str  # pg_get_constraintdef(), e.g. 'FOREIGN KEY (user_id) REFERENCES users(id)'
 
@@ -102,6 +104,11 @@ class Table(msgspec.Struct, frozen=True):
     row_security: tuple[str, ...] = ()
 
     @property
+    def key(self) -> tuple[str, str]:
+        """What identifies the table everywhere: (schema, name). The display name is only shown."""
+        return (self.schema, self.name)
+
+    @property
     def display(self) -> str:
         return display_name(self.schema, self.name)
 
@@ -122,19 +129,35 @@ class Table(msgspec.Struct, frozen=True):
 
 
 class Catalog(msgspec.Struct, frozen=True):
-    tables: dict[str, Table]  # by display name
+    tables: dict[tuple[str, str], Table]  # by (schema, name)
     creatable_schemas: frozenset[str] = frozenset()  # where our role may create (and so rebuild) indexes
     role: str = ""  # current_user of the connection that read it
 
     def find(self, key: str) -> list[Table]:
-        """Tables a rule key or --tables name designates: 'name' or 'schema.name', as spelled in the catalog."""
-        if key in self.tables:
-            return [self.tables[key]]
-        hits = [t for t in self.tables.values() if t.name == key]
-        if "." in key:
-            schema, name = key.split(".", 1)
-            hits += [t for t in self.tables.values() if t.schema == schema and t.name == name]
-        return list({t.display: t for t in hits}.values())
+        """Every table a rule key or --tables name can mean (see config.split_table_name): more than one
+        is ambiguous, and the caller asks for the quoted form (`spelling`). A bare name is the public
+        table of that name, or else any table of that name."""
+        try:
+            meanings = split_table_name(key)
+        except ValueError:
+            return []
+        hits: dict[tuple[str, str], Table] = {}
+        for schema, name in meanings:
+            if schema is not None:
+                found = [self.tables[(schema, name)]] if (schema, name) in self.tables else []
+            elif ("public", name) in self.tables:
+                found = [self.tables[("public", name)]]
+            else:
+                found = [t for t in self.tables.values() if t.name == name]
+            hits.update((t.key, t) for t in found)
+        return list(hits.values())
+
+    def spelling(self, table: Table) -> str:
+        """How to name `table` in a rule key or --tables: its display name where that designates it
+        alone in this catalog, else the quoted form."""
+        if self.find(table.display) == [table]:
+            return table.display
+        return quote_ident(table.name) if table.schema == "public" else qualify(table.schema, table.name)
 
 
 def quote_ident(name: str) -> str:
@@ -145,8 +168,16 @@ def qualify(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
 
 
+def _display_part(part: str) -> str:
+    return quote_ident(part) if "." in part or '"' in part else part
+
+
 def display_name(schema: str, name: str) -> str:
-    return name if schema == "public" else f"{schema}.{name}"
+    """`name` for public tables, `schema.name` otherwise, a part double-quoted when it holds a dot or a
+    double quote: distinct tables never share a display name (schema a table b is `a.b`, the public
+    table "a.b" is `"a.b"`), and split_table_name reads it back."""
+    name = _display_part(name)
+    return name if schema == "public" else f"{_display_part(schema)}.{name}"
 
 
 STATE_SCHEMA = "_confiture_fast"  # our bookkeeping on the target; never synced
@@ -318,7 +349,7 @@ def read_catalog(conn) -> Catalog:
     fkeys: dict[int, list[ForeignKey]] = {}
     for conrelid, conname, sn, s, cols, rn, r, rcols, definition in conn.execute(_FKEYS_SQL, {"oids": oids}):
         fkeys.setdefault(conrelid, []).append(ForeignKey(
-            conname, display_name(sn, s), tuple(cols), display_name(rn, r), tuple(rcols), definition))
+            conname, (sn, s), tuple(cols), (rn, r), tuple(rcols), definition))
     seqs: dict[int, list[Sequence]] = {}
     for relid, col, seq in conn.execute(_SEQUENCES_SQL, {"oids": oids}).fetchall():
         seqs.setdefault(relid, []).append(Sequence(col, seq))
@@ -342,7 +373,7 @@ def read_catalog(conn) -> Catalog:
             user_triggers=tuple(sorted(triggers.get(oid, ()))), checks=tuple(checks.get(oid, {}).values()),
             row_security=((qualify(schema, name),) if rls else ()) + tuple(sorted(hidden.get(oid, ()))),
         )
-        tables[t.display] = t
+        tables[t.key] = t
     creatable = conn.execute(
         "SELECT nspname FROM pg_namespace WHERE has_schema_privilege(oid, 'CREATE')").fetchall()
     return Catalog(tables, frozenset(r[0] for r in creatable), role)

@@ -263,7 +263,7 @@ def _sync(req: SyncRequest) -> int:
 
                 with phase(console, req.verbose, "--strict: scan the selected tables for unruled PII"):
                     problems = scan.strict_problems(session.src, src_cat,
-                                                    [src_cat.tables[t.name] for t in plan.tables], rules)
+                                                    [src_cat.tables[t.key] for t in plan.tables], rules)
                 if problems:
                     raise scan.strict_error(problems, rules)
             if req.dry_run:

@@ -8,7 +8,7 @@ import fnmatch
 import msgspec
 
 from . import strategies, typediff
-from .catalog import Catalog, Column, Table, qualify, quote_ident
+from .catalog import Catalog, Column, Table, display_name, qualify, quote_ident
 from .errors import ValidationError
 
 
@@ -26,7 +26,8 @@ class Unit(msgspec.Struct, frozen=True):
 
 
 class TablePlan(msgspec.Struct, frozen=True):
-    name: str  # display name
+    name: str  # display name: unique, and what checkpoints and summaries show
+    key: tuple[str, str]  # (schema, name) of the source table: how it is looked up in a catalog
     relation: str  # quoted, qualified
     columns: tuple[str, ...]  # copied, by name, in this order on both sides
     rules: tuple[strategies.FieldRule, ...]
@@ -55,11 +56,12 @@ class Deferred(msgspec.Struct, frozen=True):
     Phase 1 (indexes, primary keys, unique constraints) is rebuilt before phase 2 (foreign keys,
     which need the referenced unique index)."""
 
-    table: str
+    table: str  # display name
     name: str
     phase: int
     drop_sql: str
     create_sql: str
+    key: tuple[str, str]  # (schema, name) of the table
 
 
 class SequenceSync(msgspec.Struct, frozen=True):
@@ -97,22 +99,32 @@ def _matches(table: Table, pattern: str) -> bool:
     return fnmatch.fnmatchcase(table.display, pattern) or fnmatch.fnmatchcase(f"{table.schema}.{table.name}", pattern)
 
 
+def ambiguous(catalog: Catalog, hits: list[Table]) -> str:
+    """The end of the message for a name that designates several tables: how to write each."""
+    return "ambiguous, it names " + " and ".join(catalog.spelling(t) for t in sorted(hits, key=lambda t: t.key)) + \
+        ": write the one you mean as shown (in YAML, single-quote a key that starts with a double quote)"
+
+
 def select_tables(catalog: Catalog, sel: Selection, problems: list[str]) -> list[Table]:
-    """--tables (exact names), --include (patterns), --exclude (names or patterns); default: all."""
-    chosen: dict[str, Table] = {}
+    """--tables (exact names), --include (patterns), --exclude (names or patterns); default: all.
+    An exact name that designates several tables is an error (see Catalog.find), even in --exclude."""
+    chosen: dict[tuple[str, str], Table] = {}
     for name in sel.tables:
         hits = catalog.find(name)
         if len(hits) == 1:
-            chosen[hits[0].display] = hits[0]
+            chosen[hits[0].key] = hits[0]
         elif not hits:
             problems.append(f"--tables: unknown table {name!r} on the source")
         else:
-            problems.append(f"--tables: {name!r} is ambiguous ({', '.join(t.display for t in hits)}): write schema.name")
+            problems.append(f"--tables: {name!r} is {ambiguous(catalog, hits)}")
     for pattern in sel.include:
         hits = [t for t in catalog.tables.values() if _matches(t, pattern)] if _is_pattern(pattern) else catalog.find(pattern)
         if not hits:
             problems.append(f"--include: {pattern!r} matches no table on the source")
-        chosen.update((t.display, t) for t in hits)
+        elif len(hits) > 1 and not _is_pattern(pattern):
+            problems.append(f"--include: {pattern!r} is {ambiguous(catalog, hits)}")
+            continue
+        chosen.update((t.key, t) for t in hits)
     if not sel.tables and not sel.include:
         chosen = dict(catalog.tables)
     for pattern in sel.exclude:
@@ -122,8 +134,10 @@ def select_tables(catalog: Catalog, sel: Selection, problems: list[str]) -> list
             hits = catalog.find(pattern)
             if not hits:
                 problems.append(f"--exclude: unknown table {pattern!r} on the source")
+            elif len(hits) > 1:
+                problems.append(f"--exclude: {pattern!r} is {ambiguous(catalog, hits)}")
         for t in hits:
-            chosen.pop(t.display, None)
+            chosen.pop(t.key, None)
     return list(chosen.values())
 
 
@@ -279,43 +293,48 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
     loaded, or have their indexes rebuilt."""
     problems: list[str] = []
     selected = select_tables(source, sel, problems)
+    keys = {t.key for t in selected}
     names = {t.display for t in selected}
 
     # Rules: every key must name a source table, every rule a real column and a fitting strategy.
-    table_rules: dict[str, dict[str, tuple]] = {}
+    table_rules: dict[tuple[str, str], dict[str, tuple]] = {}
     needs_secret = False
     rules_path = str(rules.path) if rules is not None else ""
+    written_as: dict[tuple[str, str], str] = {}
     for key, specs in (rules.tables.items() if rules is not None else ()):
         hits = source.find(key)
+        where = f"{rules_path}:{specs[0].line if specs else 0}: {key}"
         if len(hits) != 1:
-            why = "no such table on the source" if not hits else "ambiguous: write schema.name"
-            problems.append(f"{rules_path}:{specs[0].line if specs else 0}: {key}: {why}")
+            problems.append(f"{where}: {'no such table on the source' if not hits else ambiguous(source, hits)}")
             continue
         table = hits[0]
-        target_table = target.tables.get(table.display)
-        table_rules[table.display] = _rules_for(table, target_table or table, specs, secret, problems, rules_path)
+        if table.key in written_as:
+            problems.append(f"{where}: names the same table as {written_as[table.key]}: put its rules under one key")
+            continue
+        written_as[table.key] = key
+        target_table = target.tables.get(table.key)
+        table_rules[table.key] = _rules_for(table, target_table or table, specs, secret, problems, rules_path)
         needs_secret |= any(strategies.STRATEGIES[s.strategy].keyed for s in specs if s.strategy in strategies.STRATEGIES)
     if needs_secret and secret is None:
         problems.append("the rules use keyed strategies (email, phone, name, hash, ...) but no secret was given: "
                         "export ANONYMIZATION_SECRET=$(openssl rand -hex 32), or pass --secret-file PATH")
 
     propagated = _propagate(source, table_rules, problems)
-    by_display = {t.display: t for t in source.tables.values()}
-    for tname, notes in propagated.items():
-        table = by_display[tname]
-        target_table = target.tables.get(tname) or table
+    for tkey, notes in propagated.items():
+        table = source.tables[tkey]
+        target_table = target.tables.get(tkey) or table
         for note in notes:
             column, origin = note.split(" <- ")
-            spec, params = table_rules[tname][column]
+            spec, params = table_rules[tkey][column]
             col = table.column(column)
             if col is not None and (fit := _fit_problem(spec, params, col, target_table.column(column) or col)):
-                problems.append(f"{rules_path}:{spec.line}: {tname}.{column} (rule propagated from {origin}): {fit}")
+                problems.append(f"{rules_path}:{spec.line}: {table.display}.{column} (rule propagated from {origin}): {fit}")
 
     # Schema verification, all differences together.
     plans: list[TablePlan] = []
     warnings: list[str] = []
     for src in selected:
-        dst = target.tables.get(src.display)
+        dst = target.tables.get(src.key)
         if dst is None:
             problems.append(f"{src.display}: missing on the target (create it first, or --exclude it)")
             continue
@@ -329,7 +348,7 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
                             f"TRUNCATE on {dst.qualified}")
         columns: list[str] = []
         type_changes: list[str] = []
-        ruled = {c for c, (spec, _) in table_rules.get(src.display, {}).items() if spec.strategy != "keep"}
+        ruled = {c for c, (spec, _) in table_rules.get(src.key, {}).items() if spec.strategy != "keep"}
         for col in src.columns:
             tcol = dst.column(col.name)
             if col.generated:
@@ -359,7 +378,7 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
                     problems.append(f"{src.display}.{tcol.name}: only on the target, NOT NULL and without a default")
                 extra.append(tcol.name)
         index = {c: i for i, c in enumerate(columns)}
-        rules_here = table_rules.get(src.display, {})
+        rules_here = table_rules.get(src.key, {})
         warnings += [w for c, (spec, _) in rules_here.items() if c in index
                      for w in _check_warnings(src.display, c, spec.strategy, dst)]
         field_rules = tuple(
@@ -369,8 +388,8 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
                                  key_index=index.get(getattr(params, "per_row_key", None) or "", -1))
             for c, (spec, params) in rules_here.items() if c in index)
         plans.append(TablePlan(
-            name=src.display, relation=dst.qualified, columns=tuple(columns), rules=field_rules,
-            propagated=tuple(propagated.get(src.display, ())),
+            name=src.display, key=src.key, relation=dst.qualified, columns=tuple(columns), rules=field_rules,
+            propagated=tuple(propagated.get(src.key, ())),
             skipped_generated=tuple(c.name for c in src.columns if c.generated),
             extra_target_columns=tuple(extra),
             units=_units(src, dst, tuple(columns), slice_bytes if not dst.user_triggers else 1 << 62,
@@ -379,27 +398,28 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
             type_changes=tuple(type_changes)))
 
     # What may be emptied: exactly the selected tables, unless --cascade names more.
-    cascade_tables: dict[str, Table] = {}
+    cascade_tables: dict[tuple[str, str], Table] = {}
     for t in target.tables.values():
-        if t.display in names:
+        if t.key in keys:
             continue
-        into = [fk for fk in t.foreign_keys if fk.ref_table in names]
+        into = [fk for fk in t.foreign_keys if fk.ref_table in keys]
         if into and not cascade:
             problems.append(f"{t.display} is not selected but its foreign key {into[0].name} references "
-                            f"{into[0].ref_table}, which will be emptied: select it too, or pass --cascade to empty it")
+                            f"{display_name(*into[0].ref_table)}, which will be emptied: select it too, "
+                            "or pass --cascade to empty it")
         elif into:
-            cascade_tables[t.display] = t
-    loaded = names - completed
+            cascade_tables[t.key] = t
+    loaded = {t.key for t in selected if t.display not in completed}
     deferred = _deferred(target, loaded, loaded | set(cascade_tables))
     for d in deferred:
-        owner_needed = target.tables[d.table]
+        owner_needed = target.tables[d.key]
         if d.phase == 2 and not owner_needed.owned:
             problems.append(f"{d.table}: its foreign key {d.name} must be dropped during the load and recreated "
                             "after, which needs the target user to own the table (ALTER TABLE ... OWNER TO)")
 
     sequences = []
     for src in selected:
-        dst = target.tables.get(src.display)
+        dst = target.tables.get(src.key)
         if dst is None:
             continue
         by_col = {s.column: s.name for s in dst.sequences}
@@ -409,12 +429,13 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
     if problems:
         raise ValidationError(f"{len(problems)} problem(s) found before touching the target:", problems)
     plans.sort(key=lambda p: (-p.est_bytes, p.name))
-    return Plan(tables=tuple(plans), completed=tuple(sorted(completed & names)), cascade=tuple(sorted(cascade_tables)),
-                cascade_relations=tuple(cascade_tables[n].qualified for n in sorted(cascade_tables)),
+    cascaded = sorted(cascade_tables.values(), key=lambda t: t.display)
+    return Plan(tables=tuple(plans), completed=tuple(sorted(completed & names)), cascade=tuple(t.display for t in cascaded),
+                cascade_relations=tuple(t.qualified for t in cascaded),
                 deferred=deferred, sequences=tuple(sequences), anonymize=rules is not None, warnings=tuple(warnings))
 
 
-def _deferred(target: Catalog, loaded: set[str], emptied: set[str]) -> tuple[Deferred, ...]:
+def _deferred(target: Catalog, loaded: set[tuple[str, str]], emptied: set[tuple[str, str]]) -> tuple[Deferred, ...]:
     """Foreign keys from or into emptied tables (so each table can be emptied on its own), and the
     indexes of loaded tables (building an index once is much faster than maintaining it row by row).
     Indexes stay where our role could not create them again (no CREATE on the schema, not the owner)."""
@@ -423,23 +444,27 @@ def _deferred(target: Catalog, loaded: set[str], emptied: set[str]) -> tuple[Def
         for fk in t.foreign_keys:
             if fk.table in emptied or fk.ref_table in loaded:
                 out.append(Deferred(t.display, fk.name, 2, f"ALTER TABLE {t.qualified} DROP CONSTRAINT {quote_ident(fk.name)}",
-                                    f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(fk.name)} {fk.definition}"))
-        if t.display not in loaded or t.schema not in target.creatable_schemas or not t.owned:
+                                    f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(fk.name)} {fk.definition}",
+                                    t.key))
+        if t.key not in loaded or t.schema not in target.creatable_schemas or not t.owned:
             continue
         for ix in t.indexes:
             if ix.constraint is not None:
                 out.append(Deferred(t.display, ix.constraint, 1,
                                     f"ALTER TABLE {t.qualified} DROP CONSTRAINT {quote_ident(ix.constraint)}",
-                                    f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(ix.constraint)} {ix.constraint_def}"))
+                                    f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(ix.constraint)} {ix.constraint_def}",
+                                    t.key))
             else:
-                out.append(Deferred(t.display, ix.name, 1, f"DROP INDEX {qualify(t.schema, ix.name)}", ix.definition))
+                out.append(Deferred(t.display, ix.name, 1, f"DROP INDEX {qualify(t.schema, ix.name)}", ix.definition,
+                                    t.key))
     return tuple(out)
 
 
-def _propagate(source: Catalog, table_rules: dict[str, dict[str, tuple]], problems: list[str]) -> dict[str, list[str]]:
+def _propagate(source: Catalog, table_rules: dict[tuple[str, str], dict[str, tuple]],
+               problems: list[str]) -> dict[tuple[str, str], list[str]]:
     """Copies a rule on a referenced column to the referencing columns, through chains of foreign keys,
     so that joins still match on the target. A different explicit rule there is an error."""
-    notes: dict[str, list[str]] = {}
+    notes: dict[tuple[str, str], list[str]] = {}
     changed = True
     while changed:
         changed = False
@@ -450,15 +475,16 @@ def _propagate(source: Catalog, table_rules: dict[str, dict[str, tuple]], proble
                     if ref_col not in ruled:
                         continue
                     spec, params = ruled[ref_col]
-                    mine = table_rules.setdefault(t.display, {})
+                    mine = table_rules.setdefault(t.key, {})
                     if col in mine:
                         other, other_params = mine[col]
                         if (other.strategy, other.seed, other_params) != (spec.strategy, spec.seed, params):
-                            problems.append(f"{t.display}.{col}: its rule differs from the rule on {fk.ref_table}.{ref_col}, "
+                            problems.append(f"{t.display}.{col}: its rule differs from the rule on "
+                                            f"{display_name(*fk.ref_table)}.{ref_col}, "
                                             f"which it references ({fk.name}): use the same strategy and seed, or remove it")
                             mine[col] = (spec, params)  # report once
                         continue
                     mine[col] = (spec, params)
-                    notes.setdefault(t.display, []).append(f"{col} <- {fk.ref_table}.{ref_col}")
+                    notes.setdefault(t.key, []).append(f"{col} <- {display_name(*fk.ref_table)}.{ref_col}")
                     changed = True
     return notes

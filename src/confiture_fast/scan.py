@@ -36,10 +36,10 @@ class Covered(msgspec.Struct, frozen=True):
     allow_duplicates: bool = False
 
 
-def coverage(catalog: Catalog, rules) -> dict[tuple[str, str], Covered]:
-    """(table, column) -> the rule that covers it, including rules that a sync propagates through
+def coverage(catalog: Catalog, rules) -> dict[tuple[tuple[str, str], str], Covered]:
+    """(table key, column) -> the rule that covers it, including rules that a sync propagates through
     foreign keys. Rule keys that name no single table are left to the planner to report."""
-    covered: dict[tuple[str, str], Covered] = {}
+    covered: dict[tuple[tuple[str, str], str], Covered] = {}
     if rules is None:
         return covered
     for key, specs in rules.tables.items():
@@ -47,7 +47,7 @@ def coverage(catalog: Catalog, rules) -> dict[tuple[str, str], Covered]:
         if len(hits) != 1:
             continue
         for spec in specs:
-            covered[(hits[0].display, spec.column)] = Covered(spec.strategy, f"{rules.path}:{spec.line}",
+            covered[(hits[0].key, spec.column)] = Covered(spec.strategy, f"{rules.path}:{spec.line}",
                                                               dict(spec.params), spec.allow_duplicates)
     changed = True
     while changed:
@@ -56,27 +56,27 @@ def coverage(catalog: Catalog, rules) -> dict[tuple[str, str], Covered]:
             for fk in t.foreign_keys:
                 for col, ref_col in zip(fk.columns, fk.ref_columns):
                     src = covered.get((fk.ref_table, ref_col))
-                    if src is not None and (t.display, col) not in covered:
-                        covered[(t.display, col)] = Covered(src.strategy, f"via foreign key {fk.name}",
+                    if src is not None and (t.key, col) not in covered:
+                        covered[(t.key, col)] = Covered(src.strategy, f"via foreign key {fk.name}",
                                                             src.params, src.allow_duplicates)
                         changed = True
     return covered
 
 
 def scan_tables(conn: psycopg.Connection, tables: list[Table], rows: int, timeout_ms: int,
-                covered: dict[tuple[str, str], Covered]) -> list[TableScan]:
+                covered: dict[tuple[tuple[str, str], str], Covered]) -> list[TableScan]:
     """Findings of every table, each sample under `timeout_ms`; marks the ones the rules cover."""
-    ruled: dict[str, dict[str, str]] = {}
+    ruled: dict[tuple[str, str], dict[str, str]] = {}
     for (table, column), c in covered.items():
         ruled.setdefault(table, {})[column] = c.strategy
     old = set_statement_timeout(conn, timeout_ms)
     try:
-        scans = [scan_table(conn, t, rows, ruled.get(t.display, {})) for t in tables]
+        scans = [scan_table(conn, t, rows, ruled.get(t.key, {})) for t in tables]
     finally:
         restore_statement_timeout(conn, old)
-    for s in scans:
+    for t, s in zip(tables, scans):
         for f in s.findings:
-            if (c := covered.get((f.table, f.column))) is not None:
+            if (c := covered.get((t.key, f.column))) is not None:
                 f.covered = f"{c.where} ({c.strategy})"
     return scans
 
@@ -142,12 +142,12 @@ def _rule_lines(column: str, strategy: str, params: dict[str, Any], seed: str = 
 
 def render_yaml(scans: list[TableScan], rules, catalog: Catalog, source: str, rows: int) -> str:
     """A rules file: the existing rules (marked), then a commented suggestion per uncovered finding."""
-    existing: dict[str, list] = {}
+    existing: dict[tuple[str, str], list] = {}
     unmatched: list[tuple[str, tuple]] = []
     for key, specs in (rules.tables.items() if rules is not None else ()):
         hits = catalog.find(key)
         if len(hits) == 1:
-            existing.setdefault(hits[0].display, []).extend(specs)
+            existing.setdefault(hits[0].key, []).extend(specs)
         else:
             unmatched.append((key, specs))
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -155,17 +155,18 @@ def render_yaml(scans: list[TableScan], rules, catalog: Catalog, source: str, ro
            f"# from column names and a sample of up to {rows} rows per table.",
            "# Review every rule. A column that is safe to copy as it is gets 'strategy: keep',",
            "# which tells sync --strict that it was reviewed.", ""]
-    by_table = {s.table: s for s in scans}
-    names = list(dict.fromkeys([s.table for s in scans] + list(existing)))
-    for name in names:
-        s = by_table.get(name)
-        specs = existing.get(name, [])
+    key_of = {t.display: t.key for t in catalog.tables.values()}
+    by_table = {key_of[s.table]: s for s in scans}
+    for key in dict.fromkeys([key_of[s.table] for s in scans] + list(existing)):
+        s = by_table.get(key)
+        specs = existing.get(key, [])
         todo = [f for f in (s.findings if s else []) if f.covered is None]
         if not specs and not todo:
             continue
         active = specs or any(f.strategy is not None and f.kind != "review" for f in todo)
         # A table key with no rule under it would not load: it stays commented until a rule is chosen.
-        out.append(f"{_scalar(name)}:" if active else f"# {_scalar(name)}:")
+        name = _scalar(catalog.spelling(catalog.tables[key]))
+        out.append(f"{name}:" if active else f"# {name}:")
         if s is not None and s.note:
             out.append(f"  # {s.note}")
         for spec in specs:

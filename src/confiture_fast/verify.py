@@ -620,7 +620,7 @@ def _open(what: str, env) -> psycopg.Connection:
 def _verify(source, target, tables, include, exclude, rules_path, env_dir, source_port, pii, max_values,
             pii_rows, fmt, quiet: bool = False) -> int:
     from . import cli, config
-    from .plan import Selection, select_tables
+    from .plan import Selection, ambiguous, select_tables
     from .progress import stderr_console
     from .scan import coverage, load_rules_option, unreadable_problems
 
@@ -651,7 +651,7 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
             hits = src_cat.find(key)
             if len(hits) != 1:
                 problems.append(f"{rules.path}:{specs[0].line if specs else 0}: {key}: "
-                                + ("no such table on the source" if not hits else "ambiguous: write schema.name"))
+                                + ("no such table on the source" if not hits else ambiguous(src_cat, hits)))
             for spec in specs:
                 if len(hits) == 1 and hits[0].column(spec.column) is None:
                     problems.append(f"{rules.path}:{spec.line}: {key}.{spec.column}: no such column on the source")
@@ -663,9 +663,9 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
         covered = coverage(src_cat, rules)
         reports = []
         for t in sorted(chosen, key=lambda t: t.display):
-            table_rules = {col: c for (tname, col), c in covered.items() if tname == t.display}
+            table_rules = {col: c for (key, col), c in covered.items() if key == t.key}
             try:
-                reports.append(verify_table(src_conn, dst_conn, t, dst_cat.tables.get(t.display), table_rules,
+                reports.append(verify_table(src_conn, dst_conn, t, dst_cat.tables.get(t.key), table_rules,
                                             max_values, pii_rows if pii else 0))
             except psycopg.errors.InsufficientPrivilege as exc:
                 raise ConfigError(f"cannot read {t.display}: {_first_line(exc)}",
