@@ -645,7 +645,7 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
         problems: list[str] = []
         chosen = select_tables(src_cat, Selection(tables, include, exclude), problems)
         problems += unreadable_problems(chosen, src_cat.role, "source")
-        problems += unreadable_problems([d for t in chosen if (d := dst_cat.tables.get(t.display)) is not None],
+        problems += unreadable_problems([d for t in chosen if (d := dst_cat.tables.get(t.key)) is not None],
                                         dst_cat.role, "target")
         for key, specs in (rules.tables.items() if rules is not None else ()):
             hits = src_cat.find(key)
