@@ -94,6 +94,10 @@ def test_email_rule_on_a_domain_over_varchar20_refused_before_the_load(pair):
     pair.both("CREATE DOMAIN amount AS int; CREATE TABLE m (id int PRIMARY KEY, a amount)")
     res = pair.sync(*excl, rules="m:\n  - column: a\n    strategy: redact\n")
     assert_refused(pair, res, "m.a: redact writes text", "amount (domain over integer)")
+    # NOT NULL of a domain is NOT NULL of the column
+    pair.both("CREATE DOMAIN required AS text NOT NULL; CREATE TABLE r (id int PRIMARY KEY, x required)")
+    res = pair.sync(*excl, rules="r:\n  - column: x\n    strategy: 'null'\n")
+    assert_refused(pair, res, "r.x: null cannot go into x, which is NOT NULL")
 
 
 # -- 9. type drift: narrowing refused, lossless widening accepted and said ------------------------------
