@@ -217,25 +217,58 @@ def test_check_constraints_a_rule_may_violate_are_warned_before_the_load(pair):
 def test_non_unique_strategies_refused_on_every_unique_index_reading_the_column(pair):
     excl = sentinel(pair)
     pair.both("""CREATE TABLE m (id int PRIMARY KEY, org int, login text, mail text, deleted timestamptz, note text,
-                                 extra text, src_only text, UNIQUE (org, login));
+                                 extra text, src_only text, status text, code text, UNIQUE (org, login));
                  CREATE UNIQUE INDEX m_mail_lower ON m (lower(mail));
                  CREATE UNIQUE INDEX m_live_note ON m (note) WHERE deleted IS NULL;
-                 CREATE UNIQUE INDEX m_id_incl ON m (id) INCLUDE (extra)""")
+                 CREATE UNIQUE INDEX m_id_incl ON m (id) INCLUDE (extra);
+                 CREATE UNIQUE INDEX m_active ON m (org) WHERE status <> 'gone';
+                 CREATE UNIQUE INDEX m_code_prefix ON m (left(code, 8))""")
     pair.source("CREATE UNIQUE INDEX m_src_only ON m (src_only)")
-    pair.source("INSERT INTO m VALUES (1, 1, 'al', 'A@x', NULL, 'n', 'e', 's')")
+    pair.source("INSERT INTO m VALUES (1, 1, 'al', 'A@x', NULL, 'n', 'e', 's', 'ok', 'c1')")
     rules = "".join(f"  - column: {c}\n    strategy: {s}\n" for c, s in (
         ("login", "phone"), ("mail", "redact"), ("deleted", "'null'"), ("note", "name"), ("extra", "redact"),
-        ("src_only", "redact")))
+        ("src_only", "redact"), ("status", "hash"), ("code", "hash")))
     res = pair.sync(*excl, rules="m:\n" + rules)
     assert_refused(pair, res, "m.login: 'phone' can map different values to the same output, but the column is in "
                               "a UNIQUE index or constraint (m_org_login_key (target))",
-                   "m.mail: 'redact'", "m_mail_lower (target)", "m.deleted: 'null'", "m_live_note (target)",
-                   "m.note: 'name'", "m.src_only: 'redact'", "m_src_only (source)", "allow_duplicates: true")
+                   "m.mail: 'redact'", "(m_mail_lower (target), inside its key lower(mail))",
+                   "m.deleted: 'null' changes which rows the partial UNIQUE index m_live_note (target) covers",
+                   "m.note: 'name'", "m.src_only: 'redact'", "m_src_only (source)", "allow_duplicates: true",
+                   "m.status: 'hash' changes which rows the partial UNIQUE index m_active (target) covers",
+                   "m.code: 'hash' keeps different values different, but the UNIQUE index m_code_prefix (target) "
+                   "keys on \"left\"(code, 8)")
     assert "m.extra" not in res.stderr  # an INCLUDE column does not take part in uniqueness
-    assert "4 problem(s)" not in res.stderr and "5 problem(s)" in res.stderr
+    assert "7 problem(s)" in res.stderr
+    # unique-preserving strategies under lower(); a strategy that keeps NULLs NULL under `IS NULL`
+    fine = ("m:\n  - column: mail\n    strategy: email\n  - column: deleted\n    strategy: date_shift\n"
+            "    days: 30\n  - column: extra\n    strategy: redact\n")
+    res = pair.sync(*excl, rules=fine)
+    assert res.returncode == 0, res.stderr
     escaped = rules.replace("\n    strategy", "\n    allow_duplicates: true\n    strategy")
     res = pair.sync(*excl, rules="m:\n" + escaped)
     assert res.returncode == 0, res.stderr
+
+
+def test_unique_uses_read_from_the_catalog(pair):
+    import psycopg
+
+    from confiture_fast.catalog import UniqueUse, read_catalog
+
+    pair.source("""CREATE TABLE x (id int, "Mail" varchar(20), e text, d timestamptz, s text, i text);
+                   CREATE UNIQUE INDEX a ON x (lower("Mail"), upper(e)) INCLUDE (i) WHERE d IS NULL AND s <> 'x';
+                   CREATE UNIQUE INDEX b ON x (id, (e || s));
+                   CREATE UNIQUE INDEX c ON x ((x.*))""")
+    with psycopg.connect(pair.src) as conn:
+        cols = {c.name: c for c in read_catalog(conn).tables["x"].columns}
+    uses = {n: {(u.index, u.role, u.expression, u.case_only) for u in c.unique_indexes} for n, c in cols.items()}
+    whole = ("c", "expression", "(x.*)", False)
+    assert uses["Mail"] == {("a", "expression", 'lower("Mail"::text)', True), whole}
+    assert uses["e"] == {("a", "expression", "upper(e)", True), ("b", "expression", "(e || s)", False), whole}
+    assert uses["d"] == {("a", "null_test", "", False), whole}
+    assert uses["s"] == {("a", "predicate", "", False), ("b", "expression", "(e || s)", False), whole}
+    assert uses["id"] == {("b", "key", "", False), whole}
+    assert uses["i"] == {whole}
+    assert UniqueUse("b", "key") in cols["id"].unique_indexes
 
 
 # -- the comparison logic, on synthetic columns ---------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 from .config import split_table_name
@@ -14,6 +16,16 @@ class Check(msgspec.Struct, frozen=True):
     name: str
     definition: str  # pg_get_constraintdef(), e.g. "CHECK (VALUE ~~ '%@corp.com'::text)"
     columns: tuple[str, ...] = ()  # for a table's CHECK: the columns it reads
+
+
+class UniqueUse(msgspec.Struct, frozen=True):
+    """How a unique index (or the index of a PRIMARY KEY / UNIQUE constraint) reads a column."""
+
+    index: str
+    role: str  # 'key': a key column; 'expression': inside a key expression; 'predicate': in the WHERE of a
+    #            partial index; 'null_test': in that WHERE only as `col IS [NOT] NULL`
+    expression: str = ""  # for 'expression': that key, as pg_get_indexdef() prints it, e.g. 'lower(email)'
+    case_only: bool = False  # for 'expression': lower() or upper() of the column alone
 
 
 class Column(msgspec.Struct, frozen=True):
@@ -37,7 +49,7 @@ class Column(msgspec.Struct, frozen=True):
     typmod: int = -1  # the typmod in force (the column's, else its domains'), as in pg_attribute.atttypmod
     domain: str | None = None  # the (outermost) domain it is declared with, format_type()'d, else None
     domain_checks: tuple[Check, ...] = ()  # CHECK constraints of that domain and of the domains under it
-    unique_indexes: tuple[str, ...] = ()  # every unique index (or PK/UNIQUE constraint) whose keys, expressions or predicate read it
+    unique_indexes: tuple[UniqueUse, ...] = ()  # every use of it by a unique index (not as an INCLUDE column)
 
     @property
     def described(self) -> str:
@@ -248,19 +260,73 @@ WHERE a.attrelid = ANY(%(oids)s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
 """
 
-# Columns a unique index reads: its key columns (not INCLUDE ones), and the Vars of its expressions
-# and predicate (varattno 0, a whole-row reference, reads them all).
+# Unique indexes with what their uses of columns are decided from: key columns (indkey, 0 for an
+# expression), the expressions and the predicate as node trees, and each key as pg_get_indexdef prints it.
 _UNIQUE_SQL = """
-SELECT i.indrelid, ic.relname, array_agg(a.attname ORDER BY a.attnum)
+SELECT i.indrelid, ic.relname, i.indnkeyatts, ARRAY(SELECT k FROM unnest(i.indkey) WITH ORDINALITY u(k, n) ORDER BY n),
+       coalesce(i.indexprs::text, ''), coalesce(i.indpred::text, ''),
+       ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k ORDER BY k),
+       ARRAY(SELECT ARRAY[a.attnum::text, a.attname, quote_ident(a.attname)] FROM pg_attribute a
+             WHERE a.attrelid = i.indrelid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE i.indisunique AND i.indrelid = ANY(%(oids)s::oid[])
-  AND (a.attnum IN (SELECT k FROM unnest(i.indkey) WITH ORDINALITY u(k, n) WHERE n <= i.indnkeyatts)
-       OR EXISTS (SELECT 1 FROM regexp_matches(coalesce(i.indexprs::text, '') || ' ' || coalesce(i.indpred::text, ''),
-                                               ':varattno (\\d+)', 'g') m
-                  WHERE m[1]::int IN (0, a.attnum)))
-GROUP BY i.indrelid, ic.relname
 """
+
+_VAR_RE = re.compile(r"\{VAR :varno \d+ :varattno (\d+) ")
+_NULLTEST_VAR_RE = re.compile(r"\{NULLTEST :arg \{VAR :varno \d+ :varattno (\d+) ")
+
+
+def _node_list(text: str) -> list[str]:
+    """The elements of a node-tree list '({...} {...})' (braces inside tokens are backslash-escaped)."""
+    out, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            depth += 1
+            if depth == 1:
+                start = i
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                out.append(text[start:i + 1])
+        i += 1
+    return out
+
+
+def _unique_uses(index: str, nkey: int, indkey: list[int], exprs: str, pred: str, keys: list[str],
+                 attrs: list[list[str]]) -> list[tuple[str, UniqueUse]]:
+    """(column, use) for every column the index reads, except as an INCLUDE column. A Var of
+    attribute 0 (a whole-row reference) reads every column."""
+    names = {int(n): name for n, name, _ in attrs}
+    quoted = {int(n): q for n, _, q in attrs}
+
+    def columns(attnums) -> list[int]:
+        return sorted(names) if 0 in attnums else sorted(set(attnums) & set(names))
+
+    out = []
+    expressions = iter(_node_list(exprs))
+    for pos, attnum in enumerate(indkey):
+        expr = next(expressions) if attnum == 0 else None
+        if pos >= nkey:
+            continue
+        if expr is None:
+            out.append((names[attnum], UniqueUse(index, "key")))
+            continue
+        for n in columns([int(v) for v in _VAR_RE.findall(expr)]):
+            q = quoted[n]
+            case_only = keys[pos] in {f"{f}({q}{cast})" for f in ("lower", "upper") for cast in ("", "::text")}
+            out.append((names[n], UniqueUse(index, "expression", keys[pos], case_only)))
+    if pred:
+        tested = [int(v) for v in _NULLTEST_VAR_RE.findall(pred)]
+        read = [int(v) for v in _VAR_RE.findall(pred)]
+        for n in columns(read):
+            role = "null_test" if n != 0 and 0 not in read and read.count(n) == tested.count(n) else "predicate"
+            out.append((names[n], UniqueUse(index, role)))
+    return out
+
 
 _CHECKS_SQL = """
 SELECT con.conrelid, con.conname, pg_get_constraintdef(con.oid),
@@ -335,17 +401,17 @@ def read_catalog(conn) -> Catalog:
         if rls and oid != root:
             hidden.setdefault(root, []).append(qualify(schema, name))
     root_of = {oid: root for root, oid, _ in found} | {oid: oid for oid in oids}
-    unique_ix: dict[tuple[int, str], set[str]] = {}
-    for relid, index, cols in conn.execute(_UNIQUE_SQL, {"oids": list(root_of)}).fetchall():
-        for col in cols:
-            unique_ix.setdefault((root_of[relid], col), set()).add(index)
+    unique_ix: dict[tuple[int, str], set[UniqueUse]] = {}
+    for relid, index, *facts in conn.execute(_UNIQUE_SQL, {"oids": list(root_of)}).fetchall():
+        for col, use in _unique_uses(index, *facts):
+            unique_ix.setdefault((root_of[relid], col), set()).add(use)
     checks: dict[int, dict[str, Check]] = {}
     columns: dict[int, list[Column]] = {}
     for r in conn.execute(_COLUMNS_SQL, {"oids": oids}).fetchall():
         *fields, dom_checks = r[1:]
         columns.setdefault(r[0], []).append(Column(
             *fields, domain_checks=tuple(Check(*c) for c in dom_checks),
-            unique_indexes=tuple(sorted(unique_ix.get((r[0], r[1]), ())))))
+            unique_indexes=tuple(sorted(unique_ix.get((r[0], r[1]), ()), key=lambda u: (u.index, u.role)))))
     fkeys: dict[int, list[ForeignKey]] = {}
     for conrelid, conname, sn, s, cols, rn, r, rcols, definition in conn.execute(_FKEYS_SQL, {"oids": oids}):
         fkeys.setdefault(conrelid, []).append(ForeignKey(

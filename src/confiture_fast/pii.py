@@ -19,6 +19,7 @@ import psycopg
 
 from . import strategies
 from .catalog import Column, Table, quote_ident
+from .plan import unique_conflict
 
 # --------------------------------------------------------------------------- names
 
@@ -328,8 +329,8 @@ def _fits(name: str, params: dict[str, Any], column: Column) -> tuple[bool, str]
         why = strategy.check_column(parsed, column)
         if why:
             return False, why
-        if (column.unique or column.unique_indexes) and not strategy.is_unique(parsed):
-            return False, f"{name} does not keep the unique column unique"
+        if (why := unique_conflict(name, parsed, column)) is not None:
+            return False, why
     except Exception as exc:  # noqa: BLE001 - a strategy that cannot judge this column does not fit it
         return False, f"{name}: {exc}"
     return True, ""

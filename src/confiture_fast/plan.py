@@ -8,7 +8,7 @@ import fnmatch
 import msgspec
 
 from . import strategies, typediff
-from .catalog import Catalog, Column, Table, display_name, qualify, quote_ident
+from .catalog import Catalog, Column, Table, UniqueUse, display_name, qualify, quote_ident
 from .errors import ValidationError
 
 
@@ -235,18 +235,45 @@ def _slice_conditions(leaf, n: int) -> list[str]:
 
 def _fit_problem(spec, params, col: Column, dst_col: Column) -> str | None:
     """Why a rule's output cannot go into the target column `dst_col` (its type through domains, its
-    length, NOT NULL), or could break a unique index that reads the column on either side (the
-    source's indexes count too: the target may get them rebuilt)."""
-    strategy = strategies.STRATEGIES[spec.strategy]
-    fit = strategy.check_column(params, dst_col)
-    if fit:
+    length, NOT NULL), or could break a unique index that reads the column."""
+    fit = strategies.STRATEGIES[spec.strategy].check_column(params, dst_col)
+    if fit or spec.allow_duplicates:
         return fit
-    unique_in = [f"{ix} (source)" for ix in col.unique_indexes if ix not in dst_col.unique_indexes]
-    unique_in += [f"{ix} (target)" if dst_col is not col else ix for ix in dst_col.unique_indexes]
-    if (unique_in or dst_col.unique or col.unique) and not strategy.is_unique(params) and not spec.allow_duplicates:
-        return (f"{spec.strategy!r} can map different values to the same output, but the column is in a UNIQUE "
-                f"index or constraint ({', '.join(unique_in) or 'a PRIMARY KEY or UNIQUE key'}): use a "
-                "unique-preserving strategy (email, hash, uuid) or add allow_duplicates: true")
+    return unique_conflict(spec.strategy, params, col, dst_col)
+
+
+def unique_conflict(name: str, params, col: Column, dst_col: Column | None = None) -> str | None:
+    """Why strategy `name` could make two rows equal under a unique index that reads the column, on
+    the source (`col`: the target may get its indexes rebuilt) or the target (`dst_col`), else None."""
+    if name == "keep":
+        return None
+    dst_col = dst_col or col
+    uses = [(u, "source") for u in col.unique_indexes if u not in dst_col.unique_indexes]
+    uses += [(u, "target" if dst_col is not col else "") for u in dst_col.unique_indexes]
+    if not uses and (col.unique or dst_col.unique):
+        uses = [(UniqueUse("of a PRIMARY KEY or UNIQUE key", "key"), "")]
+    unique = strategies.STRATEGIES[name].is_unique(params)
+    return next((why for use, side in uses if (why := _unique_problem(name, unique, use, side)) is not None), None)
+
+
+def _unique_problem(name: str, unique: bool, use, side: str) -> str | None:
+    """Whether a rule can make two rows equal under a unique index that reads its column: a non-unique
+    strategy on a key or inside a key expression; a unique one inside an expression other than lower()
+    or upper() of the column (left(email, 8) of two pseudonyms can be equal); any rule on a column of
+    the predicate of a partial index, which decides the rows it covers (only the null strategy, when
+    the predicate only tests the column for NULL: every other strategy keeps NULL and non-NULL)."""
+    index = use.index + (f" ({side})" if side else "")
+    fix = "or add allow_duplicates: true"
+    if use.role in ("key", "expression") and not unique:
+        inside = f", inside its key {use.expression}" if use.role == "expression" else ""
+        return (f"{name!r} can map different values to the same output, but the column is in a UNIQUE index or "
+                f"constraint ({index}{inside}): use a unique-preserving strategy (email, hash, uuid) {fix}")
+    if use.role == "expression" and not use.case_only:
+        return (f"{name!r} keeps different values different, but the UNIQUE index {index} keys on {use.expression}, "
+                f"which can map two of its outputs to one: key the index on the column (or lower()/upper() of it) {fix}")
+    if use.role == "predicate" or (use.role == "null_test" and name == "null"):
+        return (f"{name!r} changes which rows the partial UNIQUE index {index} covers (the column is in its WHERE), "
+                f"which can bring rows with equal keys under it: keep the column {fix}")
     return None
 
 
