@@ -259,7 +259,7 @@ def test_unique_uses_read_from_the_catalog(pair):
                    CREATE UNIQUE INDEX b ON x (id, (e || s));
                    CREATE UNIQUE INDEX c ON x ((x.*))""")
     with psycopg.connect(pair.src) as conn:
-        cols = {c.name: c for c in read_catalog(conn).tables["x"].columns}
+        cols = {c.name: c for c in read_catalog(conn).tables[("public", "x")].columns}
     uses = {n: {(u.index, u.role, u.expression, u.case_only) for u in c.unique_indexes} for n, c in cols.items()}
     whole = ("c", "expression", "(x.*)", False)
     assert uses["Mail"] == {("a", "expression", 'lower("Mail"::text)', True), whole}
