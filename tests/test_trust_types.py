@@ -249,6 +249,22 @@ def test_non_unique_strategies_refused_on_every_unique_index_reading_the_column(
     assert res.returncode == 0, res.stderr
 
 
+def test_exclusion_constraints_count_as_unique_indexes(pair):
+    excl = sentinel(pair)
+    pair.both("""CREATE EXTENSION btree_gist;
+                 CREATE TABLE bk (id int PRIMARY KEY, room text, seat int, during tsrange,
+                                  EXCLUDE USING gist (room WITH =, during WITH &&), EXCLUDE USING gist (seat WITH <>))""")
+    pair.source("INSERT INTO bk VALUES (1, 'r1', 1, '[2020-01-01, 2020-01-02)')")
+    res = pair.sync(*excl, rules="bk:\n  - column: room\n    strategy: redact\n"
+                                 "  - column: seat\n    strategy: noise\n    absolute: 3\n")
+    assert_refused(pair, res, "bk.room: 'redact' can map different values to the same output, but the column is in a "
+                              "UNIQUE index or constraint (bk_room_during_excl (target))",
+                   "bk.seat: 'noise' changes values that the exclusion constraint bk_seat_excl (target) compares "
+                   "(seat WITH <>)")
+    res = pair.sync(*excl, rules="bk:\n  - column: room\n    strategy: hash\n")
+    assert res.returncode == 0, res.stderr
+
+
 def test_unique_uses_read_from_the_catalog(pair):
     import psycopg
 

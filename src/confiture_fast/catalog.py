@@ -19,12 +19,13 @@ class Check(msgspec.Struct, frozen=True):
 
 
 class UniqueUse(msgspec.Struct, frozen=True):
-    """How a unique index (or the index of a PRIMARY KEY / UNIQUE constraint) reads a column."""
+    """How a unique index (or the index of a PRIMARY KEY / UNIQUE / EXCLUDE constraint) reads a column."""
 
     index: str
     role: str  # 'key': a key column; 'expression': inside a key expression; 'predicate': in the WHERE of a
-    #            partial index; 'null_test': in that WHERE only as `col IS [NOT] NULL`
-    expression: str = ""  # for 'expression': that key, as pg_get_indexdef() prints it, e.g. 'lower(email)'
+    #            partial index; 'null_test': in that WHERE only as `col IS [NOT] NULL`; 'exclusion': in a key
+    #            an exclusion constraint compares with another operator than `=`
+    expression: str = ""  # for 'expression' and 'exclusion': that key as pg_get_indexdef() prints it, e.g. 'lower(email)'
     case_only: bool = False  # for 'expression': lower() or upper() of the column alone
 
 
@@ -49,7 +50,7 @@ class Column(msgspec.Struct, frozen=True):
     typmod: int = -1  # the typmod in force (the column's, else its domains'), as in pg_attribute.atttypmod
     domain: str | None = None  # the (outermost) domain it is declared with, format_type()'d, else None
     domain_checks: tuple[Check, ...] = ()  # CHECK constraints of that domain and of the domains under it
-    unique_indexes: tuple[UniqueUse, ...] = ()  # every use of it by a unique index (not as an INCLUDE column)
+    unique_indexes: tuple[UniqueUse, ...] = ()  # every use of it by a unique or exclusion index (not as an INCLUDE column)
 
     @property
     def described(self) -> str:
@@ -260,16 +261,20 @@ WHERE a.attrelid = ANY(%(oids)s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
 """
 
-# Unique indexes with what their uses of columns are decided from: key columns (indkey, 0 for an
-# expression), the expressions and the predicate as node trees, and each key as pg_get_indexdef prints it.
+# Unique and exclusion indexes with what their uses of columns are decided from: key columns (indkey,
+# 0 for an expression), the expressions and the predicate as node trees, each key as pg_get_indexdef
+# prints it, and an exclusion constraint's operator for each key.
 _UNIQUE_SQL = """
 SELECT i.indrelid, ic.relname, i.indnkeyatts, ARRAY(SELECT k FROM unnest(i.indkey) WITH ORDINALITY u(k, n) ORDER BY n),
        coalesce(i.indexprs::text, ''), coalesce(i.indpred::text, ''),
        ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k ORDER BY k),
        ARRAY(SELECT ARRAY[a.attnum::text, a.attname, quote_ident(a.attname)] FROM pg_attribute a
-             WHERE a.attrelid = i.indrelid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+             WHERE a.attrelid = i.indrelid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       ARRAY(SELECT o.oprname FROM pg_constraint con CROSS JOIN unnest(con.conexclop) WITH ORDINALITY x(op, k)
+             JOIN pg_operator o ON o.oid = x.op
+             WHERE con.conindid = i.indexrelid AND con.contype = 'x' ORDER BY x.k)
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-WHERE i.indisunique AND i.indrelid = ANY(%(oids)s::oid[])
+WHERE (i.indisunique OR i.indisexclusion) AND i.indrelid = ANY(%(oids)s::oid[])
 """
 
 _VAR_RE = re.compile(r"\{VAR :varno \d+ :varattno (\d+) ")
@@ -297,9 +302,10 @@ def _node_list(text: str) -> list[str]:
 
 
 def _unique_uses(index: str, nkey: int, indkey: list[int], exprs: str, pred: str, keys: list[str],
-                 attrs: list[list[str]]) -> list[tuple[str, UniqueUse]]:
+                 attrs: list[list[str]], operators: list[str]) -> list[tuple[str, UniqueUse]]:
     """(column, use) for every column the index reads, except as an INCLUDE column. A Var of
-    attribute 0 (a whole-row reference) reads every column."""
+    attribute 0 (a whole-row reference) reads every column. A key an exclusion constraint compares
+    with `=` is used as a unique key is; with another operator (`&&`, `<>`...) it is 'exclusion'."""
     names = {int(n): name for n, name, _ in attrs}
     quoted = {int(n): q for n, _, q in attrs}
 
@@ -311,6 +317,10 @@ def _unique_uses(index: str, nkey: int, indkey: list[int], exprs: str, pred: str
     for pos, attnum in enumerate(indkey):
         expr = next(expressions) if attnum == 0 else None
         if pos >= nkey:
+            continue
+        if operators and operators[pos] != "=":
+            read = [attnum] if expr is None else [int(v) for v in _VAR_RE.findall(expr)]
+            out += [(names[n], UniqueUse(index, "exclusion", f"{keys[pos]} WITH {operators[pos]}")) for n in columns(read)]
             continue
         if expr is None:
             out.append((names[attnum], UniqueUse(index, "key")))

@@ -261,7 +261,8 @@ def _unique_problem(name: str, unique: bool, use, side: str) -> str | None:
     strategy on a key or inside a key expression; a unique one inside an expression other than lower()
     or upper() of the column (left(email, 8) of two pseudonyms can be equal); any rule on a column of
     the predicate of a partial index, which decides the rows it covers (only the null strategy, when
-    the predicate only tests the column for NULL: every other strategy keeps NULL and non-NULL)."""
+    the predicate only tests the column for NULL: every other strategy keeps NULL and non-NULL); any
+    rule on what an exclusion constraint compares with another operator than `=`."""
     index = use.index + (f" ({side})" if side else "")
     fix = "or add allow_duplicates: true"
     if use.role in ("key", "expression") and not unique:
@@ -271,6 +272,9 @@ def _unique_problem(name: str, unique: bool, use, side: str) -> str | None:
     if use.role == "expression" and not use.case_only:
         return (f"{name!r} keeps different values different, but the UNIQUE index {index} keys on {use.expression}, "
                 f"which can map two of its outputs to one: key the index on the column (or lower()/upper() of it) {fix}")
+    if use.role == "exclusion":
+        return (f"{name!r} changes values that the exclusion constraint {index} compares ({use.expression}), which "
+                f"can make two rows conflict: keep the column {fix}")
     if use.role == "predicate" or (use.role == "null_test" and name == "null"):
         return (f"{name!r} changes which rows the partial UNIQUE index {index} covers (the column is in its WHERE), "
                 f"which can bring rows with equal keys under it: keep the column {fix}")
