@@ -115,6 +115,7 @@ class Table(msgspec.Struct, frozen=True):
     checks: tuple[Check, ...] = ()  # the table's CHECK constraints
     # itself or leaves whose row-level security would hide rows from our role (qualified names)
     row_security: tuple[str, ...] = ()
+    parents: tuple[tuple[str, str], ...] = ()  # INHERITS (...): (schema, name) of each direct parent
 
     @property
     def key(self) -> tuple[str, str]:
@@ -145,25 +146,17 @@ class Catalog(msgspec.Struct, frozen=True):
     tables: dict[tuple[str, str], Table]  # by (schema, name)
     creatable_schemas: frozenset[str] = frozenset()  # where our role may create (and so rebuild) indexes
     role: str = ""  # current_user of the connection that read it
+    partitions: dict[tuple[str, str], tuple[str, str]] = {}  # every partition, leaf or not -> its root table
 
     def find(self, key: str) -> list[Table]:
         """Every table a rule key or --tables name can mean (see config.split_table_name): more than one
         is ambiguous, and the caller asks for the quoted form (`spelling`). A bare name is the public
         table of that name, or else any table of that name."""
-        try:
-            meanings = split_table_name(key)
-        except ValueError:
-            return []
-        hits: dict[tuple[str, str], Table] = {}
-        for schema, name in meanings:
-            if schema is not None:
-                found = [self.tables[(schema, name)]] if (schema, name) in self.tables else []
-            elif ("public", name) in self.tables:
-                found = [self.tables[("public", name)]]
-            else:
-                found = [t for t in self.tables.values() if t.name == name]
-            hits.update((t.key, t) for t in found)
-        return list(hits.values())
+        return [self.tables[k] for k in _designated(self.tables, key)]
+
+    def find_partition(self, key: str) -> list[tuple[tuple[str, str], Table]]:
+        """The partitions (leaf or not) a name means, each with its root table: what to select instead."""
+        return [(k, self.tables[self.partitions[k]]) for k in _designated(self.partitions, key)]
 
     def spelling(self, table: Table) -> str:
         """How to name `table` in a rule key or --tables: its display name where that designates it
@@ -171,6 +164,24 @@ class Catalog(msgspec.Struct, frozen=True):
         if self.find(table.display) == [table]:
             return table.display
         return quote_ident(table.name) if table.schema == "public" else qualify(table.schema, table.name)
+
+
+def _designated(known, key: str) -> list[tuple[str, str]]:
+    """The (schema, name) pairs of `known` that `key` can mean (see Catalog.find)."""
+    try:
+        meanings = split_table_name(key)
+    except ValueError:
+        return []
+    hits: dict[tuple[str, str], None] = {}
+    for schema, name in meanings:
+        if schema is not None:
+            found = [(schema, name)] if (schema, name) in known else []
+        elif ("public", name) in known:
+            found = [("public", name)]
+        else:
+            found = [k for k in known if k[1] == name]
+        hits.update(dict.fromkeys(found))
+    return list(hits)
 
 
 def quote_ident(name: str) -> str:
@@ -385,6 +396,22 @@ WHERE i.indrelid = ANY(%(oids)s::oid[])
 ORDER BY i.indrelid, ic.relname
 """
 
+_INHERITS_SQL = """
+SELECT i.inhrelid, n.nspname, p.relname
+FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace
+WHERE i.inhrelid = ANY(%(oids)s::oid[])
+ORDER BY i.inhrelid, i.inhseqno
+"""
+
+_PARTITIONS_SQL = """
+SELECT n.nspname, c.relname, rn.nspname, r.relname
+FROM unnest(%(oids)s::oid[]) AS root(oid)
+CROSS JOIN LATERAL pg_partition_tree(root.oid) t
+JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class r ON r.oid = root.oid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE t.relid <> root.oid
+"""
+
 _TRIGGERS_SQL = """
 SELECT tgrelid, tgname FROM pg_trigger
 WHERE NOT tgisinternal AND tgrelid = ANY(%(oids)s::oid[])
@@ -435,6 +462,11 @@ def read_catalog(conn) -> Catalog:
     triggers: dict[int, list[str]] = {}
     for relid, name in conn.execute(_TRIGGERS_SQL, {"oids": oids}).fetchall():
         triggers.setdefault(relid, []).append(name)
+    parents: dict[int, list[tuple[str, str]]] = {}
+    for relid, schema, name in conn.execute(_INHERITS_SQL, {"oids": oids}).fetchall():
+        parents.setdefault(relid, []).append((schema, name))
+    partitions = {(s, n): (rs, r) for s, n, rs, r in
+                  conn.execute(_PARTITIONS_SQL, {"oids": [r[0] for r in rows if r[3] == "p"]}).fetchall()}
     display_of = {r[0]: display_name(r[1], r[2]) for r in rows}
     for relid, conname, definition, cols in conn.execute(_CHECKS_SQL, {"oids": list(root_of)}).fetchall():
         root = root_of[relid]
@@ -448,11 +480,12 @@ def read_catalog(conn) -> Catalog:
             indexes=tuple(indexes.get(oid, ())), can_read=can_read, can_load=can_load, owned=owned,
             user_triggers=tuple(sorted(triggers.get(oid, ()))), checks=tuple(checks.get(oid, {}).values()),
             row_security=((qualify(schema, name),) if rls else ()) + tuple(sorted(hidden.get(oid, ()))),
+            parents=tuple(parents.get(oid, ())),
         )
         tables[t.key] = t
     creatable = conn.execute(
         "SELECT nspname FROM pg_namespace WHERE has_schema_privilege(oid, 'CREATE')").fetchall()
-    return Catalog(tables, frozenset(r[0] for r in creatable), role)
+    return Catalog(tables, frozenset(r[0] for r in creatable), role, partitions)
 
 
 def with_key_ranges(conn, catalog: Catalog, tables) -> Catalog:

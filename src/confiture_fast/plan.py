@@ -32,6 +32,7 @@ class TablePlan(msgspec.Struct, frozen=True):
     columns: tuple[str, ...]  # copied, by name, in this order on both sides
     rules: tuple[strategies.FieldRule, ...]
     propagated: tuple[str, ...]  # columns whose rule came through a foreign key, 'col <- table.col'
+    inherited: tuple[str, ...]  # columns whose rule is their parent table's, 'col <- parent.col'
     skipped_generated: tuple[str, ...]
     extra_target_columns: tuple[str, ...]
     units: tuple[Unit, ...]
@@ -105,6 +106,15 @@ def ambiguous(catalog: Catalog, hits: list[Table]) -> str:
         ": write the one you mean as shown (in YAML, single-quote a key that starts with a double quote)"
 
 
+def _unknown(catalog: Catalog, name: str) -> str:
+    """Why an exact name selects nothing: a partition is loaded with its partitioned table, never alone."""
+    roots = {root.key: root for _, root in catalog.find_partition(name)}
+    if roots:
+        shown = " or ".join(catalog.spelling(r) for r in roots.values())
+        return f"{name!r} is a partition of {shown}: select {shown} (its partitions are copied with it)"
+    return f"unknown table {name!r} on the source"
+
+
 def select_tables(catalog: Catalog, sel: Selection, problems: list[str]) -> list[Table]:
     """--tables (exact names), --include (patterns), --exclude (names or patterns); default: all.
     An exact name that designates several tables is an error (see Catalog.find), even in --exclude."""
@@ -114,13 +124,14 @@ def select_tables(catalog: Catalog, sel: Selection, problems: list[str]) -> list
         if len(hits) == 1:
             chosen[hits[0].key] = hits[0]
         elif not hits:
-            problems.append(f"--tables: unknown table {name!r} on the source")
+            problems.append(f"--tables: {_unknown(catalog, name)}")
         else:
             problems.append(f"--tables: {name!r} is {ambiguous(catalog, hits)}")
     for pattern in sel.include:
         hits = [t for t in catalog.tables.values() if _matches(t, pattern)] if _is_pattern(pattern) else catalog.find(pattern)
         if not hits:
-            problems.append(f"--include: {pattern!r} matches no table on the source")
+            problems.append(f"--include: {pattern!r} matches no table on the source" if _is_pattern(pattern)
+                            else f"--include: {_unknown(catalog, pattern)}")
         elif len(hits) > 1 and not _is_pattern(pattern):
             problems.append(f"--include: {pattern!r} is {ambiguous(catalog, hits)}")
             continue
@@ -133,7 +144,7 @@ def select_tables(catalog: Catalog, sel: Selection, problems: list[str]) -> list
         else:
             hits = catalog.find(pattern)
             if not hits:
-                problems.append(f"--exclude: unknown table {pattern!r} on the source")
+                problems.append(f"--exclude: {_unknown(catalog, pattern)}")
             elif len(hits) > 1:
                 problems.append(f"--exclude: {pattern!r} is {ambiguous(catalog, hits)}")
         for t in hits:
@@ -173,13 +184,16 @@ def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int, b
     """One unit per leaf (or for the table), each split into key or ctid ranges when larger than
     `slice_bytes`. A unit that is alone on its relation empties it itself and loads with FREEZE.
     Tables with user triggers on the target are never split: disabling them without replica mode
-    takes a lock that would make the slices wait for each other."""
+    takes a lock that would make the slices wait for each other.
+    With no column to copy (a table of none, or only generated ones) the rows still count: COPY
+    without a column list moves rows of zero columns, `()` being a syntax error."""
     cols = ", ".join(quote_ident(c) for c in columns)
+    listed = f" ({cols})" if columns else ""
     fmt = " (FORMAT binary)" if binary else ""
 
     def copy_in(rel: str, owns: bool) -> str:
         options = ["FORMAT binary"] * binary + ["FREEZE"] * owns
-        return f"COPY {rel} ({cols}) FROM STDIN" + (f" WITH ({', '.join(options)})" if options else "")
+        return f"COPY {rel}{listed} FROM STDIN" + (f" WITH ({', '.join(options)})" if options else "")
 
     dst_leaves = {(leaf.schema, leaf.name) for leaf in dst.leaves}
     if src.kind == "p" and (dst.kind != "p" or not {(x.schema, x.name) for x in src.leaves} <= dst_leaves):
@@ -190,7 +204,7 @@ def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int, b
         rel = leaf.qualified if src.kind == "p" else dst.qualified
         n = max(1, min(leaf.pages, -(-leaf.est_bytes // slice_bytes)))
         if n == 1:
-            units.append(Unit(src.display, rel, f"COPY {leaf.qualified} ({cols}) TO STDOUT{fmt}", copy_in(rel, True),
+            units.append(Unit(src.display, rel, f"COPY {leaf.qualified}{listed} TO STDOUT{fmt}", copy_in(rel, True),
                               leaf.est_rows, leaf.est_bytes, True, binary))
             continue
         for where in _slice_conditions(leaf, n):
@@ -350,16 +364,20 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
         problems.append("the rules use keyed strategies (email, phone, name, hash, ...) but no secret was given: "
                         "export ANONYMIZATION_SECRET=$(openssl rand -hex 32), or pass --secret-file PATH")
 
-    propagated = _propagate(source, table_rules, problems)
-    for tkey, notes in propagated.items():
+    spread = spread_rules(source, table_rules, _same_rule, problems)
+    for tkey, notes in spread.items():
         table = source.tables[tkey]
         target_table = target.tables.get(tkey) or table
         for note in notes:
-            column, origin = note.split(" <- ")
-            spec, params = table_rules[tkey][column]
-            col = table.column(column)
-            if col is not None and (fit := _fit_problem(spec, params, col, target_table.column(column) or col)):
-                problems.append(f"{rules_path}:{spec.line}: {table.display}.{column} (rule propagated from {origin}): {fit}")
+            spec, params = table_rules[tkey][note.column]
+            where = (f"{rules_path}:{spec.line}: {table.display}.{note.column} (rule "
+                     f"{'propagated' if note.foreign_key else 'inherited'} from {note.origin})")
+            col = table.column(note.column)
+            key_col = getattr(params, "per_row_key", None)
+            if col is not None and (fit := _fit_problem(spec, params, col, target_table.column(note.column) or col)):
+                problems.append(f"{where}: {fit}")
+            elif key_col is not None and (table.column(key_col) is None or table.column(key_col).generated):
+                problems.append(f"{where}: per_row_key {key_col!r} is not a copied column of {table.display}")
 
     # Schema verification, all differences together.
     plans: list[TablePlan] = []
@@ -408,6 +426,10 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
                 if tcol.not_null and not (tcol.has_default or tcol.identity or tcol.generated):
                     problems.append(f"{src.display}.{tcol.name}: only on the target, NOT NULL and without a default")
                 extra.append(tcol.name)
+        if all(c.generated for c in src.columns) and (own := [c.name for c in dst.columns if not c.generated]):
+            problems.append(f"{src.display}: no column to copy on the source, and COPY cannot load rows of no "
+                            f"columns into the target's {', '.join(own)}: drop them on the target (or make them "
+                            "generated there too), or --exclude it")
         index = {c: i for i, c in enumerate(columns)}
         rules_here = table_rules.get(src.key, {})
         warnings += [w for c, (spec, _) in rules_here.items() if c in index
@@ -420,7 +442,8 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
             for c, (spec, params) in rules_here.items() if c in index)
         plans.append(TablePlan(
             name=src.display, key=src.key, relation=dst.qualified, columns=tuple(columns), rules=field_rules,
-            propagated=tuple(propagated.get(src.key, ())),
+            propagated=tuple(f"{n.column} <- {n.origin}" for n in spread.get(src.key, ()) if n.foreign_key),
+            inherited=tuple(f"{n.column} <- {n.origin}" for n in spread.get(src.key, ()) if not n.foreign_key),
             skipped_generated=tuple(c.name for c in src.columns if c.generated),
             extra_target_columns=tuple(extra),
             units=_units(src, dst, tuple(columns), slice_bytes if not dst.user_triggers else 1 << 62,
@@ -491,31 +514,53 @@ def _deferred(target: Catalog, loaded: set[tuple[str, str]], emptied: set[tuple[
     return tuple(out)
 
 
-def _propagate(source: Catalog, table_rules: dict[tuple[str, str], dict[str, tuple]],
-               problems: list[str]) -> dict[tuple[str, str], list[str]]:
-    """Copies a rule on a referenced column to the referencing columns, through chains of foreign keys,
-    so that joins still match on the target. A different explicit rule there is an error."""
-    notes: dict[tuple[str, str], list[str]] = {}
+class Spread(msgspec.Struct, frozen=True):
+    """A rule a column gets from another table's column (see spread_rules)."""
+
+    column: str
+    origin: str  # 'table.column' (display) it comes from
+    foreign_key: str | None  # the foreign key it comes through; None: inherited from a parent table
+
+
+def _same_rule(a: tuple, b: tuple) -> bool:
+    (spec_a, params_a), (spec_b, params_b) = a, b
+    return (spec_a.strategy, spec_a.seed, params_a) == (spec_b.strategy, spec_b.seed, params_b)
+
+
+def spread_rules(catalog: Catalog, ruled: dict, same, problems: list[str]) -> dict[tuple[str, str], list[Spread]]:
+    """Extends `ruled` ((schema, name) -> column -> rule) in place, to a fixed point, and says what it added.
+
+    A rule on a column of an inheritance parent covers that column in every descendant at any depth
+    (a child is a table of its own: COPY of the parent reads none of its rows), with the same seed so
+    that pseudonyms agree; a rule on a referenced column covers the referencing columns, so that joins
+    still match on the target. A different rule already there (written, or from another parent) is a
+    problem; `same(a, b)` compares two rules. The one resolution behind sync, scan --strict and verify."""
+    notes: dict[tuple[str, str], list[Spread]] = {}
+
+    def arrive(t: Table, col: str, rule, origin: str, fk: str | None) -> bool:
+        mine = ruled.setdefault(t.key, {})
+        if col not in mine:
+            mine[col] = rule
+            notes.setdefault(t.key, []).append(Spread(col, origin, fk))
+            return True
+        if not same(mine[col], rule):
+            how = f"which it references ({fk})" if fk is not None else "which it inherits"
+            problems.append(f"{t.display}.{col}: its rule differs from the rule on {origin}, {how}: "
+                            "use the same strategy and seed, or remove it")
+            mine[col] = rule  # report once
+        return False
+
     changed = True
     while changed:
         changed = False
-        for t in source.tables.values():
+        for t in catalog.tables.values():
+            for parent in t.parents:
+                for col, rule in list(ruled.get(parent, {}).items()):
+                    if t.column(col) is not None:
+                        changed |= arrive(t, col, rule, f"{display_name(*parent)}.{col}", None)
             for fk in t.foreign_keys:
-                ruled = table_rules.get(fk.ref_table, {})
+                theirs = ruled.get(fk.ref_table, {})
                 for col, ref_col in zip(fk.columns, fk.ref_columns):
-                    if ref_col not in ruled:
-                        continue
-                    spec, params = ruled[ref_col]
-                    mine = table_rules.setdefault(t.key, {})
-                    if col in mine:
-                        other, other_params = mine[col]
-                        if (other.strategy, other.seed, other_params) != (spec.strategy, spec.seed, params):
-                            problems.append(f"{t.display}.{col}: its rule differs from the rule on "
-                                            f"{display_name(*fk.ref_table)}.{ref_col}, "
-                                            f"which it references ({fk.name}): use the same strategy and seed, or remove it")
-                            mine[col] = (spec, params)  # report once
-                        continue
-                    mine[col] = (spec, params)
-                    notes.setdefault(t.key, []).append(f"{col} <- {display_name(*fk.ref_table)}.{ref_col}")
-                    changed = True
+                    if ref_col in theirs:
+                        changed |= arrive(t, col, theirs[ref_col], f"{display_name(*fk.ref_table)}.{ref_col}", fk.name)
     return notes

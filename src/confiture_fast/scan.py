@@ -31,36 +31,35 @@ DEFAULT_TIMEOUT_S = 10.0
 
 class Covered(msgspec.Struct, frozen=True):
     strategy: str
-    where: str  # 'FILE:LINE', or 'via foreign key NAME' for a rule propagated through a foreign key
+    # 'FILE:LINE'; 'via foreign key NAME' for a rule propagated through a foreign key; 'inherited from
+    # TABLE.COLUMN' for a parent table's rule
+    where: str
     params: dict[str, Any] = {}
     allow_duplicates: bool = False
 
 
 def coverage(catalog: Catalog, rules) -> dict[tuple[tuple[str, str], str], Covered]:
-    """(table key, column) -> the rule that covers it, including rules that a sync propagates through
-    foreign keys. Rule keys that name no single table are left to the planner to report."""
-    covered: dict[tuple[tuple[str, str], str], Covered] = {}
+    """(table key, column) -> the rule that covers it, spread as a sync spreads it (plan.spread_rules:
+    inheritance children, foreign keys). Rule keys that name no single table, and rules that conflict,
+    are left to the planner to report: here the first one stays."""
+    from .plan import spread_rules
+
+    ruled: dict[tuple[str, str], dict[str, Covered]] = {}
     if rules is None:
-        return covered
+        return {}
     for key, specs in rules.tables.items():
         hits = catalog.find(key)
         if len(hits) != 1:
             continue
         for spec in specs:
-            covered[(hits[0].key, spec.column)] = Covered(spec.strategy, f"{rules.path}:{spec.line}",
-                                                              dict(spec.params), spec.allow_duplicates)
-    changed = True
-    while changed:
-        changed = False
-        for t in catalog.tables.values():
-            for fk in t.foreign_keys:
-                for col, ref_col in zip(fk.columns, fk.ref_columns):
-                    src = covered.get((fk.ref_table, ref_col))
-                    if src is not None and (t.key, col) not in covered:
-                        covered[(t.key, col)] = Covered(src.strategy, f"via foreign key {fk.name}",
-                                                            src.params, src.allow_duplicates)
-                        changed = True
-    return covered
+            ruled.setdefault(hits[0].key, {})[spec.column] = Covered(
+                spec.strategy, f"{rules.path}:{spec.line}", dict(spec.params), spec.allow_duplicates)
+    for key, notes in spread_rules(catalog, ruled, lambda a, b: True, []).items():
+        for n in notes:
+            ruled[key][n.column] = msgspec.structs.replace(
+                ruled[key][n.column],
+                where=f"via foreign key {n.foreign_key}" if n.foreign_key else f"inherited from {n.origin}")
+    return {(key, col): c for key, cols in ruled.items() for col, c in cols.items()}
 
 
 def scan_tables(conn: psycopg.Connection, tables: list[Table], rows: int, timeout_ms: int,

@@ -33,9 +33,9 @@ def render_plan(plan, trigger_mode: str, console) -> None:
                          ("units", "right"), ("rules", "left"), ("notes", "left")):
         table.add_column(col, justify=justify)
     for n, t in enumerate(plan.tables, 1):
-        propagated = {p.split(" <- ")[0]: p.split(" <- ")[1] for p in t.propagated}
-        rules = "\n".join(f"{r.column}: {r.strategy}" + (f" (propagated from {propagated[r.column]})"
-                                                         if r.column in propagated else "") for r in t.rules) or "-"
+        came = {c: f" (propagated from {o})" for c, o in (p.split(" <- ", 1) for p in t.propagated)}
+        came |= {c: f" (inherited from {o})" for c, o in (p.split(" <- ", 1) for p in t.inherited)}
+        rules = "\n".join(f"{r.column}: {r.strategy}{came.get(r.column, '')}" for r in t.rules) or "-"
         notes = []
         if t.name in plan.completed:
             notes.append("skipped: completed in the checkpoint")
