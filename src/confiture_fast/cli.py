@@ -125,6 +125,7 @@ def sync(
     retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retries of a table or slice after a transient connection error.")] = 2,
     strict: Annotated[Optional[bool], typer.Option("--strict/--no-strict", help="Refuse to start while a column that `scan` flags as PII has no rule (default: the source environment's strict:).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit without writing anything.")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once if another sync into the target is running (default: wait for it).")] = False,
     log_file: Annotated[Optional[Path], typer.Option("--log-file", help="Append a JSON-lines audit record of the run to this file.")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="text, or json: one JSON object on stdout.")] = Format.text,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print each phase and its duration.")] = False,
@@ -135,7 +136,7 @@ def sync(
                       rules_path=anonymize_config or (DEFAULT_RULES if anonymize else None), secret_file=secret_file,
                       env_dir=env_dir, source_port=source_port, cascade=cascade, checkpoint=checkpoint, resume=resume,
                       show_progress=show_progress, parallel=parallel or os.cpu_count() or 1, batch_size=batch_size,
-                      slice_bytes=slice_mb << 20, retries=retries, strict=strict, dry_run=dry_run, log_file=log_file,
+                      slice_bytes=slice_mb << 20, retries=retries, strict=strict, dry_run=dry_run, wait=not no_wait, log_file=log_file,
                       json=fmt is Format.json, verbose=verbose, quiet=quiet)
     try:
         code = _sync(req)
@@ -177,6 +178,7 @@ class SyncRequest(msgspec.Struct, frozen=True, kw_only=True):
     retries: int
     strict: bool | None
     dry_run: bool
+    wait: bool  # for another sync into the same target to end (else fail at once)
     log_file: Path | None
     json: bool
     verbose: bool
@@ -246,6 +248,11 @@ def _sync(req: SyncRequest) -> int:
             if resumed is not None:
                 ckpt.check_matches(resumed, expected, req.checkpoint)
             state = resumed or expected
+            from . import target as tgt
+
+            keys = tgt.StateKeys(secret.value if secret else None)
+            if not req.dry_run:
+                tgt.lock_target(session.dst, req.wait, say)
             with phase(console, req.verbose, "read both catalogs and plan"):
                 src_cat, dst_cat = session.catalogs(selection)
                 plan = build_plan(src_cat, dst_cat, selection, rules, secret.value if secret else None,
@@ -266,8 +273,8 @@ def _sync(req: SyncRequest) -> int:
                                                     [src_cat.tables[t.key] for t in plan.tables], rules)
                 if problems:
                     raise scan.strict_error(problems, rules)
+            plan = tgt.preflight(session.dst, plan, keys, lambda msg: console.print(f"warning: {msg}", markup=False))
             if req.dry_run:
-                from . import target as tgt
                 from .summary import plan_json, render_plan
 
                 render_plan(plan, tgt.trigger_mode(session.dst), console)
@@ -288,7 +295,7 @@ def _sync(req: SyncRequest) -> int:
                                           checkpoint_state=state if req.checkpoint else None,
                                           live_progress=live and not req.quiet, quiet=req.quiet,
                                           verbose=req.verbose)
-            result = coordinator.run(session, plan, opts, console)
+            result = coordinator.run(session, plan, opts, console, keys)
     except BaseException as exc:
         audit.write("end", outcome="error", error=_Redactor.clean(getattr(exc, "message", None) or repr(exc)))
         raise

@@ -21,7 +21,7 @@ from .catalog import Catalog, read_catalog, with_key_ranges
 from .errors import ConfigError, SyncError, Terminated
 from .plan import Plan, Selection, TablePlan, select_tables
 from .progress import ProgressView, notice_if_slow, phase
-from .worker import (SESSION_SETTINGS, SOURCE_OPTIONS, UnitFailed, UnitResult, WorkerConfig, init_process,
+from .worker import (APP_NAME, SOURCE_OPTIONS, UnitFailed, UnitResult, WorkerConfig, init_process, prepare_session,
                      resume_fix, run_unit)
 
 
@@ -189,14 +189,13 @@ _CONNECT_FIXES = (
 
 def _connect(what: str, conninfo: str, display: str, **kw) -> psycopg.Connection:
     try:
-        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10, **kw)
+        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10, application_name=APP_NAME, **kw)
     except psycopg.OperationalError as exc:
         msg = _first_line(exc)
         fix = next((f for needle, f in _CONNECT_FIXES if needle in str(exc)),
                    "check that the {what} server is running and its settings are right")
         raise ConfigError(f"cannot connect to the {what} {display}: {msg}", fix.format(what=what)) from None
-    for s in SESSION_SETTINGS:
-        conn.execute(s)
+    prepare_session(conn)
     return conn
 
 
@@ -341,12 +340,20 @@ class _Run:
         return TableResult(t.name, rows, size, secs, t.anonymized_columns, "failed", why)
 
 
-def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
+def run(session: Session, plan: Plan, opts: RunOptions, console, keys: tgt.StateKeys | None = None) -> SyncResult:
     """Prepares the target, loads every unit in worker processes, then rebuilds what was deferred.
+    `keys` sign the records of what is dropped and verify every record before it is run.
+    A lock wait on the target is explained after a few seconds (target.LockWatch).
 
     Ctrl-C / SIGTERM (KeyboardInterrupt here) stop the workers at once, which rolls back their
     in-flight transactions; the deferred indexes and constraints are rebuilt, and the interruption is
     returned in the result."""
+    say = (lambda msg: None) if opts.quiet else (lambda msg: console.print(msg, markup=False))
+    with tgt.LockWatch(session.target_conninfo, say):
+        return _run(session, plan, opts, console, keys or tgt.StateKeys())
+
+
+def _run(session: Session, plan: Plan, opts: RunOptions, console, keys: tgt.StateKeys) -> SyncResult:
     start = time.perf_counter()
     dst = session.dst
     mode = tgt.trigger_mode(dst)
@@ -358,7 +365,7 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
                               "pass --checkpoint a file path in an existing, writable folder") from None
     try:
         with phase(console, opts.verbose, f"prepare the target ({len(plan.deferred)} indexes/constraints deferred)"):
-            tgt.defer(dst, plan)
+            tgt.defer(dst, plan, keys)
             tgt.empty(dst, plan.cascade_relations + tuple(r for t in plan.tables if t.name not in plan.completed
                                                        for r in t.shared_relations), mode)
     except psycopg.Error as exc:
@@ -368,7 +375,7 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
     cfg = WorkerConfig(session.source_conninfo, session.target_conninfo, session.snapshot, mode,
                        opts.flush_rows, opts.flush_bytes, opts.retries)
     interrupted: str | None = None
-    finisher = tgt.Finisher(dst, session.target_conninfo, opts.parallel)
+    finisher = tgt.Finisher(dst, session.target_conninfo, opts.parallel, keys)
     with ProgressView(console, opts.live_progress, {t.name: t.est_rows for t in plan.tables},
                       quiet=opts.quiet) as view:
         state = _Run(plan, opts, view, console, finisher)
@@ -387,7 +394,7 @@ def run(session: Session, plan: Plan, opts: RunOptions, console) -> SyncResult:
             with notice_if_slow(console, f"finishing: indexes and statistics of {building}", quiet=opts.quiet):
                 constraints, analyzed = finisher.close()
             with notice_if_slow(console, "finishing: rebuilding the remaining deferred constraints", quiet=opts.quiet):
-                constraints += tgt.restore_deferred(dst, session.target_conninfo, opts.parallel,
+                constraints += tgt.restore_deferred(dst, session.target_conninfo, keys, opts.parallel,
                                                     frozenset(finisher.tried))
         if error is None:
             with phase(console, opts.verbose, "reset sequences and ANALYZE"):

@@ -12,10 +12,15 @@ import psycopg
 
 from . import _pump
 from ._anon import Rewriter
+from .catalog import quote_ident
 from .plan import TablePlan, Unit
 
-SESSION_SETTINGS = ("SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0",
-                    "SET lock_timeout = 0", "SET DateStyle = 'ISO, YMD'", "SET IntervalStyle = 'postgres'",
+APP_NAME = "confiture-fast"  # every session we open is named so (pg_stat_activity), plus its purpose
+
+# An empty search_path first (as pg_dump does): nothing another role created in a schema on the path
+# (a function or operator in public) can capture a name in our statements, which are all qualified.
+SESSION_SETTINGS = ("SELECT pg_catalog.set_config('search_path', '', false)", "SET statement_timeout = 0",
+                    "SET idle_in_transaction_session_timeout = 0", "SET lock_timeout = 0", "SET DateStyle = 'ISO, YMD'", "SET IntervalStyle = 'postgres'",
                     "SET extra_float_digits = 3", "SET client_encoding = 'UTF8'")
 
 
@@ -159,11 +164,15 @@ def _failed(table: str, side: str, exc: BaseException) -> UnitFailed:
     return UnitFailed(table, f"{side}: {message}", side, getattr(exc, "sqlstate", None), column)
 
 
-def open_source(conninfo: str, snapshot: str | None = None) -> psycopg.Connection:
-    """A read-only session; with `snapshot`, inside a transaction that sees exactly that snapshot."""
-    conn = psycopg.connect(conninfo, autocommit=True, options=SOURCE_OPTIONS)
+def prepare_session(conn: psycopg.Connection) -> None:
     for s in SESSION_SETTINGS:
         conn.execute(s)
+
+
+def open_source(conninfo: str, snapshot: str | None = None) -> psycopg.Connection:
+    """A read-only session; with `snapshot`, inside a transaction that sees exactly that snapshot."""
+    conn = psycopg.connect(conninfo, autocommit=True, options=SOURCE_OPTIONS, application_name=f"{APP_NAME} worker")
+    prepare_session(conn)
     if snapshot is not None:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
@@ -171,11 +180,29 @@ def open_source(conninfo: str, snapshot: str | None = None) -> psycopg.Connectio
 
 
 def open_target(conninfo: str) -> psycopg.Connection:
-    conn = psycopg.connect(conninfo, autocommit=True)
-    for s in SESSION_SETTINGS:
-        conn.execute(s)
+    conn = psycopg.connect(conninfo, autocommit=True, application_name=f"{APP_NAME} worker")
+    prepare_session(conn)
     _pump.check_libpq(conn)
     return conn
+
+
+_ENABLE = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
+
+
+def user_triggers_off(conn: psycopg.Connection, relation: str, replica: bool) -> list[str]:
+    """Disables, in the open transaction, every user trigger of `relation` that would fire in this
+    session (row, statement and TRUNCATE triggers; ENABLE ALWAYS ones in either mode, ENABLE REPLICA
+    ones in replica mode, plain ENABLE ones otherwise) and returns the statements that restore each
+    one's exact mode, to run before the commit. Names come from pg_trigger, quoted: no SQL text is
+    read back."""
+    firing = ["A", "R" if replica else "O"]
+    rows = conn.execute("SELECT tgname, tgenabled FROM pg_catalog.pg_trigger WHERE tgrelid = %s::regclass "
+                        "AND NOT tgisinternal AND tgenabled = ANY(%s) ORDER BY tgname", (relation, firing)).fetchall()
+    restore = []
+    for name, mode in rows:
+        conn.execute(f"ALTER TABLE {relation} DISABLE TRIGGER {quote_ident(name)}")
+        restore.append(f"ALTER TABLE {relation} {_ENABLE[mode]} TRIGGER {quote_ident(name)}")
+    return restore
 
 
 class Worker:
@@ -225,12 +252,11 @@ class Worker:
             self._connect(table.name)
             dst = self.dst
             rewriter = Rewriter(table.name, list(table.columns), list(table.rules)) if table.rules else None
-            toggle = self.cfg.trigger_mode != "replica" and table.has_user_triggers
+            replica = self.cfg.trigger_mode == "replica"
             dst.execute("BEGIN")
-            if self.cfg.trigger_mode == "replica":
+            if replica:
                 dst.execute("SET LOCAL session_replication_role = replica")
-            elif toggle:
-                dst.execute(f"ALTER TABLE {unit.relation} DISABLE TRIGGER USER")
+            restore = user_triggers_off(dst, unit.relation, replica)
             if unit.owns_relation:  # FREEZE (in copy_in) needs the table emptied in this transaction
                 dst.execute(f"TRUNCATE ONLY {unit.relation}")
             rows_out, rows_in, bytes_in, bytes_out = _pump.pump(
@@ -239,8 +265,8 @@ class Worker:
             if rows_out != rows_in:
                 raise UnitFailed(table.name, f"row count mismatch on {unit.relation}: read {rows_out} rows "
                                              f"from the source, the target took {rows_in}")
-            if toggle:
-                dst.execute(f"ALTER TABLE {unit.relation} ENABLE TRIGGER USER")
+            for statement in restore:
+                dst.execute(statement)
             dst.execute("COMMIT")
         except UnitFailed:
             self.close()
