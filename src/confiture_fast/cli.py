@@ -250,7 +250,7 @@ def _sync(req: SyncRequest) -> int:
             state = resumed or expected
             from . import target as tgt
 
-            keys = tgt.StateKeys(secret.value if secret else None)
+            keys = tgt.StateKeys(_state_secret(secret, req.secret_file))
             if not req.dry_run:
                 tgt.lock_target(session.dst, req.wait, say)
             with phase(console, req.verbose, "read both catalogs and plan"):
@@ -313,6 +313,20 @@ def _sync(req: SyncRequest) -> int:
 def _selection_fingerprint(plan) -> str:
     """The tables a run covers, whatever flags, order or spelling selected them."""
     return _fingerprint(sorted(t.relation for t in plan.tables), sorted(plan.cascade_relations))
+
+
+def _state_secret(secret, secret_file: Path | None) -> bytes | None:
+    """The anonymization secret, also when not anonymizing: a key derived from it signs the target's
+    pending_ddl records, so that any machine holding the secret can finish an interrupted run."""
+    from . import config
+
+    if secret is None:
+        try:
+            secret = config.load_secret(secret_file)
+        except ConfigError:
+            return None
+        _Redactor.add(secret.value)
+    return secret.value
 
 
 def _rules_fingerprint(rules) -> str:
