@@ -53,12 +53,14 @@ def users(pair, rows: int = 50) -> None:
     pair.source(f"INSERT INTO users SELECT g, 'u' || g || '@x.org' FROM generate_series(1, {rows}) g")
 
 
-def insert_record(pair, table: str, name: str, phase: int, sql: str, keys=None) -> None:
-    """A pending_ddl record, signed with `keys` (a StateKeys) where the table has MAC columns."""
+def insert_record(pair, table: str, name: str, phase: int, sql: str, signer=None) -> None:
+    """A pending_ddl record, signed where the table has MAC columns, as a run would sign it whose state
+    folder and secret are `signer` (else with a forged MAC)."""
     cols = {r[0] for r in pair.qt("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass", (STATE,))}
     values = {"table_name": table, "name": name, "phase": phase, "create_sql": sql}
     if "mac" in cols:
-        values["mac"], values["mac_secret"] = keys.sign((table, name, phase, sql)) if keys else (b"forged", None)
+        values["mac"], values["mac_secret"] = keys_for(*signer).sign((table, name, phase, sql)) if signer \
+            else (b"forged", None)
     with psycopg.connect(pair.dst, autocommit=True) as c:
         c.execute(f"INSERT INTO {STATE} ({', '.join(values)}) VALUES ({', '.join(['%s'] * len(values))})",
                   tuple(values.values()))
@@ -113,7 +115,7 @@ def test_record_signed_elsewhere_runs_only_with_that_key_or_the_shared_secret(pa
     # written (signed) by a run on another machine, which shared the anonymization secret
     insert_record(pair, "users", "users_email_key", 1,
                   'ALTER TABLE "public"."users" ADD CONSTRAINT "users_email_key" UNIQUE (email)',
-                  keys_for(laptop, b"shared-secret-0123456789"))
+                  (laptop, b"shared-secret-0123456789"))
     res = sync(pair, state_home, secret="another-secret-0123456789")
     assert res.returncode == 2 and "cannot be verified" in res.stderr, res.stderr
     res = sync(pair, state_home, secret="shared-secret-0123456789")
@@ -168,6 +170,19 @@ def test_functions_planted_in_public_never_capture_our_statements(pair, state_ho
     assert after == before
     assert pair.qt("SELECT count(*) FROM pg_constraint WHERE conrelid = 'crm.orders'::regclass AND contype = 'f'") == [(1,)]
     assert pair.qt("SELECT count(*) FROM crm.orders") == [(50,)]
+
+
+def test_a_superuser_loads_a_lesser_owners_table_as_that_owner(pair, state_home):
+    """A CHECK (or default) its owner wrote runs with the owner's privileges, never the sync's."""
+    users(pair)
+    mallory, uri = new_role(pair, "mallory", "ALTER TABLE users OWNER TO {role}", "GRANT CREATE ON SCHEMA public TO {role}")
+    as_role(uri, f"""CREATE FUNCTION public.ok(int) RETURNS bool LANGUAGE plpgsql AS $$
+        BEGIN IF current_user <> '{mallory}' THEN ALTER ROLE {mallory} SUPERUSER; END IF; RETURN true; END $$;
+        ALTER TABLE users ADD CONSTRAINT users_ok CHECK (public.ok(id))""")
+    res = sync(pair, state_home)
+    assert res.returncode == 0, res.stderr
+    assert not is_super(pair, mallory)
+    assert pair.qt("SELECT count(*) FROM users") == [(50,)]
 
 
 # -- 5. no user trigger fires ---------------------------------------------------------------------
@@ -335,7 +350,7 @@ def test_leftover_record_whose_object_exists_is_reconciled(pair, state_home, mak
     if make:
         pair.target(make)
     name = "users_pkey" if "PRIMARY" in sql else "users_email"
-    insert_record(pair, "seed", name, 1, sql, keys_for(state_home))  # not a table this run loads
+    insert_record(pair, "seed", name, 1, sql, (state_home,))  # not a table this run loads
     res = sync(pair, state_home, "--tables", "users")
     if forgotten:
         assert res.returncode == 0, res.stderr

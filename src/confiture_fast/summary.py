@@ -54,8 +54,10 @@ def render_plan(plan, trigger_mode: str, console) -> None:
     console.print(f"will empty (TRUNCATE ONLY, never CASCADE): {', '.join(emptied) or 'nothing'}", markup=False)
     if plan.cascade:
         console.print(f"  of which unselected, emptied because of --cascade: {', '.join(plan.cascade)}", markup=False)
-    modes = {"replica": "session_replication_role = replica (user triggers and FK checks do not fire)",
-             "disable-user-triggers": "ALTER TABLE ... DISABLE TRIGGER USER inside each load's transaction"}
+    modes = {"replica": "session_replication_role = replica, and ENABLE ALWAYS / ENABLE REPLICA user triggers "
+                        "disabled inside each load's transaction, their modes restored before it commits",
+             "disable-user-triggers": "every enabled user trigger disabled inside each load's transaction, its "
+                                      "mode restored before it commits"}
     console.print(f"triggers during the load: {modes[trigger_mode]}", markup=False)
     fks = [d for d in plan.deferred if d.phase == 2]
     idx = [d for d in plan.deferred if d.phase == 1]

@@ -25,8 +25,9 @@ SESSION_SETTINGS = ("SELECT pg_catalog.set_config('search_path', '', false)", "S
 
 
 # Every source session: read-only, and never a silent subset under row-level security (as pg_dump:
-# a query that a policy would filter fails instead).
-SOURCE_OPTIONS = "-c default_transaction_read_only=on -c row_security=off"
+# a query that a policy would filter fails instead). The empty search_path also reaches the sessions
+# of scan and verify, which open theirs with these options alone.
+SOURCE_OPTIONS = "-c default_transaction_read_only=on -c row_security=off -c search_path="
 
 
 class WorkerConfig(msgspec.Struct, frozen=True):
@@ -186,6 +187,19 @@ def open_target(conninfo: str) -> psycopg.Connection:
     return conn
 
 
+def as_table_owner(conn: psycopg.Connection, relation: str) -> None:
+    """A superuser loads a table that a lesser role owns as that role (SET LOCAL ROLE, for this
+    transaction only): the CHECKs, defaults, generated columns, domain CHECKs and policies that its
+    owner wrote then run with the owner's privileges, never a superuser's, as PostgreSQL does itself
+    for index builds and ANALYZE."""
+    row = conn.execute(
+        "SELECT o.rolname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles o ON o.oid = c.relowner "
+        "WHERE c.oid = %s::regclass AND NOT o.rolsuper AND o.rolname <> current_user "
+        "AND (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)", (relation,)).fetchone()
+    if row is not None:
+        conn.execute(f"SET LOCAL ROLE {quote_ident(row[0])}")
+
+
 _ENABLE = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
 
 
@@ -256,6 +270,7 @@ class Worker:
             dst.execute("BEGIN")
             if replica:
                 dst.execute("SET LOCAL session_replication_role = replica")
+            as_table_owner(dst, unit.relation)
             restore = user_triggers_off(dst, unit.relation, replica)
             if unit.owns_relation:  # FREEZE (in copy_in) needs the table emptied in this transaction
                 dst.execute(f"TRUNCATE ONLY {unit.relation}")
