@@ -288,6 +288,20 @@ def test_an_unreadable_selected_table_is_a_clean_error(pair, command):
     assert pair.qt("SELECT id, v FROM t") == [(-1, "kept")]
 
 
+def test_an_unreadable_partition_is_a_clean_error(pair):
+    pair.both("CREATE TABLE m (id int, pad text, PRIMARY KEY (id)) PARTITION BY RANGE (id); "
+              "CREATE TABLE m1 PARTITION OF m FOR VALUES FROM (0) TO (10000); "
+              "CREATE TABLE m2 PARTITION OF m FOR VALUES FROM (10000) TO (20000)")
+    pair.source("INSERT INTO m SELECT g, repeat('x', 200) FROM generate_series(1, 16000) g; ANALYZE m")
+    pair.target("INSERT INTO m VALUES (1, 'kept')")
+    role = _role(pair)
+    pair.source(f"GRANT SELECT ON m, m1 TO {role}")
+    res = run_cli("sync", "--from", _as(pair.src, role), "--to", pair.dst, "--no-progress")
+    assert res.returncode == 2, res.stderr
+    assert "GRANT SELECT ON" in res.stderr and "m2" in res.stderr and "internal error" not in res.stderr
+    assert pair.qt("SELECT id, pad FROM m") == [(1, "kept")]
+
+
 # --------------------------------------------------------------------------- 22. libpq's conventions
 
 

@@ -93,6 +93,7 @@ class Leaf(msgspec.Struct, frozen=True):
     pages: int  # pg_class.relpages, for ctid slices
     key: str | None = None  # its single-column integer primary key, for key-range slices
     key_range: tuple[int, int] | None = None  # min and max of that key, read under the snapshot
+    can_read: bool = True  # SELECT privilege on the leaf itself (through its parent, the parent's suffices)
 
     @property
     def qualified(self) -> str:
@@ -227,7 +228,7 @@ ORDER BY n.nspname, c.relname
 
 _LEAVES_SQL = """
 SELECT root.oid, c.oid, n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid), c.relpages,
-       {rls}
+       {rls}, has_table_privilege(c.oid, 'SELECT')
 FROM unnest(%(oids)s::oid[]) AS root(oid)
 CROSS JOIN LATERAL pg_partition_tree(root.oid) t
 JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -427,14 +428,16 @@ def read_catalog(conn) -> Catalog:
     params = {"state": STATE_SCHEMA, "bypass": bool(bypass)}
     rows = conn.execute(_TABLES_SQL, params).fetchall()
     oids = [r[0] for r in rows]
-    found: list[tuple[int, int, tuple]] = [(r[0], r[0], r[1:3] + r[4:7] + r[10:11]) for r in rows if r[3] == "r"]
+    found: list[tuple[int, int, tuple]] = [(r[0], r[0], r[1:3] + r[4:7] + r[10:11] + r[7:8])
+                                           for r in rows if r[3] == "r"]
     found += [(root, oid, tuple(leaf))
               for root, oid, *leaf in conn.execute(_LEAVES_SQL, {**params, "oids": oids})]
     keys = dict(conn.execute(_INT_KEYS_SQL, {"oids": [f[1] for f in found]}).fetchall())
     leaves: dict[int, list[Leaf]] = {}
     hidden: dict[int, list[str]] = {}
-    for root, oid, (schema, name, est_rows, est_bytes, pages, rls) in found:
-        leaves.setdefault(root, []).append(Leaf(schema, name, est_rows, est_bytes, pages, keys.get(oid)))
+    for root, oid, (schema, name, est_rows, est_bytes, pages, rls, readable) in found:
+        leaves.setdefault(root, []).append(Leaf(schema, name, est_rows, est_bytes, pages, keys.get(oid),
+                                                can_read=readable))
         if rls and oid != root:
             hidden.setdefault(root, []).append(qualify(schema, name))
     root_of = {oid: root for root, oid, _ in found} | {oid: oid for oid in oids}
@@ -498,7 +501,7 @@ def with_key_ranges(conn, catalog: Catalog, tables) -> Catalog:
         if (t.schema, t.name) in wanted:
             leaves = []
             for leaf in t.leaves:
-                if leaf.key is not None and leaf.est_bytes >= KEY_RANGE_MIN_BYTES:
+                if leaf.key is not None and leaf.can_read and leaf.est_bytes >= KEY_RANGE_MIN_BYTES:
                     lo, hi = conn.execute(f"SELECT min({quote_ident(leaf.key)}), max({quote_ident(leaf.key)}) "
                                           f"FROM {leaf.qualified}").fetchone()
                     leaf = msgspec.structs.replace(leaf, key_range=(lo, hi) if lo is not None else None)

@@ -168,7 +168,8 @@ def _protected_identity(p) -> Identity | str:
         return f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} not set"
     try:
         with psycopg.connect(p.env.conninfo(), autocommit=True, connect_timeout=PROTECTED_CONNECT_TIMEOUT,
-                             options="-c default_transaction_read_only=on") as conn:
+                             options=f"-c default_transaction_read_only=on "
+                                     f"-c statement_timeout={PROTECTED_CONNECT_TIMEOUT * 1000}") as conn:
             return identity(conn)
     except psycopg.Error as exc:
         reason = _first_line(exc)

@@ -180,6 +180,12 @@ def _check_warnings(table: str, column: str, strategy: str, dst: Table | None) -
             "(a row that does not fails the load): check the rule's output against it"]
 
 
+def _through_parent(src: Table, dst: Table) -> bool:
+    """A partitioned table is read through its parent when the target's leaves do not match its own."""
+    dst_leaves = {(leaf.schema, leaf.name) for leaf in dst.leaves}
+    return src.kind == "p" and (dst.kind != "p" or not {(x.schema, x.name) for x in src.leaves} <= dst_leaves)
+
+
 def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int, binary: bool) -> tuple[Unit, ...]:
     """One unit per leaf (or for the table), each split into key or ctid ranges when larger than
     `slice_bytes`. A unit that is alone on its relation empties it itself and loads with FREEZE.
@@ -195,8 +201,7 @@ def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int, b
         options = ["FORMAT binary"] * binary + ["FREEZE"] * owns
         return f"COPY {rel}{listed} FROM STDIN" + (f" WITH ({', '.join(options)})" if options else "")
 
-    dst_leaves = {(leaf.schema, leaf.name) for leaf in dst.leaves}
-    if src.kind == "p" and (dst.kind != "p" or not {(x.schema, x.name) for x in src.leaves} <= dst_leaves):
+    if _through_parent(src, dst):
         return (Unit(src.display, dst.qualified, f"COPY (SELECT {cols} FROM {src.qualified}) TO STDOUT{fmt}",
                      copy_in(dst.qualified, True), src.est_rows, src.est_bytes, True, binary),)
     units = []
@@ -392,6 +397,10 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
                             "to the source user, or --exclude it")
         elif src.row_security:
             problems.append(row_security_problem(src, source.role, "source"))
+        elif not _through_parent(src, dst) and (hidden := [x.qualified for x in src.leaves if not x.can_read]):
+            problems.append(f"{src.display}: permission denied on the source for its partition(s) "
+                            f"{', '.join(hidden)}, which are read one by one: GRANT SELECT ON {', '.join(hidden)} "
+                            "to the source user, or --exclude it")
         if not dst.can_load:
             problems.append(f"{src.display}: permission denied on the target: the target user needs INSERT and "
                             f"TRUNCATE on {dst.qualified}")
