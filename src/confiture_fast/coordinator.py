@@ -60,32 +60,37 @@ def _identity(conn: psycopg.Connection) -> tuple[str, str]:
 
 
 class Identity(msgspec.Struct, frozen=True):
-    """What tells two connections' databases apart, whatever address reached them: the database name,
-    the running server (postmaster start time and port: readable by any role) and, where our role may
-    read it, the cluster's system identifier (shared by its standbys: a replica of a protected
-    server counts as that server)."""
+    """What tells two connections' databases apart, whatever address, name or tunnel reached them.
+
+    The same running server has the same postmaster start time and port (readable by any role). The
+    system identifier (where our role may read it) is shared by a cluster's standbys and by clones
+    restored from its backups: equal identifiers mean one database only when one side is a standby
+    (writing into a standby's primary writes into the standby), never for two primaries (a staging
+    server restored from production's backup is another database)."""
 
     database: str
     instance: str
     system: str | None
+    standby: bool
 
     def same_database(self, other: "Identity") -> bool:
         if self.database != other.database:
             return False
-        if self.system is not None and other.system is not None and self.system == other.system:
+        if self.instance == other.instance:
             return True
-        return self.instance == other.instance
+        return (self.system is not None and self.system == other.system) and (self.standby or other.standby)
 
 
 def identity(conn: psycopg.Connection) -> Identity:
-    db, instance = conn.execute("SELECT current_database(), pg_postmaster_start_time()::text || ':' || "
-                                "current_setting('port')").fetchone()
+    db, instance, standby = conn.execute(
+        "SELECT current_database(), extract(epoch FROM pg_postmaster_start_time())::text || ':' || "
+        "current_setting('port'), pg_is_in_recovery()").fetchone()
     try:
         with conn.transaction():
             system = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()[0]
     except psycopg.errors.InsufficientPrivilege:
         system = None
-    return Identity(db, instance, system)
+    return Identity(db, instance, system, standby)
 
 
 PROTECTED_CONNECT_TIMEOUT = 2  # seconds per protected environment (libpq's minimum), all at once
