@@ -323,11 +323,12 @@ class _Run:
         else:
             self.cp = cp
 
-    def unit_failed(self, table: TablePlan, message: str, failure: UnitFailed | None = None) -> None:
+    def unit_failed(self, table: TablePlan, message: str, failure: UnitFailed | None = None,
+                    fix: str | None = None) -> None:
         self.failed.setdefault(table.name, message)
         if self.error is None:
             self.error = message
-            self.fix = failure.fix(self.opts.checkpoint) if failure is not None else None
+            self.fix = failure.fix(self.opts.checkpoint) if failure is not None else fix
 
     def table_result(self, t: TablePlan) -> TableResult:
         if t.name in self.plan.completed:
@@ -421,7 +422,6 @@ def _run(session: Session, plan: Plan, opts: RunOptions, console, keys: tgt.Stat
                       fix=(state.fix or resume_fix(opts.checkpoint)) if error is not None else None)
 
 
-
 def _load(state: _Run, cfg: WorkerConfig, parallel: int) -> None:
     """Hands the units to worker processes, largest first, and follows them until done or failed."""
     tasks = [(t, i) for t in state.todo for i in range(len(t.units))]
@@ -452,7 +452,7 @@ def _load(state: _Run, cfg: WorkerConfig, parallel: int) -> None:
                 except cf.CancelledError:
                     pass
                 except Exception as exc:  # noqa: BLE001 - e.g. the worker refused psycopg's libpq
-                    state.unit_failed(t, f"{t.name}: {exc}")
+                    state.unit_failed(t, f"{t.name}: {exc}", fix="remove the cause named above, then sync again")
                 else:
                     finished_units[(t.name, i)] = (r.rows, r.bytes_in)
                     state.unit_done(t, i, r)
