@@ -243,8 +243,8 @@ def _sync(req: SyncRequest) -> int:
                                                                        soft_wrap=True))
             expected = ckpt.new(src_env.display(), dst_env.display(), rules_fp, "",
                                 secret.fingerprint() if secret else "",
-                                source_identity=_fingerprint(*coordinator._identity(session.src)),
-                                target_identity=_fingerprint(*coordinator._identity(session.dst)))
+                                source_identity=_identity_fingerprint(session.src_identity),
+                                target_identity=_identity_fingerprint(session.dst_identity))
             if resumed is not None:
                 ckpt.check_matches(resumed, expected, req.checkpoint)
             state = resumed or expected
@@ -308,6 +308,12 @@ def _sync(req: SyncRequest) -> int:
     if result.interrupted:
         return 143 if result.interrupted == "SIGTERM" else 130
     return 0 if result.ok else 1
+
+
+def _identity_fingerprint(ident) -> str:
+    """A database as a checkpoint remembers it: its name and its cluster (the system identifier, stable
+    across restarts, where our role may read it; else the running server)."""
+    return _fingerprint(ident.database, ident.system or ident.instance)
 
 
 def _selection_fingerprint(plan) -> str:
