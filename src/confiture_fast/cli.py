@@ -311,9 +311,9 @@ def _sync(req: SyncRequest) -> int:
 
 
 def _identity_fingerprint(ident) -> str:
-    """A database as a checkpoint remembers it: its name and its cluster (the system identifier, stable
-    across restarts, where our role may read it; else the running server)."""
-    return _fingerprint(ident.database, ident.system or ident.instance)
+    """A database as a checkpoint remembers it: its name on its running server (not the system identifier,
+    which clones restored from one backup share). After a server restart, the address still matches."""
+    return _fingerprint(ident.database, ident.instance)
 
 
 def _selection_fingerprint(plan) -> str:
