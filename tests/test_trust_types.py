@@ -170,7 +170,7 @@ def test_domains_compared_by_what_they_allow(pair):
                    CREATE DOMAIN wide AS varchar(60);
                    CREATE TABLE k (id int PRIMARY KEY, c code, m mail, p varchar(8), q wide)""")
     res = pair.sync(*excl)
-    # (our sessions run with search_path = pg_catalog, so format_type() qualifies the domains)
+    # (our sessions run with an empty search_path, so format_type() qualifies the domains)
     assert_refused(pair, res, "k.c: type public.code (domain over character varying(50)) on the source, "
                               "public.code (domain over character varying(10)) on the target",
                    "k.m: type public.mail (domain over text) on the source",
