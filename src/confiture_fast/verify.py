@@ -444,6 +444,12 @@ def _copy_rows(conn: psycopg.Connection, sql: str) -> Iterator[list[bytes]]:
                 yield line.split(b"\t")
 
 
+def _rows_of(table: Table) -> str:
+    """The rows a sync copies for `table`: its own, not its inheritance children's (tables of their own,
+    verified on their own); a partitioned table's are all in its partitions."""
+    return table.qualified if table.kind == "p" else f"ONLY {table.qualified}"
+
+
 def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[str, Any],
                  max_values: int, pii_rows: int) -> TableReport:
     """All the checks for one table; `rules` maps column -> scan.Covered."""
@@ -466,7 +472,7 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
     if anon_cols:
         per_column = max(1, max_values // len(anon_cols))  # the bound holds for the whole table
         seen = {c.name: _HashSet(per_column) for c in anon_cols}
-        sql = f"COPY (SELECT {', '.join(quote_ident(c.name) for c in anon_cols)} FROM {src.qualified}) TO STDOUT"
+        sql = f"COPY (SELECT {', '.join(quote_ident(c.name) for c in anon_cols)} FROM {_rows_of(src)}) TO STDOUT"
         rows = _copy_rows(src_conn, sql)
         while batch := list(itertools.islice(rows, BATCH_ROWS)):
             for c, fields in zip(anon_cols, zip(*batch)):
@@ -511,8 +517,8 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
             checkers.append(_Untouched(report, checks_leaks))
 
     sql = f"COPY (SELECT {cols_sql} FROM {{}}{order_sql}) TO STDOUT"
-    src_rows = _copy_rows(src_conn, sql.format(src.qualified))
-    dst_rows = _copy_rows(dst_conn, sql.format(dst.qualified))
+    src_rows = _copy_rows(src_conn, sql.format(_rows_of(src)))
+    dst_rows = _copy_rows(dst_conn, sql.format(_rows_of(dst)))
     start = 1
     while True:
         batch_a = list(itertools.islice(src_rows, BATCH_ROWS))
@@ -586,7 +592,7 @@ def _conclude(checker, col: Column, src: Table, dst: Table, dst_conn, rep: Table
         r.problems.append(f"{r.format_errors:,} value(s) do not have the {r.strategy} format (first at row {first['format']})")
     if (col.unique or (dst.column(col.name) and dst.column(col.name).unique)) and not col.is_array:
         q = quote_ident(col.name)
-        r.duplicates = dst_conn.execute(f"SELECT count({q}) - count(DISTINCT {q}) FROM {dst.qualified}").fetchone()[0]
+        r.duplicates = dst_conn.execute(f"SELECT count({q}) - count(DISTINCT {q}) FROM {_rows_of(dst)}").fetchone()[0]
         if r.duplicates:
             r.problems.append(f"unique on the source, but {r.duplicates:,} duplicate value(s) on the target")
 
