@@ -60,27 +60,55 @@ class Column(msgspec.Struct, frozen=True):
         return f"{self.type} ({'domain over' if self.type == self.domain else 'i.e.'} {self.resolved_type})"
 
 
+class Dependent(msgspec.Struct, frozen=True):
+    """An object that a DROP of an index or constraint would refuse to leave behind (pg_depend)."""
+
+    description: str  # pg_describe_object(), e.g. 'rule _RETURN on view v'
+    fk_relation: str | None = None  # a foreign key (its topmost parent, for partitions): where it is declared
+    fk_name: str | None = None
+
+
 class ForeignKey(msgspec.Struct, frozen=True):
     name: str
-    table: tuple[str, str]  # (schema, name) of the referencing table
+    table: tuple[str, str]  # (schema, name) of the referencing table (the root, for a key declared on a partition)
     columns: tuple[str, ...]
-    ref_table: tuple[str, str]  # (schema, name) of the referenced table
+    ref_table: tuple[str, str]  # (schema, name) of the referenced table (the root, for a partition)
     ref_columns: tuple[str, ...]
-    definition: str  # pg_get_constraintdef(), e.g. 'FOREIGN KEY (user_id) REFERENCES users(id)'
+    definition: str  # pg_get_constraintdef() without NOT VALID, e.g. 'FOREIGN KEY (user_id) REFERENCES users(id)'
+    relation: str = ""  # quoted, qualified: the relation it is declared on (a partition, or the table itself)
+    validated: bool = True  # pg_constraint.convalidated
+    comment: str | None = None
+    dependents: tuple[Dependent, ...] = ()
 
 
 class Index(msgspec.Struct, frozen=True):
     """An index of a table, or the index behind its PRIMARY KEY / UNIQUE / EXCLUDE constraint."""
 
     name: str
-    definition: str  # pg_get_indexdef(): a CREATE INDEX statement
+    definition: str  # pg_get_indexdef(): a CREATE INDEX statement (recursing into partitions: no ON ONLY)
     constraint: str | None  # the constraint's name when the index backs one
     constraint_def: str | None  # pg_get_constraintdef(), e.g. 'PRIMARY KEY (id)'
+    # what a DROP loses and pg_get_indexdef()/pg_get_constraintdef() do not say:
+    constraint_type: str | None = None  # pg_constraint.contype: p, u or x
+    deferrable: str = ""  # '', ' DEFERRABLE' or ' DEFERRABLE INITIALLY DEFERRED'
+    tablespace: str | None = None
+    comment: str | None = None
+    constraint_comment: str | None = None
+    clustered: bool = False  # ALTER TABLE ... CLUSTER ON
+    replica_identity: bool = False  # ALTER TABLE ... REPLICA IDENTITY USING INDEX
+    statistics: tuple[tuple[int, int], ...] = ()  # (column number, statistics target) set on the index
+    dependents: tuple[Dependent, ...] = ()
 
 
 class Sequence(msgspec.Struct, frozen=True):
+    """A sequence a column uses: owned by it (serial), its identity, or named by its default."""
+
     column: str
     name: str  # qualified, quoted: usable in setval()
+    can_select: bool = True  # our role may read last_value and is_called exactly
+    can_usage: bool = True  # pg_sequence_last_value() suffices
+    can_update: bool = True  # setval()
+    start: int = 1
 
 
 class Leaf(msgspec.Struct, frozen=True):
@@ -357,14 +385,21 @@ FROM pg_constraint con WHERE con.contype = 'c' AND con.conrelid = ANY(%(oids)s::
 ORDER BY con.conrelid, con.conname
 """
 
+_NODES_SQL = """
+SELECT t.relid::oid, root.oid FROM unnest(%(oids)s::oid[]) AS root(oid) CROSS JOIN LATERAL pg_partition_tree(root.oid) t
+"""
+
+# Foreign keys declared on the tables or on any of their partitions (conparentid = 0: not inherited).
 _FKEYS_SQL = """
-SELECT con.conrelid, con.conname, sn.nspname, s.relname,
+SELECT con.conrelid, con.confrelid, con.conname, sn.nspname, s.relname,
        ARRAY(SELECT attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
              JOIN pg_attribute ON attrelid = con.conrelid AND attnum = k.n ORDER BY k.i),
        rn.nspname, r.relname,
        ARRAY(SELECT attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
              JOIN pg_attribute ON attrelid = con.confrelid AND attnum = k.n ORDER BY k.i),
-       pg_get_constraintdef(con.oid)
+       CASE WHEN con.convalidated THEN pg_get_constraintdef(con.oid)
+            ELSE regexp_replace(pg_get_constraintdef(con.oid), ' NOT VALID$', '') END,
+       con.convalidated, obj_description(con.oid, 'pg_constraint'), con.oid
 FROM pg_constraint con
 JOIN pg_class s ON s.oid = con.conrelid JOIN pg_namespace sn ON sn.oid = s.relnamespace
 JOIN pg_class r ON r.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
@@ -372,13 +407,23 @@ WHERE con.contype = 'f' AND con.conparentid = 0
   AND (con.conrelid = ANY(%(oids)s::oid[]) OR con.confrelid = ANY(%(oids)s::oid[]))
 """
 
+# Sequences a column uses: owned by it (deptype a: serial, OWNED BY; i: identity), or named by its
+# default (the pg_attrdef's dependency on the sequence), on the table or any of its partitions.
 _SEQUENCES_SQL = """
-SELECT d.refobjid, a.attname, quote_ident(n.nspname) || '.' || quote_ident(s.relname)
-FROM pg_depend d
-JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_namespace n ON n.oid = s.relnamespace
-JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-  AND d.deptype IN ('a', 'i') AND d.refobjid = ANY(%(oids)s::oid[])
+SELECT rel.root, a.attname, quote_ident(n.nspname) || '.' || quote_ident(s.relname),
+       has_sequence_privilege(s.oid, 'SELECT'), has_sequence_privilege(s.oid, 'USAGE'),
+       has_sequence_privilege(s.oid, 'UPDATE'), q.seqstart
+FROM (SELECT d.refobjid AS relid, d.refobjsubid AS attnum, d.objid AS seqid FROM pg_depend d
+      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+      UNION
+      SELECT ad.adrelid, ad.adnum, d.refobjid FROM pg_attrdef ad
+      JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                      AND d.refclassid = 'pg_class'::regclass) dep
+JOIN unnest(%(nodes)s::oid[], %(roots)s::oid[]) AS rel(oid, root) ON rel.oid = dep.relid
+JOIN pg_class s ON s.oid = dep.seqid AND s.relkind = 'S' JOIN pg_namespace n ON n.oid = s.relnamespace
+JOIN pg_sequence q ON q.seqrelid = s.oid
+JOIN pg_attribute a ON a.attrelid = dep.relid AND a.attnum = dep.attnum
+ORDER BY 1, 2, 3
 """
 
 _INT_KEYS_SQL = """
@@ -388,11 +433,27 @@ WHERE i.indisprimary AND i.indnkeyatts = 1 AND a.atttypid IN ('int2'::regtype, '
   AND i.indrelid = ANY(%(oids)s::oid[])
 """
 
+# pg_get_indexdef() writes "ON ONLY" for the index of a partitioned table: rebuilt so, it would stay
+# invalid and leave the partitions without their indexes. Here it is rewritten to recurse.
 _INDEXES_SQL = """
-SELECT i.indrelid, ic.relname, pg_get_indexdef(i.indexrelid), con.conname, pg_get_constraintdef(con.oid)
+SELECT i.indrelid, ic.relname,
+       CASE WHEN ic.relkind = 'I' AND starts_with(d.def, d.head || ' ON ONLY ')
+            THEN d.head || ' ON ' || substr(d.def, length(d.head || ' ON ONLY ') + 1) ELSE d.def END,
+       con.conname, pg_get_constraintdef(con.oid), con.contype,
+       CASE WHEN con.condeferred THEN ' DEFERRABLE INITIALLY DEFERRED' WHEN con.condeferrable THEN ' DEFERRABLE'
+            ELSE '' END,
+       ts.spcname, obj_description(i.indexrelid, 'pg_class'), obj_description(con.oid, 'pg_constraint'),
+       i.indisclustered, i.indisreplident,
+       ARRAY(SELECT ARRAY[attnum::int, attstattarget::int] FROM pg_attribute
+             WHERE attrelid = i.indexrelid AND attstattarget >= 0 ORDER BY attnum),
+       i.indexrelid, con.oid
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+LEFT JOIN pg_tablespace ts ON ts.oid = ic.reltablespace
 LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
      AND con.contype IN ('p', 'u', 'x')
+CROSS JOIN LATERAL (SELECT pg_get_indexdef(i.indexrelid) AS def,
+                           'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
+                           || quote_ident(ic.relname) AS head) d
 WHERE i.indrelid = ANY(%(oids)s::oid[])
 ORDER BY i.indrelid, ic.relname
 """
@@ -411,6 +472,28 @@ CROSS JOIN LATERAL pg_partition_tree(root.oid) t
 JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class r ON r.oid = root.oid JOIN pg_namespace rn ON rn.oid = r.relnamespace
 WHERE t.relid <> root.oid
+"""
+
+# What depends on these indexes and constraints and would make their DROP fail (a view grouping by
+# a primary key, a foreign key), a partition's clone of a constraint named by its topmost parent.
+_DEPENDENTS_SQL = """
+WITH RECURSIVE dep AS (
+    SELECT d.refclassid = 'pg_constraint'::regclass AS is_con, d.refobjid AS ref, d.classid, d.objid, d.objsubid
+    FROM pg_depend d
+    WHERE d.deptype IN ('n', 'a') AND d.refclassid IN ('pg_class'::regclass, 'pg_constraint'::regclass)
+      AND d.refobjid = ANY(%(oids)s::oid[])
+), up AS (
+    SELECT dep.is_con, dep.ref, dep.classid, dep.objid, dep.objsubid, c.oid AS con, c.conparentid AS parent
+    FROM dep LEFT JOIN pg_constraint c ON dep.classid = 'pg_constraint'::regclass AND c.oid = dep.objid
+    UNION ALL
+    SELECT up.is_con, up.ref, 'pg_constraint'::regclass, c.oid, 0, c.oid, c.conparentid
+    FROM up JOIN pg_constraint c ON c.oid = up.parent
+)
+SELECT DISTINCT up.is_con, up.ref, pg_describe_object(up.classid, up.objid, up.objsubid), n.nspname, r.relname,
+       c.conname
+FROM up LEFT JOIN pg_constraint c ON c.oid = up.con AND c.contype = 'f'
+LEFT JOIN pg_class r ON r.oid = c.conrelid LEFT JOIN pg_namespace n ON n.oid = r.relnamespace
+WHERE coalesce(up.parent, 0) = 0
 """
 
 _TRIGGERS_SQL = """
@@ -452,16 +535,36 @@ def read_catalog(conn) -> Catalog:
         columns.setdefault(r[0], []).append(Column(
             *fields, domain_checks=tuple(Check(*c) for c in dom_checks),
             unique_indexes=tuple(sorted(unique_ix.get((r[0], r[1]), ()), key=lambda u: (u.index, u.role)))))
+    # and the partitioned tables inside partition trees, where foreign keys and sequences may be declared too
+    root_of.update(conn.execute(_NODES_SQL, {"oids": [r[0] for r in rows if r[3] == "p"]}).fetchall())
+    fk_rows = conn.execute(_FKEYS_SQL, {"oids": list(root_of)}).fetchall()
+    ix_rows = conn.execute(_INDEXES_SQL, {"oids": oids}).fetchall()
+    dependents: dict[tuple[bool, int], list[Dependent]] = {}  # by (a constraint?, oid)
+    watched = [r[-1] for r in fk_rows] + [o for r in ix_rows for o in r[-2:] if o is not None]
+    for is_con, ref, description, fk_schema, fk_table, fk_name in conn.execute(_DEPENDENTS_SQL, {"oids": watched}):
+        fk_relation = qualify(fk_schema, fk_table) if fk_name is not None else None
+        dependents.setdefault((is_con, ref), []).append(Dependent(description, fk_relation, fk_name))
+    names = {r[0]: (r[1], r[2]) for r in rows}  # oid -> (schema, name)
     fkeys: dict[int, list[ForeignKey]] = {}
-    for conrelid, conname, sn, s, cols, rn, r, rcols, definition in conn.execute(_FKEYS_SQL, {"oids": oids}):
-        fkeys.setdefault(conrelid, []).append(ForeignKey(
-            conname, (sn, s), tuple(cols), (rn, r), tuple(rcols), definition))
+    for conrelid, confrelid, conname, sn, s, cols, rn, r, rcols, definition, valid, comment, oid in fk_rows:
+        table = names[root_of[conrelid]] if conrelid in root_of else (sn, s)
+        ref = names[root_of[confrelid]] if confrelid in root_of else (rn, r)
+        fkeys.setdefault(root_of.get(conrelid, conrelid), []).append(ForeignKey(
+            conname, table, tuple(cols), ref, tuple(rcols), definition, qualify(sn, s), valid, comment,
+            tuple(dependents.get((True, oid), ()))))
     seqs: dict[int, list[Sequence]] = {}
-    for relid, col, seq in conn.execute(_SEQUENCES_SQL, {"oids": oids}).fetchall():
-        seqs.setdefault(relid, []).append(Sequence(col, seq))
+    nodes = list(root_of)
+    for root, col, *seq in conn.execute(_SEQUENCES_SQL, {"nodes": nodes, "roots": [root_of[n] for n in nodes]}):
+        found_seq = Sequence(col, *seq)
+        if found_seq not in seqs.setdefault(root, []):
+            seqs[root].append(found_seq)
     indexes: dict[int, list[Index]] = {}
-    for relid, name, definition, conname, condef in conn.execute(_INDEXES_SQL, {"oids": oids}):
-        indexes.setdefault(relid, []).append(Index(name, definition, conname, condef))
+    for relid, name, definition, conname, condef, contype, deferrable, tablespace, comment, con_comment, \
+            clustered, replident, stats, ix_oid, con_oid in ix_rows:
+        deps = dependents.get((False, ix_oid), []) + dependents.get((True, con_oid), [])
+        indexes.setdefault(relid, []).append(Index(
+            name, definition, conname, condef, contype, deferrable, tablespace, comment, con_comment, clustered,
+            replident, tuple((a, t) for a, t in stats), tuple(dict.fromkeys(deps))))
     triggers: dict[int, list[str]] = {}
     for relid, name in conn.execute(_TRIGGERS_SQL, {"oids": oids}).fetchall():
         triggers.setdefault(relid, []).append(name)

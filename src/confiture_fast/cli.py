@@ -287,6 +287,8 @@ def _sync(req: SyncRequest) -> int:
                               "source (use --anonymize or --anonymize-config to mask PII)", markup=False)
             if plan.cascade:
                 say(f"--cascade: also emptying {', '.join(plan.cascade)}")
+            for k in plan.kept:
+                say(f"kept in place during the load (maintained row by row): {k.table}: {k.name} ({k.why})")
             if plan.completed:
                 say(f"resuming: skipping {', '.join(plan.completed)} (completed in {req.checkpoint})")
             live = req.show_progress if req.show_progress is not None else console.is_terminal

@@ -45,6 +45,7 @@ class SyncResult(msgspec.Struct, frozen=True):
     error: str | None = None
     interrupted: str | None = None  # SIGINT or SIGTERM
     fix: str | None = None  # what to do about `error`: a rerun only when it is transient
+    sequences_not_reset: list[str] = []  # by name, with why (their table failed, or setval did)
 
 
 def _identity(conn: psycopg.Connection) -> tuple[str, str]:
@@ -395,6 +396,7 @@ def _run(session: Session, plan: Plan, opts: RunOptions, console, keys: tgt.Stat
 
     constraints: list[tgt.Restored] = []
     error = state.error
+    analyzed: set[str] = set()
     try:
         with phase(console, opts.verbose, "rebuild indexes and constraints"):
             building = ", ".join(finisher.unfinished())
@@ -403,13 +405,21 @@ def _run(session: Session, plan: Plan, opts: RunOptions, console, keys: tgt.Stat
             with notice_if_slow(console, "finishing: rebuilding the remaining deferred constraints", quiet=opts.quiet):
                 constraints += tgt.restore_deferred(dst, session.target_conninfo, keys, opts.parallel,
                                                     frozenset(finisher.tried))
-        if error is None:
-            with phase(console, opts.verbose, "reset sequences and ANALYZE"):
-                tgt.sync_sequences(session.src, dst, plan)
-                tgt.analyze(dst, [t.relation for t in state.todo if t.relation not in analyzed])
     except psycopg.Error as exc:
         error = error or f"finishing the target failed: {_first_line(exc)} (what was not rebuilt is recorded " \
                          f"on the target and rebuilt by the next run)"
+    # the sequences of every table that is loaded, even when another table failed
+    loaded = {t.name for t in state.todo if len(state.units[t.name]) == len(t.units)} | set(plan.completed)
+    with phase(console, opts.verbose, "reset sequences and ANALYZE"):
+        not_reset = tgt.sync_sequences(session.src, dst, plan, loaded)
+        if error is None:
+            try:
+                tgt.analyze(dst, [t.relation for t in state.todo if t.relation not in analyzed])
+            except psycopg.Error as exc:
+                error = f"finishing the target failed: {_first_line(exc)}"
+    if not_reset:
+        what = f"{len(not_reset)} sequence(s) not reset: {'; '.join(not_reset)}"
+        error = f"{error}; {what}" if error else f"the rows are loaded, but {what}"
     broken = [c for c in constraints if not c.rebuilt]
     if broken and error is None:
         error = (f"the rows are loaded, but {len(broken)} deferred index(es)/constraint(s) could not be rebuilt: "
@@ -418,7 +428,7 @@ def _run(session: Session, plan: Plan, opts: RunOptions, console, keys: tgt.Stat
     ordered = [state.table_result(t) for t in plan.tables]
     return SyncResult(ok=error is None, tables=ordered, total_rows=sum(r.rows for r in ordered if r.status != "failed"),
                       seconds=time.perf_counter() - start, cascade=list(plan.cascade), constraints=constraints,
-                      error=error, interrupted=interrupted,
+                      error=error, interrupted=interrupted, sequences_not_reset=not_reset,
                       fix=(state.fix or resume_fix(opts.checkpoint)) if error is not None else None)
 
 

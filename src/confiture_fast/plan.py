@@ -6,9 +6,10 @@ from __future__ import annotations
 import fnmatch
 
 import msgspec
+from psycopg import sql
 
 from . import strategies, typediff
-from .catalog import Catalog, Column, Table, UniqueUse, display_name, qualify, quote_ident
+from .catalog import Catalog, Column, ForeignKey, Index, Table, UniqueUse, display_name, qualify, quote_ident
 from .errors import ValidationError
 
 
@@ -61,15 +62,30 @@ class Deferred(msgspec.Struct, frozen=True):
     name: str
     phase: int
     drop_sql: str
-    create_sql: str
+    create_sql: str  # one or more statements, run in one transaction: the object and what its DROP lost
     key: tuple[str, str]  # (schema, name) of the table
+    fallback_sql: str | None = None  # run instead when rows violate it: a foreign key, created NOT VALID
+
+
+class Kept(msgspec.Struct, frozen=True):
+    """An index or constraint left in place during the load (maintained row by row), because other
+    objects depend on it and its DROP would fail."""
+
+    table: str  # display name
+    name: str
+    why: str  # e.g. 'rule _RETURN on view v depends on it'
 
 
 class SequenceSync(msgspec.Struct, frozen=True):
+    """A target sequence that a column of a synced table uses, and where its value comes from."""
+
     table: str
     column: str
-    source: str
+    source: str | None  # the source column's sequence; None: the source column has none
     target: str
+    exact: bool = True  # SELECT on the source sequence: last_value and is_called as they are
+    start: int = 1  # the source sequence's start, when only pg_sequence_last_value() may read it and says NULL
+    follow: str | None = None  # source None: 'SELECT max(col)::bigint FROM relation' on the target, set past it
 
 
 class Plan(msgspec.Struct, frozen=True):
@@ -81,6 +97,7 @@ class Plan(msgspec.Struct, frozen=True):
     sequences: tuple[SequenceSync, ...]
     anonymize: bool
     warnings: tuple[str, ...] = ()  # printed before the load: CHECK constraints a rule's output may not satisfy
+    kept: tuple[Kept, ...] = ()  # target indexes and constraints that other objects need: loaded with them
 
     def table(self, name: str) -> TablePlan:
         return next(t for t in self.tables if t.name == name)
@@ -473,21 +490,14 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
         elif into:
             cascade_tables[t.key] = t
     loaded = {t.key for t in selected if t.display not in completed}
-    deferred = _deferred(target, loaded, loaded | set(cascade_tables))
+    deferred, kept = _deferred(target, loaded, loaded | set(cascade_tables), problems)
     for d in deferred:
         owner_needed = target.tables[d.key]
         if d.phase == 2 and not owner_needed.owned:
             problems.append(f"{d.table}: its foreign key {d.name} must be dropped during the load and recreated "
                             "after, which needs the target user to own the table (ALTER TABLE ... OWNER TO)")
 
-    sequences = []
-    for src in selected:
-        dst = target.tables.get(src.key)
-        if dst is None:
-            continue
-        by_col = {s.column: s.name for s in dst.sequences}
-        sequences += [SequenceSync(src.display, s.column, s.name, by_col[s.column])
-                      for s in src.sequences if s.column in by_col]
+    sequences = _sequences(source, target, selected, problems)
 
     if problems:
         raise ValidationError(f"{len(problems)} problem(s) found before touching the target:", problems)
@@ -495,32 +505,119 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
     cascaded = sorted(cascade_tables.values(), key=lambda t: t.display)
     return Plan(tables=tuple(plans), completed=tuple(sorted(completed & names)), cascade=tuple(t.display for t in cascaded),
                 cascade_relations=tuple(t.qualified for t in cascaded),
-                deferred=deferred, sequences=tuple(sequences), anonymize=rules is not None, warnings=tuple(warnings))
+                deferred=deferred, sequences=sequences, anonymize=rules is not None, warnings=tuple(warnings),
+                kept=kept)
 
 
-def _deferred(target: Catalog, loaded: set[tuple[str, str]], emptied: set[tuple[str, str]]) -> tuple[Deferred, ...]:
-    """Foreign keys from or into emptied tables (so each table can be emptied on its own), and the
-    indexes of loaded tables (building an index once is much faster than maintaining it row by row).
-    Indexes stay where our role could not create them again (no CREATE on the schema, not the owner)."""
+def _sequences(source: Catalog, target: Catalog, selected: list[Table], problems: list[str]) -> tuple[SequenceSync, ...]:
+    """Every sequence a column of a selected table uses on the target (owned, identity, or named by
+    its default), paired with the sequence the same source column uses. Where the source column has
+    none, an integer target sequence follows the loaded values instead. Privileges are checked here:
+    the source role must read the source's sequence, the target role must set the target's."""
     out = []
+    for src in selected:
+        dst = target.tables.get(src.key)
+        if dst is None:
+            continue
+        for tseq in dst.sequences:
+            candidates = [s for s in src.sequences if s.column == tseq.column]
+            sseq = next((s for s in candidates if s.name == tseq.name), candidates[0] if candidates else None)
+            where = f"{src.display}.{tseq.column}"
+            if not tseq.can_update:
+                problems.append(f"{where}: the target user cannot reset its sequence {tseq.name} after the load: "
+                                f"GRANT UPDATE ON SEQUENCE {tseq.name} TO {quote_ident(target.role)}")
+            if sseq is not None:
+                if not (sseq.can_select or sseq.can_usage):
+                    problems.append(f"{where}: the source user cannot read its sequence {sseq.name}: GRANT SELECT ON "
+                                    f"SEQUENCE {sseq.name} TO {quote_ident(source.role)}, or --exclude {src.display}")
+                out.append(SequenceSync(src.display, tseq.column, sseq.name, tseq.name, sseq.can_select, sseq.start))
+                continue
+            col, tcol = src.column(tseq.column), dst.column(tseq.column)
+            if col is not None and not col.generated and tcol is not None and tcol.base_type in ("int2", "int4", "int8") \
+                    and not tcol.is_array:
+                out.append(SequenceSync(src.display, tseq.column, None, tseq.name,
+                                        follow=f"SELECT max({quote_ident(tseq.column)})::bigint FROM {dst.qualified}"))
+    return tuple(out)
+
+
+def _literal(text: str) -> str:
+    return sql.Literal(text).as_string(None)
+
+
+def _fk_sql(fk: ForeignKey) -> tuple[str, str]:
+    """(create, create NOT VALID), each with the comment its DROP loses."""
+    add = f"ALTER TABLE {fk.relation} ADD CONSTRAINT {quote_ident(fk.name)} {fk.definition}"
+    comment = (f";\nCOMMENT ON CONSTRAINT {quote_ident(fk.name)} ON {fk.relation} IS {_literal(fk.comment)}"
+               if fk.comment is not None else "")
+    return add + comment, add + " NOT VALID" + comment
+
+
+def _index_sql(t: Table, ix: Index) -> str:
+    """The statements that give the index (and its constraint) back everything a DROP takes: its
+    tablespace, storage parameters, statistics targets, comments, CLUSTER mark and replica identity.
+    A primary key or unique constraint of an ordinary table is rebuilt from its index's own
+    definition (pg_get_constraintdef() leaves out WITH (...)), then attached with USING INDEX."""
+    out = []
+    if ix.tablespace is not None:
+        out.append(f"SET LOCAL default_tablespace = {quote_ident(ix.tablespace)}")
+    if ix.constraint is None:
+        out.append(ix.definition)
+    elif ix.constraint_type in ("p", "u") and t.kind == "r":
+        kind = "PRIMARY KEY" if ix.constraint_type == "p" else "UNIQUE"
+        out += [ix.definition, f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(ix.constraint)} {kind} "
+                               f"USING INDEX {quote_ident(ix.name)}{ix.deferrable}"]
+    else:
+        out.append(f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(ix.constraint)} {ix.constraint_def}")
+    index = qualify(t.schema, ix.name)
+    out += [f"ALTER INDEX {index} ALTER COLUMN {n} SET STATISTICS {target}" for n, target in ix.statistics]
+    if ix.comment is not None:
+        out.append(f"COMMENT ON INDEX {index} IS {_literal(ix.comment)}")
+    if ix.constraint is not None and ix.constraint_comment is not None:
+        out.append(f"COMMENT ON CONSTRAINT {quote_ident(ix.constraint)} ON {t.qualified} IS "
+                   f"{_literal(ix.constraint_comment)}")
+    if ix.clustered:
+        out.append(f"ALTER TABLE {t.qualified} CLUSTER ON {quote_ident(ix.name)}")
+    if ix.replica_identity:
+        out.append(f"ALTER TABLE {t.qualified} REPLICA IDENTITY USING INDEX {quote_ident(ix.name)}")
+    return ";\n".join(out)
+
+
+def _deferred(target: Catalog, loaded: set[tuple[str, str]], emptied: set[tuple[str, str]],
+              problems: list[str]) -> tuple[tuple[Deferred, ...], tuple[Kept, ...]]:
+    """Foreign keys from or into emptied tables (so each table can be emptied on its own), declared on
+    the table or on one of its partitions, and the indexes of loaded tables (building an index once is
+    much faster than maintaining it row by row). Indexes stay where our role could not create them
+    again (no CREATE on the schema, not the owner), and where an object that is not deferred itself
+    depends on them (a view grouping by the primary key): those are kept, and said so."""
+    out, kept = [], []
     for t in target.tables.values():
         for fk in t.foreign_keys:
             if fk.table in emptied or fk.ref_table in loaded:
-                out.append(Deferred(t.display, fk.name, 2, f"ALTER TABLE {t.qualified} DROP CONSTRAINT {quote_ident(fk.name)}",
-                                    f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(fk.name)} {fk.definition}",
-                                    t.key))
+                if fk.dependents:
+                    problems.append(f"{t.display}: its foreign key {fk.name} must be dropped during the load, but "
+                                    f"{', '.join(d.description for d in fk.dependents)} depends on it: drop that first, "
+                                    "or leave the tables out")
+                create, fallback = _fk_sql(fk)
+                out.append(Deferred(t.display, fk.name, 2,
+                                    f"ALTER TABLE {fk.relation} DROP CONSTRAINT {quote_ident(fk.name)}", create, t.key,
+                                    fallback))
+    dropped_fks = {(fk.relation, fk.name) for t in target.tables.values() for fk in t.foreign_keys
+                   if fk.table in emptied or fk.ref_table in loaded}
+    for t in target.tables.values():
         if t.key not in loaded or t.schema not in target.creatable_schemas or not t.owned:
             continue
         for ix in t.indexes:
-            if ix.constraint is not None:
-                out.append(Deferred(t.display, ix.constraint, 1,
-                                    f"ALTER TABLE {t.qualified} DROP CONSTRAINT {quote_ident(ix.constraint)}",
-                                    f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(ix.constraint)} {ix.constraint_def}",
-                                    t.key))
+            name = ix.constraint or ix.name
+            blockers = [d.description for d in ix.dependents if (d.fk_relation, d.fk_name) not in dropped_fks]
+            if blockers:
+                kept.append(Kept(t.display, name, f"{', '.join(blockers)} depends on it"))
+            elif ix.constraint is not None:
+                out.append(Deferred(t.display, name, 1, f"ALTER TABLE {t.qualified} DROP CONSTRAINT {quote_ident(name)}",
+                                    _index_sql(t, ix), t.key))
             else:
-                out.append(Deferred(t.display, ix.name, 1, f"DROP INDEX {qualify(t.schema, ix.name)}", ix.definition,
+                out.append(Deferred(t.display, name, 1, f"DROP INDEX {qualify(t.schema, ix.name)}", _index_sql(t, ix),
                                     t.key))
-    return tuple(out)
+    return tuple(out), tuple(kept)
 
 
 class Spread(msgspec.Struct, frozen=True):

@@ -65,6 +65,10 @@ def render_plan(plan, trigger_mode: str, console) -> None:
                   "rebuilt after it", markup=False)
     for d in plan.deferred:
         console.print(f"  {d.table}: {d.name}", markup=False)
+    if plan.kept:
+        console.print(f"kept in place (loaded with them, maintained row by row): {len(plan.kept)}", markup=False)
+    for k in plan.kept:
+        console.print(f"  {k.table}: {k.name} ({k.why})", markup=False)
     console.print(f"sequences reset to the source's values: {len(plan.sequences)}", markup=False)
     changes = [c for t in plan.tables for c in t.type_changes]
     console.print(f"type differences accepted (lossless, values kept): {len(changes)}", markup=False)

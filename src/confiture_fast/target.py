@@ -29,8 +29,8 @@ from .plan import Plan
 from .worker import APP_NAME, prepare_session, user_triggers_off
 
 STATE_TABLE = f"{quote_ident(STATE_SCHEMA)}.pending_ddl"
-_SIGNED = ("table_name", "name", "phase", "create_sql")  # the record's fields a MAC covers, in this order
-_COLUMNS = ("id", *_SIGNED, "dropped_at", "mac", "mac_secret")
+_SIGNED = ("table_name", "name", "phase", "create_sql")  # the record's fields a MAC covers, in this order,
+# and fallback_sql after them when it is set
 _FORGET_HINT = f"DELETE FROM {STATE_TABLE} WHERE id = {{id}}"
 
 
@@ -42,7 +42,12 @@ class Restored(msgspec.Struct, frozen=True):
     rebuilt: bool = True  # False: it could not be created and stays recorded for the next run
 
 
-Item = tuple[int, str, str, int, str]  # a verified record: id, table, name, phase, create_sql
+Item = tuple[int, str, str, int, str, str | None]  # a verified record: id, table, name, phase, create_sql, fallback_sql
+
+
+def _fields(table: str, name: str, phase: int, create_sql: str, fallback_sql: str | None) -> tuple:
+    """What a record's MAC covers: every statement it may execute."""
+    return (table, name, phase, create_sql) + ((fallback_sql,) if fallback_sql is not None else ())
 
 
 def trigger_mode(conn: psycopg.Connection) -> str:
@@ -179,6 +184,7 @@ class StateInfo(msgspec.Struct, frozen=True):
     schema: bool  # the state schema exists (and is ours)
     table: bool  # its pending_ddl table exists (and is ours, with nothing planted on it)
     signed: bool  # the table has the MAC columns (an older version wrote none)
+    has_fallback: bool = False  # the table has the fallback_sql column (an older version had none)
 
 
 def check_state(conn: psycopg.Connection) -> StateInfo:
@@ -208,10 +214,10 @@ def check_state(conn: psycopg.Connection) -> StateInfo:
                           "not create: it could run with our privileges, so the state is not used"
                           + (f" (and {len(planted) - 1} more)" if len(planted) > 1 else ""),
                           f"inspect and remove it ({drop})")
-    signed = table is not None and conn.execute(
-        "SELECT count(*) FROM pg_attribute WHERE attrelid = %s AND attname IN ('mac', 'mac_secret') "
-        "AND NOT attisdropped", (table,)).fetchone()[0] == 2
-    return StateInfo(True, table is not None, signed)
+    columns = set(conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attname IN ('mac', 'mac_secret', 'fallback_sql') "
+        "AND NOT attisdropped", (table or 0,)).fetchall())
+    return StateInfo(True, table is not None, {("mac",), ("mac_secret",)} <= columns, ("fallback_sql",) in columns)
 
 
 def ensure_state(conn: psycopg.Connection) -> None:
@@ -225,10 +231,10 @@ def ensure_state(conn: psycopg.Connection) -> None:
             conn.execute(f"""CREATE TABLE {STATE_TABLE} (
                 id bigserial PRIMARY KEY, table_name text NOT NULL, name text NOT NULL, phase int NOT NULL,
                 create_sql text NOT NULL, dropped_at timestamptz NOT NULL DEFAULT now(), mac bytea NOT NULL,
-                mac_secret bytea)""")
-        elif not before.signed:
+                mac_secret bytea, fallback_sql text)""")
+        elif not (before.signed and before.has_fallback):
             conn.execute(f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS mac bytea, "
-                         "ADD COLUMN IF NOT EXISTS mac_secret bytea")
+                         "ADD COLUMN IF NOT EXISTS mac_secret bytea, ADD COLUMN IF NOT EXISTS fallback_sql text")
         check_state(conn)
 
 
@@ -238,11 +244,13 @@ def _records(conn: psycopg.Connection, keys: StateKeys) -> tuple[list[Item], lis
     if not info.table:
         return [], []
     macs = "mac, mac_secret" if info.signed else "NULL::bytea, NULL::bytea"
-    rows = conn.execute(f"SELECT id, {', '.join(_SIGNED)}, {macs} FROM {STATE_TABLE} ORDER BY phase, id").fetchall()
+    fallback = "fallback_sql" if info.has_fallback else "NULL::text"
+    rows = conn.execute(f"SELECT id, {', '.join(_SIGNED)}, {fallback}, {macs} FROM {STATE_TABLE} "
+                        "ORDER BY phase, id").fetchall()
     good, bad = [], []
-    for id_, table, name, phase, sql, mac, mac_secret in rows:
-        if keys.verify((table, name, phase, sql), mac, mac_secret):
-            good.append((id_, table, name, phase, sql))
+    for id_, table, name, phase, sql, fallback_sql, mac, mac_secret in rows:
+        if keys.verify(_fields(table, name, phase, sql, fallback_sql), mac, mac_secret):
+            good.append((id_, table, name, phase, sql, fallback_sql))
         else:
             bad.append((id_, table, name))
     return good, bad
@@ -322,9 +330,10 @@ def defer(conn: psycopg.Connection, plan: Plan, keys: StateKeys) -> None:
     ensure_state(conn)
     with conn.transaction():
         for d in plan.deferred:
-            mac, mac_secret = keys.sign((d.table, d.name, d.phase, d.create_sql))
-            conn.execute(f"INSERT INTO {STATE_TABLE} ({', '.join(_SIGNED)}, mac, mac_secret) "
-                         "VALUES (%s, %s, %s, %s, %s, %s)", (d.table, d.name, d.phase, d.create_sql, mac, mac_secret))
+            mac, mac_secret = keys.sign(_fields(d.table, d.name, d.phase, d.create_sql, d.fallback_sql))
+            conn.execute(f"INSERT INTO {STATE_TABLE} ({', '.join(_SIGNED)}, fallback_sql, mac, mac_secret) "
+                         "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                         (d.table, d.name, d.phase, d.create_sql, d.fallback_sql, mac, mac_secret))
         for d in sorted(plan.deferred, key=lambda d: -d.phase):
             conn.execute(d.drop_sql)
 
@@ -352,7 +361,8 @@ def connect(conninfo: str, purpose: str) -> psycopg.Connection:
 
 def _rebuild(conninfo: str, item: Item) -> Restored:
     """Rebuilds one pending item on its own connection. A foreign key that the data violates is
-    recreated NOT VALID and reported, so the target keeps its definition and nothing is lost. What
+    recreated NOT VALID (its fallback) and reported, so the target keeps its definition and nothing
+    is lost; the next run, re-reading it without NOT VALID, validates it again. What
     cannot be created (a UNIQUE index over duplicated values, say) stays recorded and is reported
     by name, without the offending values, which may be production data."""
     try:
@@ -376,7 +386,7 @@ def _why(exc: psycopg.Error) -> str:
 
 
 def _rebuild_once(conn: psycopg.Connection, item: Item) -> Restored:
-    id_, table, name, _, create_sql = item
+    id_, table, name, _, create_sql, fallback_sql = item
     forget = f"DELETE FROM {STATE_TABLE} WHERE id = %s"
     try:
         with conn.transaction():
@@ -387,8 +397,10 @@ def _rebuild_once(conn: psycopg.Connection, item: Item) -> Restored:
             psycopg.errors.InvalidTableDefinition) as exc:
         return _reconcile(conn, item, exc)
     except psycopg.errors.ForeignKeyViolation as exc:
+        if fallback_sql is None:
+            raise
         with conn.transaction():
-            conn.execute(create_sql + " NOT VALID")
+            conn.execute(fallback_sql)
             conn.execute(forget, (id_,))
         return Restored(table, name, False, (exc.diag.message_detail or str(exc)).strip())
 
@@ -403,13 +415,14 @@ UNION ALL SELECT NULL, NULL, NULL, pg_get_indexdef(i.oid) FROM pg_class i WHERE 
 
 def _reconcile(conn: psycopg.Connection, item: Item, exc: psycopg.Error) -> Restored:
     """The recorded object, or one in its place, exists already (another run or a person created it).
-    The record is forgotten when an object of its name has exactly its definition (NOT VALID aside),
-    spelled as the plan spells it (plan._deferred); otherwise it stays, reported with the way out."""
-    id_, table, name, _, create_sql = item
+    The record is forgotten when an object of its name has exactly the definition of one of its
+    statements (or of its NOT VALID fallback's), spelled as the plan spells it (plan._deferred): the
+    statements are compared, never run; otherwise it stays, reported with the way out."""
+    id_, table, name, _, create_sql, fallback_sql = item
     existing = {definition if schema is None else
                 f"ALTER TABLE {qualify(schema, rel)} ADD CONSTRAINT {quote_ident(con)} {definition}"
                 for schema, rel, con, definition in conn.execute(_EXISTING_SQL, {"name": name})}
-    if existing & {create_sql, create_sql + " NOT VALID"}:
+    if existing & {*create_sql.split(";\n"), *(fallback_sql or "").split(";\n")} - {""}:
         with conn.transaction():
             conn.execute(f"DELETE FROM {STATE_TABLE} WHERE id = %s", (id_,))
         return Restored(table, name, True)
@@ -558,12 +571,45 @@ class LockWatch:
                                   "the sync goes on when it is released")
 
 
-def sync_sequences(src: psycopg.Connection, dst: psycopg.Connection, plan: Plan) -> None:
-    """Gives each target sequence owned by a synced column the source's current value."""
-    with dst.transaction():
-        for seq in plan.sequences:
+def sync_sequences(src: psycopg.Connection, dst: psycopg.Connection, plan: Plan,
+                   loaded: set[str]) -> list[str]:
+    """Sets each target sequence that a column of a `loaded` table uses: to the source sequence's
+    value (the greatest, for a target sequence several columns share), or past the loaded values where
+    the source column has none. Each is set on its own; returns, by name and why, those that failed
+    or whose tables were not loaded."""
+    values: dict[str, tuple[int, bool]] = {}
+    left: list[str] = []
+    for seq in plan.sequences:
+        if seq.table not in loaded:
+            continue
+        try:
+            value = _sequence_value(src, dst, seq)
+        except psycopg.Error as exc:
+            left.append(f"{seq.target} ({seq.table}.{seq.column}): {_why(exc)}")
+            continue
+        if value is not None and (seq.target not in values or value > values[seq.target]):
+            values[seq.target] = value
+    for target, (last, called) in values.items():
+        try:
+            dst.execute("SELECT setval(%s::regclass, %s, %s)", (target, last, called))
+        except psycopg.Error as exc:
+            left.append(f"{target}: {_why(exc)}")
+    reset = set(values) | {s.target for s in plan.sequences if s.table in loaded}
+    left += sorted({f"{s.target} ({s.table} was not loaded)" for s in plan.sequences if s.target not in reset})
+    return left
+
+
+def _sequence_value(src: psycopg.Connection, dst: psycopg.Connection, seq) -> tuple[int, bool] | None:
+    """(last_value, is_called) to give the target sequence, or None when there is nothing to follow."""
+    if seq.source is None:
+        top = dst.execute(seq.follow).fetchone()[0]
+        return None if top is None else (top, True)
+    with src.transaction():  # a savepoint in the snapshot's transaction: a failure here leaves it usable
+        if seq.exact:
             last, called = src.execute(f"SELECT last_value, is_called FROM {seq.source}").fetchone()
-            dst.execute("SELECT setval(%s::regclass, %s, %s)", (seq.target, last, called))
+            return last, called
+        last = src.execute("SELECT pg_sequence_last_value(%s::regclass)", (seq.source,)).fetchone()[0]
+        return (seq.start, False) if last is None else (last, True)
 
 
 def analyze(conn: psycopg.Connection, relations: list[str]) -> None:
