@@ -69,7 +69,10 @@ def render_plan(plan, trigger_mode: str, console) -> None:
         console.print(f"kept in place (loaded with them, maintained row by row): {len(plan.kept)}", markup=False)
     for k in plan.kept:
         console.print(f"  {k.table}: {k.name} ({k.why})", markup=False)
-    console.print(f"sequences reset to the source's values: {len(plan.sequences)}", markup=False)
+    follow = sum(s.source is None for s in plan.sequences)
+    console.print(f"sequences reset to the source's values: {len(plan.sequences) - follow}"
+                  + (f", set past the loaded values (no sequence on the source): {follow}" if follow else ""),
+                  markup=False)
     changes = [c for t in plan.tables for c in t.type_changes]
     console.print(f"type differences accepted (lossless, values kept): {len(changes)}", markup=False)
     for c in changes:
