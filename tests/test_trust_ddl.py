@@ -203,13 +203,13 @@ def test_primary_key_a_view_depends_on_is_kept_in_place_and_said_so(pair):
     pair.source("INSERT INTO users SELECT i, 'n' || i FROM generate_series(1, 20) i")
     res = pair.sync()
     assert_ok(res)
-    assert "kept in place during the load" in res.stderr and "view names" in res.stderr
+    assert "kept in place during the load" in res.stderr and "view public.names" in res.stderr
     assert pair.qt("SELECT count(*) FROM names") == [(20,)]
     assert pair.qt("SELECT conname FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype = 'p'") \
         == [("users_pkey",)]
     dry = pair.sync("--dry-run")
     assert_ok(dry)
-    assert "kept in place" in dry.stderr and "users: users_pkey (rule _RETURN on view names depends on it)" in dry.stderr
+    assert "kept in place" in dry.stderr and "users: users_pkey (rule _RETURN on view public.names depends on it)" in dry.stderr
 
 
 def test_foreign_key_declared_on_a_partition_is_deferred_and_rebuilt(pair):

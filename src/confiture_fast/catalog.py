@@ -89,8 +89,6 @@ class Index(msgspec.Struct, frozen=True):
     constraint: str | None  # the constraint's name when the index backs one
     constraint_def: str | None  # pg_get_constraintdef(), e.g. 'PRIMARY KEY (id)'
     # what a DROP loses and pg_get_indexdef()/pg_get_constraintdef() do not say:
-    constraint_type: str | None = None  # pg_constraint.contype: p, u or x
-    deferrable: str = ""  # '', ' DEFERRABLE' or ' DEFERRABLE INITIALLY DEFERRED'
     tablespace: str | None = None
     comment: str | None = None
     constraint_comment: str | None = None
@@ -98,6 +96,7 @@ class Index(msgspec.Struct, frozen=True):
     replica_identity: bool = False  # ALTER TABLE ... REPLICA IDENTITY USING INDEX
     statistics: tuple[tuple[int, int], ...] = ()  # (column number, statistics target) set on the index
     dependents: tuple[Dependent, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()  # its storage parameters (reloptions), e.g. ('fillfactor', '70')
 
 
 class Sequence(msgspec.Struct, frozen=True):
@@ -439,13 +438,12 @@ _INDEXES_SQL = """
 SELECT i.indrelid, ic.relname,
        CASE WHEN ic.relkind = 'I' AND starts_with(d.def, d.head || ' ON ONLY ')
             THEN d.head || ' ON ' || substr(d.def, length(d.head || ' ON ONLY ') + 1) ELSE d.def END,
-       con.conname, pg_get_constraintdef(con.oid), con.contype,
-       CASE WHEN con.condeferred THEN ' DEFERRABLE INITIALLY DEFERRED' WHEN con.condeferrable THEN ' DEFERRABLE'
-            ELSE '' END,
-       ts.spcname, obj_description(i.indexrelid, 'pg_class'), obj_description(con.oid, 'pg_constraint'),
+       con.conname, pg_get_constraintdef(con.oid), ts.spcname,
+       obj_description(i.indexrelid, 'pg_class'), obj_description(con.oid, 'pg_constraint'),
        i.indisclustered, i.indisreplident,
        ARRAY(SELECT ARRAY[attnum::int, attstattarget::int] FROM pg_attribute
              WHERE attrelid = i.indexrelid AND attstattarget >= 0 ORDER BY attnum),
+       ARRAY(SELECT ARRAY[split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)] FROM unnest(ic.reloptions) o),
        i.indexrelid, con.oid
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
 LEFT JOIN pg_tablespace ts ON ts.oid = ic.reltablespace
@@ -559,12 +557,13 @@ def read_catalog(conn) -> Catalog:
         if found_seq not in seqs.setdefault(root, []):
             seqs[root].append(found_seq)
     indexes: dict[int, list[Index]] = {}
-    for relid, name, definition, conname, condef, contype, deferrable, tablespace, comment, con_comment, \
-            clustered, replident, stats, ix_oid, con_oid in ix_rows:
+    for relid, name, definition, conname, condef, tablespace, comment, con_comment, \
+            clustered, replident, stats, options, ix_oid, con_oid in ix_rows:
         deps = dependents.get((False, ix_oid), []) + dependents.get((True, con_oid), [])
         indexes.setdefault(relid, []).append(Index(
-            name, definition, conname, condef, contype, deferrable, tablespace, comment, con_comment, clustered,
-            replident, tuple((a, t) for a, t in stats), tuple(dict.fromkeys(deps))))
+            name, definition, conname, condef, tablespace, comment, con_comment, clustered,
+            replident, tuple((a, t) for a, t in stats), tuple(dict.fromkeys(deps)),
+            tuple((k, v) for k, v in options)))
     triggers: dict[int, list[str]] = {}
     for relid, name in conn.execute(_TRIGGERS_SQL, {"oids": oids}).fetchall():
         triggers.setdefault(relid, []).append(name)

@@ -554,21 +554,20 @@ def _fk_sql(fk: ForeignKey) -> tuple[str, str]:
 
 def _index_sql(t: Table, ix: Index) -> str:
     """The statements that give the index (and its constraint) back everything a DROP takes: its
-    tablespace, storage parameters, statistics targets, comments, CLUSTER mark and replica identity.
-    A primary key or unique constraint of an ordinary table is rebuilt from its index's own
-    definition (pg_get_constraintdef() leaves out WITH (...)), then attached with USING INDEX."""
+    tablespace, storage parameters (pg_get_constraintdef() leaves out a constraint's WITH (...)),
+    statistics targets, comments, CLUSTER mark and replica identity. Each is one statement, separated
+    by ';\n' (target._reconcile compares them one by one); names and values are quoted here."""
     out = []
     if ix.tablespace is not None:
         out.append(f"SET LOCAL default_tablespace = {quote_ident(ix.tablespace)}")
+    index = qualify(t.schema, ix.name)
     if ix.constraint is None:
         out.append(ix.definition)
-    elif ix.constraint_type in ("p", "u") and t.kind == "r":
-        kind = "PRIMARY KEY" if ix.constraint_type == "p" else "UNIQUE"
-        out += [ix.definition, f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(ix.constraint)} {kind} "
-                               f"USING INDEX {quote_ident(ix.name)}{ix.deferrable}"]
     else:
         out.append(f"ALTER TABLE {t.qualified} ADD CONSTRAINT {quote_ident(ix.constraint)} {ix.constraint_def}")
-    index = qualify(t.schema, ix.name)
+        if ix.options and t.kind == "r":
+            out.append(f"ALTER INDEX {index} SET (" + ", ".join(f"{quote_ident(k)} = {_literal(v)}"
+                                                                for k, v in ix.options) + ")")
     out += [f"ALTER INDEX {index} ALTER COLUMN {n} SET STATISTICS {target}" for n, target in ix.statistics]
     if ix.comment is not None:
         out.append(f"COMMENT ON INDEX {index} IS {_literal(ix.comment)}")
