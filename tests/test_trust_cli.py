@@ -5,6 +5,7 @@ column but never a value, and no Python warning."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import psycopg
@@ -44,16 +45,20 @@ def assert_refused(res, needle):
 
 # -- 15: every output path is checked before anything is written to the target -------------------------
 
-@pytest.mark.parametrize("where", ["missing folder", "a folder", "uncreatable", "unwritable file", "device"])
+@pytest.mark.parametrize("where", ["missing folder", "a folder", "uncreatable", "unwritable file", "not a regular file"])
 def test_bad_checkpoint_path_leaves_target_untouched(loaded, tmp_path, where):
     path = {"missing folder": tmp_path / "nope" / "sync.json", "a folder": tmp_path,
             "uncreatable": Path("/sys/sync.json"),  # sysfs: no file can be created there, even as root
-            "unwritable file": Path("/proc/version"), "device": Path("/dev/null")}[where]
+            "unwritable file": Path("/proc/version"), "not a regular file": tmp_path / "fifo"}[where]
+    if where == "not a regular file":
+        # a FIFO of our own, not /dev/null: a regression (a rename over the path) must not break the machine
+        os.mkfifo(path)
     before = target_state(loaded)
     res = loaded.sync("--checkpoint", str(path))
     assert_refused(res, "--checkpoint")
     assert target_state(loaded) == before
-    assert Path("/dev/null").is_char_device()
+    if where == "not a regular file":
+        assert path.is_fifo()
 
 
 @pytest.mark.parametrize("where", ["missing folder", "a folder", "uncreatable"])

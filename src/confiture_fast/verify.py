@@ -690,6 +690,14 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
     return 0 if ok else 1
 
 
+def _print_problems(r: TableReport, console) -> None:
+    for p in r.problems:
+        console.print(f"{r.table}: {p}", markup=False)
+    for c in r.columns:
+        for p in c.problems:
+            console.print(f"{r.table}.{c.column}: {p}", markup=False)
+
+
 def _render(reports: list[TableReport], console, pii: bool, quiet: bool = False) -> None:
     """The summary grid, every problem, and the notes; with `quiet`, only the problems and the verdict
     of a failed run."""
@@ -697,11 +705,7 @@ def _render(reports: list[TableReport], console, pii: bool, quiet: bool = False)
 
     if quiet:
         for r in reports:
-            for p in r.problems:
-                console.print(f"{r.table}: {p}", markup=False)
-            for c in r.columns:
-                for p in c.problems:
-                    console.print(f"{r.table}.{c.column}: {p}", markup=False)
+            _print_problems(r, console)
         failed = [r.table for r in reports if not r.ok]
         if failed:
             console.print(f"verify: FAILED: {', '.join(failed)}", markup=False)
@@ -719,11 +723,8 @@ def _render(reports: list[TableReport], console, pii: bool, quiet: bool = False)
                      "ok" if r.ok else "FAILED")
     console.print(grid)
     for r in reports:
-        for p in r.problems:
-            console.print(f"{r.table}: {p}", markup=False)
+        _print_problems(r, console)
         for c in r.columns:
-            for p in c.problems:
-                console.print(f"{r.table}.{c.column}: {p}", markup=False)
             if c.value_check and c.value_check.startswith("sampled"):
                 console.print(f"{r.table}.{c.column}: equality with source values {c.value_check}", markup=False)
         for n in r.notes:
