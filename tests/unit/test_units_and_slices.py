@@ -1,0 +1,178 @@
+"""build_plan's units on synthetic catalogs: one COPY per table or leaf, split into key or ctid ranges above
+the slice size, FREEZE only where a unit owns its relation, binary COPY only for identical built-in types."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from confiture_fast.errors import ValidationError
+from confiture_fast.plan import Selection, build_plan
+
+from .catalog_builder import SECRET, catalog, col, leaf, rules, table
+
+MB = 1 << 20
+
+
+def plan_of(*tables, target=None, slice_bytes=64 * MB, rule_spec=None, **kw):
+    src = catalog(*tables)
+    dst = catalog(*(target or tables))
+    return build_plan(src, dst, Selection(), rules(rule_spec) if rule_spec else None, SECRET,
+                      slice_bytes=slice_bytes, **kw)
+
+
+def big(name="events", *, key="id", key_range=(1, 1000), size=400 * MB, pages=51200, **kw):
+    return table(name, col("id", "int8"), col("v", "text"), size=size, pages=pages, key=key, key_range=key_range,
+                 rows=1000, **kw)
+
+
+def test_a_small_table_is_one_unit_that_owns_its_relation_and_loads_with_freeze():
+    (tp,) = plan_of(table("users", col("id", "int4"), col("email"))).tables
+    (u,) = tp.units
+    assert u.owns_relation and u.relation == '"public"."users"'
+    assert u.copy_out == 'COPY "public"."users" ("id", "email") TO STDOUT (FORMAT binary)'
+    assert u.copy_in == 'COPY "public"."users" ("id", "email") FROM STDIN WITH (FORMAT binary, FREEZE)'
+    assert tp.shared_relations == []
+
+
+def test_a_large_table_with_an_integer_key_is_split_into_key_ranges_without_freeze():
+    (tp,) = plan_of(big()).tables
+    assert len(tp.units) == 7  # ceil(400 MiB / 64 MiB)
+    assert all(not u.owns_relation and "FREEZE" not in u.copy_in for u in tp.units)
+    assert tp.shared_relations == ['"public"."events"']
+    wheres = [re.search(r"WHERE (.*)\) TO", u.copy_out).group(1) for u in tp.units]
+    assert wheres[0] == '"id" < 144' and wheres[-1] == '"id" >= 859'
+    assert all(" AND " in w for w in wheres[1:-1])
+
+
+def test_key_ranges_cover_every_key_exactly_once_and_stay_open_at_both_ends():
+    (tp,) = plan_of(big(key_range=(-50, 12345))).tables
+    conds = [re.search(r"WHERE (.*)\) TO", u.copy_out).group(1) for u in tp.units]
+
+    def holds(where, k):
+        tests = {">=": lambda b: k >= b, "<": lambda b: k < b}
+        return all(tests[op](int(b)) for op, b in re.findall(r'"id" (>=|<) (-?\d+)', where))
+
+    def covered(k):
+        return sum(holds(w, k) for w in conds)
+
+    for k in (-10 ** 9, -50, -49, 0, 1000, 1812, 1813, 12345, 10 ** 12):
+        assert covered(k) == 1, k
+
+
+def test_a_key_range_smaller_than_the_slice_count_gives_no_empty_slices():
+    (tp,) = plan_of(big(key_range=(1, 3))).tables
+    conds = [re.search(r"WHERE (.*)\) TO", u.copy_out).group(1) for u in tp.units]
+    assert conds == ['"id" < 2', '"id" >= 2 AND "id" < 3', '"id" >= 3']
+
+
+def test_a_large_table_without_an_integer_key_is_split_into_ctid_page_ranges():
+    (tp,) = plan_of(big(key=None, key_range=None, pages=700)).tables
+    conds = [re.search(r"WHERE (.*)\) TO", u.copy_out).group(1) for u in tp.units]
+    assert len(conds) == 7
+    assert conds[0] == "ctid >= '(0,0)'::tid AND ctid < '(100,0)'::tid"
+    assert conds[-1] == "ctid >= '(600,0)'::tid"  # open: pages added since the estimate are read too
+    assert all('FROM ONLY "public"."events"' in u.copy_out for u in tp.units)
+
+
+def test_never_more_slices_than_pages():
+    (tp,) = plan_of(big(key=None, key_range=None, pages=3)).tables
+    assert len(tp.units) == 3
+
+
+def test_slices_share_the_estimates():
+    (tp,) = plan_of(big()).tables
+    assert {u.est_rows for u in tp.units} == {1000 // 7} and tp.est_rows == 1000
+
+
+def test_a_table_with_user_triggers_on_the_target_is_never_split():
+    dst = big(user_triggers=("audit_trigger",))
+    (tp,) = plan_of(big(), target=[dst]).tables
+    assert len(tp.units) == 1 and tp.units[0].owns_relation and tp.has_user_triggers
+
+
+def partitioned(name="measures", leaves=("m1", "m2")):
+    return table(name, col("id", "int4"), col("v", "numeric"), kind="p",
+                 leaves=tuple(leaf("public", n, rows=10 * (i + 1), size=8192 * (i + 1)) for i, n in enumerate(leaves)))
+
+
+def test_a_partitioned_table_is_one_unit_per_leaf_each_owning_its_leaf():
+    (tp,) = plan_of(partitioned()).tables
+    assert [(u.relation, u.owns_relation) for u in tp.units] == [('"public"."m1"', True), ('"public"."m2"', True)]
+    assert tp.units[1].copy_out == 'COPY "public"."m2" ("id", "v") TO STDOUT (FORMAT binary)'
+    assert tp.est_rows == 30
+
+
+def test_a_partitioned_table_whose_target_leaves_differ_is_read_through_its_parent():
+    (tp,) = plan_of(partitioned(), target=[partitioned(leaves=("m1", "other"))]).tables
+    (u,) = tp.units
+    assert u.relation == '"public"."measures"' and u.owns_relation
+    assert u.copy_out == 'COPY (SELECT "id", "v" FROM "public"."measures") TO STDOUT (FORMAT binary)'
+
+
+def test_a_partitioned_source_into_an_ordinary_target_table_is_read_through_its_parent():
+    (tp,) = plan_of(partitioned(), target=[table("measures", col("id", "int4"), col("v", "numeric"))]).tables
+    assert [u.relation for u in tp.units] == ['"public"."measures"']
+
+
+def test_binary_copy_for_identical_built_in_types_without_rules():
+    (tp,) = plan_of(table("t", col("id", "int4"), col("at", "timestamptz"))).tables
+    assert tp.units[0].binary and "FORMAT binary" in tp.units[0].copy_in
+
+
+def test_text_copy_when_a_column_is_ruled():
+    (tp,) = plan_of(table("t", col("id", "int4"), col("email")), rule_spec={"t": {"email": "redact"}}).tables
+    u = tp.units[0]
+    assert not u.binary and u.copy_in == 'COPY "public"."t" ("id", "email") FROM STDIN WITH (FREEZE)'
+
+
+def test_text_copy_when_a_type_has_no_portable_binary_form():
+    (tp,) = plan_of(table("t", col("id", "int4"), col("x", "hstore", binary_safe=False))).tables
+    assert not tp.units[0].binary and "binary" not in tp.units[0].copy_out
+
+
+def test_text_copy_when_the_target_type_is_a_lossless_widening():
+    src = table("t", col("id", "int4"))
+    (tp,) = plan_of(src, target=[table("t", col("id", "int8"))]).tables
+    assert not tp.units[0].binary
+    assert tp.type_changes and "lossless widening" in tp.type_changes[0]
+
+
+def test_identifiers_are_quoted_in_every_statement():
+    (tp,) = plan_of(table('crm.Customer List', col("Id", "int4"), col("e-mail"))).tables
+    u = tp.units[0]
+    assert u.copy_out == 'COPY "crm"."Customer List" ("Id", "e-mail") TO STDOUT (FORMAT binary)'
+    assert tp.name == "crm.Customer List" and tp.relation == '"crm"."Customer List"'
+
+
+def test_generated_columns_are_skipped_and_said():
+    (tp,) = plan_of(table("t", col("id", "int4"), col("total", "numeric", generated=True))).tables
+    assert tp.columns == ("id",) and tp.skipped_generated == ("total",)
+
+
+def test_a_table_of_only_generated_columns_copies_rows_without_a_column_list():
+    t = table("t", col("g", "int4", generated=True))
+    (tp,) = plan_of(t).tables
+    assert tp.units[0].copy_out == 'COPY "public"."t" TO STDOUT (FORMAT binary)'
+    assert tp.units[0].copy_in.startswith('COPY "public"."t" FROM STDIN')
+
+
+def test_target_only_columns_are_listed_and_refused_when_not_null_without_default():
+    src = table("t", col("id", "int4"))
+    ok = table("t", col("id", "int4"), col("note"), col("added", "date", not_null=True, has_default=True))
+    (tp,) = plan_of(src, target=[ok]).tables
+    assert tp.extra_target_columns == ("note", "added")
+    with pytest.raises(ValidationError) as info:
+        plan_of(src, target=[table("t", col("id", "int4"), col("must", not_null=True))])
+    assert info.value.problems == ["t.must: only on the target, NOT NULL and without a default"]
+
+
+def test_tables_are_planned_largest_first():
+    plan = plan_of(table("small", size=8192), table("large", size=50 * MB), table("mid", size=MB))
+    assert [t.name for t in plan.tables] == ["large", "mid", "small"]
+
+
+def test_a_smaller_slice_size_gives_more_slices():
+    assert len(plan_of(big(), slice_bytes=32 * MB).tables[0].units) == 13
+    assert len(plan_of(big(), slice_bytes=1 << 40).tables[0].units) == 1
