@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from confiture_fast import config
-from confiture_fast.verify import _open, array_elements, constraint_columns
+from confiture_fast.verify import _open
 from conftest import run_cli
 from test_scan import SEEDED
 from test_sync import RULES, USERS_DDL, fill_users
@@ -24,12 +24,6 @@ def as_json(res) -> dict:
     out = json.loads(res.stdout)
     out["by_table"] = {t["table"]: {**t, "cols": {c["column"]: c for c in t["columns"]}} for t in out["tables"]}
     return out
-
-
-def test_helpers():
-    assert array_elements('{a,"b c",NULL,"x\\"y",""}') == ["a", "b c", None, 'x"y', ""]
-    assert array_elements("{}") == [] and array_elements("{{1,2},{3,4}}") is None
-    assert constraint_columns('PRIMARY KEY (id, "Odd ""name""", b)') == ["id", 'Odd "name"', "b"]
 
 
 def test_clean_anonymized_sync_passes(pair):
