@@ -1,6 +1,7 @@
 """Issue 12, points 15 and 21: bad output paths are refused before the target is touched, and messages
 say what is wrong and what to do: the file, the real cause (not "rerun" for what would fail again), the
-column but never a value, and no Python warning."""
+column but never a value, and no Python warning. The cases that need no server are in
+tests/unit/test_error_messages.py."""
 
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from confiture_fast import config
-from confiture_fast.errors import ConfigError
-from confiture_fast import worker
 from conftest import run_cli
 
 SCHEMA = """
@@ -114,26 +112,6 @@ def test_missing_secret_file_is_named(loaded, tmp_path, strategy):
     assert target_state(loaded) == before
 
 
-@pytest.mark.parametrize("written, hint", [
-    ("null", 'strategy: "null"'), ("~", 'strategy: "null"'), ("Null", 'strategy: "null"'),
-    ("no", 'strategy: "no"'), ("yes", 'strategy: "yes"'), ("off", 'strategy: "off"'), ("true", 'strategy: "true"'),
-    ("1", 'strategy: "1"'),
-])
-def test_strategy_that_yaml_reads_as_another_type_suggests_quoting(tmp_path, written, hint):
-    path = tmp_path / "rules.yaml"
-    path.write_text(f"users:\n  - column: email\n    strategy: {written}\n")
-    with pytest.raises(ConfigError) as err:
-        config.load_rules(path)
-    assert hint in err.value.render() and "quote" in err.value.render()
-    assert f"{path}:3" in err.value.render()
-
-
-def test_quoted_null_strategy_is_the_null_strategy(tmp_path):
-    path = tmp_path / "rules.yaml"
-    path.write_text('users:\n  - column: note\n    strategy: "null"\n')
-    assert config.load_rules(path).tables["users"][0].strategy == "null"
-
-
 def test_strategy_null_on_the_command_line(loaded):
     res = loaded.sync(rules="users:\n  - column: email\n    strategy: null\n")
     assert_refused(res, 'strategy: "null"')
@@ -194,33 +172,6 @@ def test_invalid_encoding_names_the_encoding_fix(source_server, target_server, t
     assert "notes" in error and "UTF8" in error, error
     assert "secret-value" not in res.stderr
     assert "rerun the same command" not in res.stderr and "encoding" in fix and "SQL_ASCII" in fix
-
-
-@pytest.mark.parametrize("sqlstate, needles", [
-    ("22001", ("rule", "drift", "widen")), ("22P02", ("rule", "drift")), ("23502", ("NOT NULL",)),
-    ("22021", ("encoding",)), ("42601", ("schema",)), ("23514", ("CHECK", "drift")),
-])
-def test_errors_that_would_repeat_name_their_cause(sqlstate, needles):
-    fix = worker.UnitFailed("users", "target: value too long", "target", sqlstate, "email").fix(None)
-    assert "rerun" not in fix and all(n in fix for n in needles), fix
-
-
-@pytest.mark.parametrize("sqlstate, side", [("08006", "source"), ("57P01", "target"), ("40001", "source"),
-                                            (None, "target")])
-def test_transient_errors_say_rerun(sqlstate, side):
-    failed = worker.UnitFailed("users", f"{side}: server closed the connection", side, sqlstate)
-    assert failed.fix(None).startswith("rerun the same command")
-    assert failed.fix("cp.json") == "resume with the same command plus --resume --checkpoint cp.json"
-
-
-def test_server_error_is_one_line_without_values():
-    text = ('ERROR:  invalid input syntax for type integer: "4111 1111\n1111 1111"\n'
-            'DETAIL:  Failing row contains (4111).\nCONTEXT:  COPY cards, line 5, column pan: "4111 1111"')
-    assert worker.server_error(text) == ('invalid input syntax for type integer: "..." (COPY cards, line 5, column pan)',
-                                  "pan")
-    assert worker.server_error('ERROR:  value "99999999999" is out of range for type integer\n'
-                        'CONTEXT:  COPY t, line 7, column n: "99999999999"')[0] == \
-        'value "..." is out of range for type integer (COPY t, line 7, column n)'
 
 
 @pytest.fixture

@@ -346,14 +346,3 @@ def test_scan_and_verify_accept_a_service(pair, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_identity_tells_a_standby_from_a_restored_clone():
-    """Same system identifier: a standby is its primary's database; a staging restored from its
-    backup (two primaries) is another database. The same running server is the same whatever the name."""
-    from confiture_fast.coordinator import Identity
-
-    primary = Identity("app", "100.5:5432", "42", False)
-    assert primary.same_database(Identity("app", "100.5:5432", None, False))
-    assert primary.same_database(Identity("app", "200.1:5432", "42", True))
-    assert not primary.same_database(Identity("app", "300.9:5432", "42", False))
-    assert not primary.same_database(Identity("other", "100.5:5432", "42", False))
-    assert not primary.same_database(Identity("app", "200.1:5433", "43", True))
