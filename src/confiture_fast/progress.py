@@ -121,10 +121,11 @@ class phase:
 
 class notice_if_slow:
     """Prints `message` if the block is still running after `after` seconds: a long wait is
-    explained, a short one stays silent."""
+    explained, a short one stays silent. `timer` makes the clock injectable (tests fire it by hand)."""
 
-    def __init__(self, console: Console, message: str, after: float = 2.0, quiet: bool = False):
-        self.timer = threading.Timer(after, lambda: console.print(message, markup=False))
+    def __init__(self, console: Console, message: str, after: float = 2.0, quiet: bool = False,
+                 timer=threading.Timer):
+        self.timer = timer(after, lambda: console.print(message, markup=False))
         self.quiet = quiet
 
     def __enter__(self) -> None:

@@ -173,22 +173,3 @@ def test_strict_refuses_unruled_pii(pair, tmp_path):
     res = run_cli("sync", "--from", "prod", "--to", pair.dst, "--env-dir", str(envs),
                   "--anonymize-config", str(pair.rules(rules)))
     assert_clean_error(res, "people.notes")
-
-
-def test_notice_if_slow_speaks_only_for_long_waits():
-    """The 'finishing: ...' lines after the load: silent when the wait is short, said when it is long."""
-    import io
-
-    from rich.console import Console
-
-    from confiture_fast.progress import notice_if_slow
-
-    out = io.StringIO()
-    console = Console(file=out, width=120)
-    with notice_if_slow(console, "finishing: quick", after=5.0):
-        pass
-    with notice_if_slow(console, "finishing: slow", after=0.05):
-        time.sleep(0.5)
-    with notice_if_slow(console, "finishing: quiet", after=0.05, quiet=True):
-        time.sleep(0.3)
-    assert out.getvalue() == "finishing: slow\n"

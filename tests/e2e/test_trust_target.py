@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -305,6 +306,15 @@ def wait_for(pred, timeout=60.0, what=""):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def stderr_lines(proc) -> list[str]:
+    """The lines a running process writes to stderr, as they come (read by a thread)."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    proc.stderr_reader = reader
+    return lines
+
+
 def test_concurrent_runs_take_turns_and_lock_waits_are_explained(pair, state_home):
     users(pair)
     blocker = psycopg.connect(pair.dst, autocommit=True, application_name="blocker-app")
@@ -312,6 +322,7 @@ def test_concurrent_runs_take_turns_and_lock_waits_are_explained(pair, state_hom
     blocker.execute("LOCK TABLE users IN ACCESS SHARE MODE")
     blocker_pid = blocker.info.backend_pid
     first = start_sync(pair, state_home)
+    lines1 = stderr_lines(first)
     try:
         wait_for(lambda: pair.qt("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                                  "AND datname = current_database()")[0][0] > 0, what="the first sync to wait")
@@ -319,12 +330,17 @@ def test_concurrent_runs_take_turns_and_lock_waits_are_explained(pair, state_hom
         assert res.returncode == 1, res.stderr
         assert "another sync into this target is running (pid" in res.stderr and "Traceback" not in res.stderr
         second = start_sync(pair, state_home)
-        time.sleep(6)  # the first has waited for the table lock for a while now
+        lines2 = stderr_lines(second)
+        # the blocker is held until both have said why they wait, however long that takes
+        wait_for(lambda: any("waiting for a lock" in line for line in lines1), what="the first to explain its wait")
+        wait_for(lambda: any("waiting: another sync" in line for line in lines2), what="the second to wait its turn")
     finally:
         blocker.execute("COMMIT")
         blocker.close()
-    out1, err1 = first.communicate(timeout=120)
-    out2, err2 = second.communicate(timeout=120)
+    for proc in (first, second):
+        proc.wait(120)
+        proc.stderr_reader.join(10)
+    err1, err2 = "".join(lines1), "".join(lines2)
     assert first.returncode == 0, err1
     assert second.returncode == 0, err2
     assert "waiting for a lock on public.users on the target" in err1 and "blocker-app" in err1
