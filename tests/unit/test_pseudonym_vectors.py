@@ -177,3 +177,18 @@ def test_date_shift_and_ip_follow_from_the_independent_prf():
     assert str(ipaddress.IPv4Address((192 << 24) | (168 << 16) | (10 << 8) | host)) == "192.168.10.232"
     low = int.from_bytes(digest("2001:db8::1"), "big") & ((1 << 64) - 1)  # a /64 kept by default
     assert str(ipaddress.IPv6Address((0x20010DB8 << 96) | low)) == "2001:db8::e778:9a95:5991:e06d"
+
+
+@pytest.mark.parametrize("rewriter_type", [Rewriter, anon_ref.ReferenceRewriter], ids=["compiled", "reference"])
+def test_pinned_date_shift_keyed_by_another_column(rewriter_type):
+    """per_row_key: the shift comes from the row's key column, so one patient's dates move together."""
+    params, problems = parse_params("date_shift", {"per_row_key": "patient"})
+    assert not problems
+    r = FieldRule(index=1, column="d", strategy="date_shift", key=derive_key(SECRET, SEED), params=params,
+                  key_index=0)
+    rw = rewriter_type("t", ["patient", "d"], [r])
+    out = rw.rewrite(b"P-17\t2024-02-29\nP-17\t2023-01-01\n")
+    rw.finish()
+    assert out == b"P-17\t2024-03-16\nP-17\t2023-01-17\n"
+    s = u64(digest("P-17")) % 60  # the independent PRF of the key column's value, days = 30
+    assert s - 30 + (s >= 30) == 16
