@@ -106,12 +106,12 @@ def test_types_scan_cannot_read_inside_need_review(pair):
                    INSERT INTO org VALUES (1, 'Top.Ann_Smith', '\\x00', gen_random_uuid(), 'a@corp.example')""")
     res = scan_json(pair.src, cwd=pair.tmp)
     f = findings(res)
-    assert f["org.path"]["review"] == "needs review: scan cannot read inside type ltree"
+    assert f["org.path"]["review"] == "needs review: scan cannot read inside type public.ltree"
     assert "org.photo" not in f and "org.ref" not in f
     assert "1 need a review: org.path" in res.stderr and f["org.email"]["strategy"] == "email"
     # In the rules file: the choice is left to a person (a commented rule), so --strict keeps asking.
     text = run_cli("scan", "--from", pair.src, cwd=pair.tmp).stdout
-    assert "# path: needs review: scan cannot read inside type ltree" in text
+    assert "# path: needs review: scan cannot read inside type public.ltree" in text
     assert "  #  - column: path\n  #    strategy: \"null\"" in text
     out = pair.tmp / "suggested.yaml"
     out.write_text(text)
@@ -169,7 +169,7 @@ def test_verify_finds_pii_inside_containers_and_agrees_with_scan(pair):
     for col in ("people.attrs", "people.home", "people.history", "people.search"):
         assert any("an email" in p for p in problems[col]), (col, problems)
     assert any("needs review: may be derived from PII" in p for p in problems["people.search"])
-    assert any("needs review: scan cannot read inside type ltree" in p for p in problems["items.path"])
+    assert any("needs review: scan cannot read inside type public.ltree" in p for p in problems["items.path"])
     assert "items.attrs" not in problems and "items.size" not in problems
     keep = "".join(f"  - column: {c}\n    strategy: keep\n" for c in ("attrs", "home", "history", "search"))
     rules += keep + "items:\n  - column: path\n    strategy: keep\n"
