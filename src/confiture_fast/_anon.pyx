@@ -14,7 +14,8 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memchr, memcmp, memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-from confiture_fast.strategies import STRATEGIES, FieldRule, RewriteError, fake_pools, json_rules
+from confiture_fast.strategies import (COMPILED_CODES, STRATEGIES, FieldRule, RewriteError, draws_from_pools,
+                                       fake_pools, json_rules)
 
 cdef extern from "_siphash.h" nogil:
     void cf_siphash(uint64_t k0, uint64_t k1, const uint8_t* data, size_t n, uint8_t* out, int outlen)
@@ -50,7 +51,7 @@ cdef enum:
     JSON_SKIP = -2  # the "path in force" inside a keep or null match: nothing is rewritten
     JSON_NOMEM = -3
 
-# Strategy codes of FieldSpec.code.
+# Strategy codes of FieldSpec.code: the compiled dispatch table, indexed by each strategy's `code`.
 cdef enum:
     S_PASS = 0
     S_EMAIL
@@ -74,12 +75,8 @@ cdef enum:
     S_FAKE_COMPANY
     S_JSON
 
-_CODES = {"email": S_EMAIL, "phone": S_PHONE, "name": S_NAME, "redact": S_REDACT, "hash": S_HASH,
-          "keep": S_PASS, "null": S_NULL, "constant": S_CONSTANT, "partial": S_PARTIAL,
-          "preserve_format": S_PRESERVE_FORMAT, "uuid": S_UUID, "date_shift": S_DATE_SHIFT, "noise": S_NOISE,
-          "ip": S_IP, "fake_name": S_FAKE_NAME, "fake_first_name": S_FAKE_FIRST_NAME,
-          "fake_last_name": S_FAKE_LAST_NAME, "fake_email": S_FAKE_EMAIL, "fake_address": S_FAKE_ADDRESS,
-          "fake_company": S_FAKE_COMPANY, "json": S_JSON}
+# One past the last code: each strategy's module names its code (the registry checks the range).
+N_CODES = S_JSON + 1
 
 # Error codes kept in the Rewriter until raise_error() turns them into a RewriteError.
 cdef enum:
@@ -387,7 +384,7 @@ cdef class Rewriter:
             if rule.index in seen:
                 raise ValueError(f"{table}: two rules for column {rule.column!r}")
             seen.add(rule.index)
-            if rule.strategy not in _CODES:
+            if rule.strategy not in COMPILED_CODES:
                 raise ValueError(f"{table}.{rule.column}: unknown strategy {rule.strategy!r}")
             if not -1 <= rule.key_index < self.ncols:
                 raise ValueError(f"{table}.{rule.column}: key column index {rule.key_index} out of range")
@@ -403,7 +400,7 @@ cdef class Rewriter:
         cdef const uint8_t* k
         cdef const char* text
         p = rule.params
-        spec.code = _CODES[rule.strategy]
+        spec.code = COMPILED_CODES[rule.strategy]
         spec.key_index = rule.key_index
         # null and keep act on the whole value; the others element by element on arrays
         spec.is_array = rule.is_array and spec.code != S_NULL
@@ -445,7 +442,7 @@ cdef class Rewriter:
         spec.njpaths = 0
         if spec.code == S_JSON:
             self._set_json(spec, rule)
-        if rule.strategy.startswith("fake_"):
+        if draws_from_pools(rule.strategy):
             pools = fake_pools(rule.strategy, p.locale)
             for i, values in enumerate(pools):
                 encoded = [v.encode() for v in values]

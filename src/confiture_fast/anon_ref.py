@@ -6,62 +6,11 @@ the same generated rows and require identical bytes (or the same error row and c
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import math
 import re
 
-from confiture_fast.strategies import FieldRule, KeepParams, RewriteError, fake_pools, json_rules
-
-_MASK = (1 << 64) - 1
-
-
-# -- SipHash-2-4 --------------------------------------------------------------------------------
-def _rotl(x: int, b: int) -> int:
-    return ((x << b) | (x >> (64 - b))) & _MASK
-
-
-def _sipround(v: list[int]) -> None:
-    v0, v1, v2, v3 = v
-    v0 = (v0 + v1) & _MASK
-    v1 = _rotl(v1, 13) ^ v0
-    v0 = _rotl(v0, 32)
-    v2 = (v2 + v3) & _MASK
-    v3 = _rotl(v3, 16) ^ v2
-    v0 = (v0 + v3) & _MASK
-    v3 = _rotl(v3, 21) ^ v0
-    v2 = (v2 + v1) & _MASK
-    v1 = _rotl(v1, 17) ^ v2
-    v2 = _rotl(v2, 32)
-    v[:] = [v0, v1, v2, v3]
-
-
-def siphash24(key: bytes, data: bytes, outlen: int = 16) -> bytes:
-    """SipHash-2-4 with 8- or 16-byte output, byte order as in the reference implementation."""
-    assert len(key) == 16 and outlen in (8, 16)
-    k0 = int.from_bytes(key[:8], "little")
-    k1 = int.from_bytes(key[8:], "little")
-    v = [k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D, k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573]
-    if outlen == 16:
-        v[1] ^= 0xEE
-    full = len(data) - len(data) % 8
-    blocks = [int.from_bytes(data[i:i + 8], "little") for i in range(0, full, 8)]
-    blocks.append(int.from_bytes(data[full:], "little") | ((len(data) & 0xFF) << 56))
-    for m in blocks:
-        v[3] ^= m
-        _sipround(v)
-        _sipround(v)
-        v[0] ^= m
-    v[2] ^= 0xEE if outlen == 16 else 0xFF
-    for _ in range(4):
-        _sipround(v)
-    out = (v[0] ^ v[1] ^ v[2] ^ v[3]).to_bytes(8, "little")
-    if outlen == 16:
-        v[1] ^= 0xDD
-        for _ in range(4):
-            _sipround(v)
-        out += (v[0] ^ v[1] ^ v[2] ^ v[3]).to_bytes(8, "little")
-    return out
+from confiture_fast.strategies import (DOCUMENTS, IDENTITY, NULLING, NUMERIC_OUT, STRATEGIES, FieldRule, RewriteError,
+                                       json_rules, siphash24)
+from confiture_fast.strategies import copy_escape as escape
 
 
 # -- COPY text escaping -------------------------------------------------------------------------
@@ -107,238 +56,22 @@ def unescape(field: bytes) -> bytes:
     return bytes(out)
 
 
-_ESCAPED_OUT = {8: b"\\b", 9: b"\\t", 10: b"\\n", 11: b"\\v", 12: b"\\f", 13: b"\\r", 92: b"\\\\"}
-
-
-def escape(value: bytes) -> bytes:
-    """Value bytes -> COPY text, exactly as PostgreSQL's COPY TO writes them."""
-    return b"".join(_ESCAPED_OUT.get(b, bytes([b])) for b in value)
-
-
 def _ends_with_lone_backslash(field: bytes) -> bool:
     return (len(field) - len(field.rstrip(b"\\"))) % 2 == 1
 
 
-# -- strategies ---------------------------------------------------------------------------------
-def _u64(b: bytes) -> int:
-    return int.from_bytes(b[:8], "little")
-
-
-def _keystream(digest: bytes):
-    """Endless keyed bytes: SipHash-128 of a block counter under the value's digest as the key."""
-    block = 0
-    while True:
-        yield from siphash24(digest, block.to_bytes(8, "little"))
-        block += 1
-
-
-def _partial(text: str, keep_first: int, keep_last: int, mask: str) -> str:
-    if len(text) <= keep_first + keep_last:
-        return mask * len(text)  # too short to show anything
-    return text[:keep_first] + mask * (len(text) - keep_first - keep_last) + text[len(text) - keep_last:]
-
-
-def _preserve_format(text: str, digest: bytes, keep_prefix: int, keep_suffix: int) -> str:
-    if len(text) <= keep_prefix + keep_suffix:
-        keep_prefix = keep_suffix = 0
-    stream = _keystream(digest)
-    out = []
-    for i, ch in enumerate(text):
-        if keep_prefix <= i < len(text) - keep_suffix and ch.isascii() and ch.isalnum():
-            b = next(stream)
-            if ch.isdigit():
-                ch = "0123456789"[b % 10]
-            elif ch.isupper():
-                ch = chr(ord("A") + b % 26)
-            else:
-                ch = chr(ord("a") + b % 26)
-        out.append(ch)
-    return "".join(out)
-
-
-def _uuid(digest: bytes) -> str:
-    b = bytearray(digest)
-    b[6] = (b[6] & 0x0F) | 0x40  # version 4
-    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_DATE_RE = re.compile(r"([0-9]{4,7})-([0-9]{2})-([0-9]{2})((?:[ T][0-9:.+-]*)?)( BC)?")
-_CYCLE_YEARS, _CYCLE_DAYS = 400, 146097  # the Gregorian calendar repeats every 400 years
-
-
-def _shift_date(text: str, days: int) -> str:
-    """Moves the date part of an ISO date/timestamp[tz] by `days`; the time and zone stay."""
-    if text in ("infinity", "-infinity"):
-        return text
-    m = _DATE_RE.fullmatch(text)
-    if not m:
-        raise ValueError("not an ISO date or timestamp (set DateStyle to ISO)")
-    year = int(m[1])
-    year = 1 - year if m[5] else year  # astronomical numbering: 1 BC is year 0
-    # Move the year into 2001..2400 by whole 400-year cycles, where Python's date type works.
-    cycles = (year - 2001) // _CYCLE_YEARS
-    try:
-        d = datetime.date(year - cycles * _CYCLE_YEARS, int(m[2]), int(m[3]))
-    except ValueError:
-        raise ValueError("not a valid calendar date") from None
-    ordinal = d.toordinal() + days + cycles * _CYCLE_DAYS
-    cycles2, rest = divmod(ordinal - datetime.date(2001, 1, 1).toordinal(), _CYCLE_DAYS)
-    shifted = datetime.date.fromordinal(datetime.date(2001, 1, 1).toordinal() + rest)
-    year2 = shifted.year + cycles2 * _CYCLE_YEARS
-    bc = year2 <= 0
-    shown = 1 - year2 if bc else year2
-    return f"{shown:04d}-{shifted.month:02d}-{shifted.day:02d}{m[4]}{' BC' if bc else ''}"
-
-
-def _date_shift_days(digest: bytes, days: int) -> int:
-    """A shift in [-days, -1] or [1, days]: never 0, so no date keeps its true value."""
-    s = _u64(digest) % (2 * days)
-    return s - days if s < days else s - days + 1
-
-
-_NUMBER_RE = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?")
-
-
-_INT_LIMITS = (32767.0, 2147483647.0, 9223372036854774784.0)  # int2, int4, int8 (as doubles, rounded in)
-
-
-def _noise(text: str, digest: bytes, p) -> str:
-    if text in ("NaN", "Infinity", "-Infinity"):
-        return text
-    m = _NUMBER_RE.fullmatch(text)
-    if not m:
-        raise ValueError("not a plain decimal number")
-    scale = len(m[2] or "")
-    x = float(text)
-    # Keep the value storable where the input was: no more integer digits than it has, and an
-    # integer stays in the smallest of the int2/int4/int8 ranges that holds it.
-    int_digits = len(m[1].lstrip("0")) or 1
-    limit = float("9" * int_digits + "." + "9" * scale)
-    if scale == 0:
-        limit = min([limit] + [lim for lim in _INT_LIMITS if abs(x) <= lim][:1])
-    r = (_u64(digest) >> 11) / 2.0**52 - 1.0  # uniform in [-1, 1)
-    bound = p.absolute if p.absolute is not None else abs(x) * p.relative
-    delta = bound * r
-    y = x + delta
-    if abs(y) > limit:
-        y = x - delta  # the other way
-    if abs(y) > limit:
-        y = math.copysign(limit, y)
-    if not math.isfinite(y):
-        raise ValueError("value too large for noise")
-    out = "%.*f" % (scale, y)
-    if out.startswith("-") and not out.strip("-0."):
-        out = out[1:]  # no negative zero
-    return out
-
-
-def _ip_text(value: int, bits: int) -> str:
-    """IPv4 dotted quad, or IPv6 with the longest run (>= 2) of zero groups as '::' (RFC 5952)."""
-    if bits == 32:
-        return ".".join(str((value >> s) & 255) for s in (24, 16, 8, 0))
-    groups = [(value >> (112 - 16 * i)) & 0xFFFF for i in range(8)]
-    best_start, best_len = -1, 1
-    i = 0
-    while i < 8:
-        j = i
-        while j < 8 and groups[j] == 0:
-            j += 1
-        if j - i > best_len:
-            best_start, best_len = i, j - i
-        i = j + 1 if j == i else j
-    hexes = [f"{g:x}" for g in groups]
-    if best_start < 0:
-        return ":".join(hexes)
-    return ":".join(hexes[:best_start]) + "::" + ":".join(hexes[best_start + best_len:])
-
-
-def _ip(text: str, digest: bytes, p) -> str:
-    addr_text, slash, mask_text = text.partition("/")
-    try:
-        if "%" in addr_text:  # IPv6 scope ids: Python reads them, PostgreSQL does not
-            raise ValueError
-        addr = ipaddress.ip_address(addr_text)
-    except ValueError:
-        raise ValueError("not an IP address") from None
-    bits = addr.max_prefixlen
-    keep = p.prefix if bits == 32 else p.prefix_v6
-    value = int(addr)
-    if slash and not (re.fullmatch("[0-9]{1,3}", mask_text) and int(mask_text) <= bits):
-        raise ValueError("not an IP address")
-    mask = int(mask_text) if slash else bits
-    # Replace bits keep..end; a network address (zero host bits after its mask) stays one.
-    end = mask if slash and value & ((1 << (bits - mask)) - 1) == 0 else bits
-    if keep < end:
-        width = end - keep
-        field = ((1 << width) - 1) << (bits - end)
-        fresh = (int.from_bytes(digest, "big") & ((1 << width) - 1)) << (bits - end)
-        value = (value & ~field) | fresh
-    return _ip_text(value, bits) + (f"/{mask}" if slash else "")
-
-
-def _fake(rule: FieldRule, digest: bytes) -> str:
-    pools = fake_pools(rule.strategy, rule.params.locale)
-    u0, u1 = _u64(digest), _u64(digest[8:])
-    if rule.strategy == "fake_first_name":
-        return pools[0][u0 % len(pools[0])]
-    if rule.strategy == "fake_last_name":
-        return pools[1][u1 % len(pools[1])]
-    if rule.strategy == "fake_name":
-        return f"{pools[0][u0 % len(pools[0])]} {pools[1][u1 % len(pools[1])]}"
-    if rule.strategy == "fake_email":
-        first, last = pools[0][u0 % len(pools[0])], pools[1][u1 % len(pools[1])]
-        return f"{first}.{last}.{digest.hex()[:rule.params.length]}@{rule.params.domain}"
-    if rule.strategy == "fake_address":
-        streets, cities = pools
-        return f"{1 + u0 % 9999} {streets[u1 % len(streets)]}, {cities[(u1 >> 32) % len(cities)]}"
-    if rule.strategy == "fake_company":
-        return pools[0][u0 % len(pools[0])]
-    raise ValueError(f"unknown strategy {rule.strategy!r}")
-
-
+# -- strategies ----------------------------------------------------------------------------------
 def apply(rule: FieldRule, value: bytes, row_key: bytes | None = None) -> bytes | None:
-    """The strategy's output for one non-empty, non-NULL value (None means NULL).
+    """The strategy's output for one non-empty, non-NULL value (None means NULL), as its module defines it.
 
     `row_key` is the unescaped value of the rule's key column (date_shift per_row_key), if not NULL.
     Raises ValueError when the value is not of the form the strategy reads.
     """
-    p = rule.params
-    s = rule.strategy
-    if s == "redact":
-        return b"[REDACTED]"
-    if s == "null":
-        return None
-    if s == "keep":
-        return value
-    if s == "constant":
-        return p.value.encode()
-    if s == "partial":
-        return _partial(value.decode(), p.keep_first, p.keep_last, p.mask_char).encode()
-    digest = siphash24(rule.key, value if row_key is None else row_key)
-    hexdigits = digest.hex()
-    if s == "email":
-        return f"user_{hexdigits[:p.length]}@{p.domain}".encode()
-    if s == "hash":
-        return hexdigits[:p.length].encode()
-    if s == "phone":
-        return f"+1-555-{_u64(digest) % 10000:04d}".encode()
-    if s == "name":
-        return f"User {hexdigits[:4].upper()}".encode()
-    if s == "preserve_format":
-        return _preserve_format(value.decode(), digest, p.keep_prefix, p.keep_suffix).encode()
-    if s == "uuid":
-        return _uuid(digest).encode()
-    if s == "date_shift":
-        return _shift_date(value.decode(), _date_shift_days(digest, p.days)).encode()
-    if s == "noise":
-        return _noise(value.decode(), digest, p).encode()
-    if s == "ip":
-        return _ip(value.decode(), digest, p).encode()
-    if s.startswith("fake_"):
-        return _fake(rule, digest).encode()
-    raise ValueError(f"unknown strategy {s!r}")
+    strategy = STRATEGIES.get(rule.strategy)
+    if strategy is None:
+        raise ValueError(f"unknown strategy {rule.strategy!r}")
+    digest = siphash24(rule.key, value if row_key is None else row_key) if strategy.keyed else None
+    return strategy.reference(rule.params, value, digest)
 
 
 _ARRAY_SPECIAL = frozenset(b'{},"\\ \t\n\r\v\f')
@@ -521,7 +254,7 @@ def apply_to_json(rule: FieldRule, doc: bytes) -> bytes:
         sub = active
         if sub is None:
             sub = next((r for steps, r in subs if _path_matches(steps, location)), None)
-        if sub is not None and sub.strategy == "keep":
+        if sub is not None and sub.strategy in IDENTITY:
             sub = None
             active = _KEEP
         if i >= len(doc):
@@ -530,9 +263,9 @@ def apply_to_json(rule: FieldRule, doc: bytes) -> bytes:
         if c in b"{[":
             if depth == _MAX_JSON_DEPTH:
                 raise bad
-            inner = _KEEP if sub is not None and sub.strategy == "null" else (sub or active)
+            inner = _KEEP if sub is not None and sub.strategy in NULLING else (sub or active)
             end = container(i, location, inner, depth + 1)
-            if sub is not None and sub.strategy == "null":
+            if sub is not None and sub.strategy in NULLING:
                 replace(i, end, b"null")
             return end
         if c == ord('"'):
@@ -546,7 +279,7 @@ def apply_to_json(rule: FieldRule, doc: bytes) -> bytes:
             end = m.end()
             if sub is not None and sub is not _KEEP:
                 result = apply(sub, doc[i:end])
-                new = b"null" if result is None else result if sub.strategy == "noise" else _json_quote(result)
+                new = b"null" if result is None else result if sub.strategy in NUMERIC_OUT else _json_quote(result)
                 replace(i, end, new)
             return end
         for literal in (b"true", b"false", b"null"):
@@ -588,7 +321,8 @@ def apply_to_json(rule: FieldRule, doc: bytes) -> bytes:
 
 
 # Marks the inside of a `keep` or `null` match: nothing below it is rewritten.
-_KEEP = FieldRule(index=-1, column="", strategy="keep", key=b"", params=KeepParams())
+_IDENTITY = STRATEGIES[min(IDENTITY)]
+_KEEP = FieldRule(index=-1, column="", strategy=_IDENTITY.name, key=b"", params=_IDENTITY.params_type())
 _MAX_JSON_DEPTH = 64
 
 
@@ -598,7 +332,7 @@ class ReferenceRewriter:
     def __init__(self, table: str, columns: list[str], rules: list[FieldRule]):
         self.table = table
         self.columns = list(columns)
-        self.rules = {rule.index: rule for rule in rules if rule.strategy != "keep"}  # keep = untouched
+        self.rules = {rule.index: rule for rule in rules if rule.strategy not in IDENTITY}  # untouched
         self.rows = 0
         self._tail = b""
 
@@ -651,9 +385,9 @@ class ReferenceRewriter:
         if rule.key_index >= 0 and fields[rule.key_index] != b"\\N":
             row_key = self._unescape(rule.key_index, fields[rule.key_index])
         try:
-            if rule.strategy == "json":
+            if rule.strategy in DOCUMENTS:
                 result = apply_to_json(rule, value)
-            elif rule.is_array and rule.strategy != "null":  # null replaces the whole array
+            elif rule.is_array and rule.strategy not in NULLING:  # null replaces the whole array
                 result = apply_to_array(rule, value, row_key)
             else:
                 result = apply(rule, value, row_key)

@@ -286,36 +286,13 @@ class Finding(msgspec.Struct, kw_only=True):
 
 _CONF_RANK = {"low": 0, "medium": 1, "high": 2}
 
-# kind -> strategies to try, best first. The first one that exists, fits the column and (on a unique
-# column) keeps values unique is suggested.
-_PREFERENCES: dict[str, tuple[str, ...]] = {
-    "email": ("email", "fake_email", "hash"),
-    "phone": ("phone", "preserve_format", "redact"),
-    "first_name": ("fake_first_name", "name"),
-    "last_name": ("fake_last_name", "name"),
-    "full_name": ("name", "fake_name"),
-    "username": ("hash",),
-    "address": ("fake_address", "redact"),
-    "city": ("redact",),
-    "postcode": ("preserve_format", "redact"),
-    "birth_date": ("date_shift", "redact", "null"),
-    "national_id": ("redact", "hash"),
-    "ssn": ("redact", "hash"),
-    "bank": ("redact", "hash"),
-    "iban": ("redact", "hash"),
-    "card": ("redact", "hash"),
-    "ip": ("ip", "redact"),
-    "mac": ("redact", "hash", "null"),
-    "secret": ("hash",),
-    "token": ("hash",),
-    "salary": ("noise", "null"),  # noise with the parameters of _DEFAULT_PARAMS
-    "gender": ("null", "redact"),
-    "contact": ("redact",),
-    "text": ("redact",),  # PII embedded in free text: a pseudonym of the whole value would not help
-}
-_UNIQUE_FALLBACK = ("hash", "uuid")
+# kind -> strategies to try, best first, as each strategy's module ranks itself (scan_ranks). The
+# first one that exists, fits the column and (on a unique column) keeps values unique is suggested.
+_PREFERENCES = strategies.SCAN_PREFERENCES
+_UNIQUE_FALLBACK = strategies.SCAN_UNIQUE_FALLBACK
+_FALLBACK = (strategies.SCAN_FALLBACK,)
 # Parameters a suggested strategy needs (it has no defaults for them).
-_DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"noise": {"relative": 0.1}}
+_DEFAULT_PARAMS = strategies.SCAN_PARAMS
 
 
 def _fits(name: str, params: dict[str, Any], column: Column) -> tuple[bool, str]:
@@ -341,17 +318,17 @@ def suggest(kind: str, column: Column, json_paths: dict[str, str] | None = None)
     strategy that fits, or the first preferred one with the reason it does not fit (yet). No strategy
     rewrites inside a container or an opaque type: only the whole value can go (null)."""
     if reader(column) in _CONTAINERS or opaque(column):
-        ok, why = _fits("null", {}, column)
-        return "null", {}, None if ok else f"no strategy rewrites inside {column.described}, and {why}"
+        ok, why = _fits(strategies.SCAN_WHOLE_VALUE, {}, column)
+        return strategies.SCAN_WHOLE_VALUE, {}, None if ok else f"no strategy rewrites inside {column.described}, and {why}"
     if json_paths:
         inner = {}
         for path, k in sorted(json_paths.items()):
-            inner[path] = next((s for s in _PREFERENCES.get(k, ("redact",)) if s in strategies.STRATEGIES), "redact")
+            inner[path] = next((s for s in _PREFERENCES.get(k, _FALLBACK) if s in strategies.STRATEGIES), _FALLBACK[0])
         params = {"paths": inner}
-        ok, why = _fits("json", params, column)
-        return "json", params, None if ok else why
+        ok, why = _fits(strategies.SCAN_DOCUMENTS, params, column)
+        return strategies.SCAN_DOCUMENTS, params, None if ok else why
     reasons = []
-    candidates = _PREFERENCES.get(kind, ("redact",))
+    candidates = _PREFERENCES.get(kind, _FALLBACK)
     if column.unique or column.unique_indexes:  # as the planner refuses: in any unique index
         candidates = candidates + _UNIQUE_FALLBACK
     for name in candidates:
@@ -661,7 +638,8 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int, ruled: dict[st
         note = "not sampled: names only"
 
     ruled = ruled or {}
-    pii_columns = {c for c in findings if ruled.get(c) != "keep"} | {c for c, s in ruled.items() if s != "keep"}
+    pii_columns = ({c for c in findings if ruled.get(c) not in strategies.IDENTITY}
+                   | {c for c, s in ruled.items() if s not in strategies.IDENTITY})
     for col in table.columns:
         why = review_reason(table, col, pii_columns)
         if why is None:

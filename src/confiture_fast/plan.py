@@ -44,7 +44,7 @@ class TablePlan(msgspec.Struct, frozen=True):
 
     @property
     def anonymized_columns(self) -> list[str]:
-        return [r.column for r in self.rules if r.strategy != "keep"]
+        return [r.column for r in self.rules if r.strategy not in strategies.IDENTITY]
 
     @property
     def shared_relations(self) -> list[str]:
@@ -187,7 +187,7 @@ def _check_warnings(table: str, column: str, strategy: str, dst: Table | None) -
     """CHECK constraints of the target (of the column's domains, and of its table where they read the
     column) that a rule's output may not satisfy: a row that does not fails the load. NULL satisfies
     a CHECK, so the null strategy (NOT NULL is a fit check) and keep are not warned about."""
-    if dst is None or strategy in ("keep", "null") or (col := dst.column(column)) is None:
+    if dst is None or strategy in strategies.IDENTITY | strategies.NULLING or (col := dst.column(column)) is None:
         return []
     checks = [f"domain {c.on}: {c.definition}" for c in col.domain_checks]
     checks += [f"{c.name}: {c.definition}" for c in dst.checks if column in c.columns]
@@ -281,7 +281,7 @@ def _fit_problem(spec, params, col: Column, dst_col: Column) -> str | None:
 def unique_conflict(name: str, params, col: Column, dst_col: Column | None = None) -> str | None:
     """Why strategy `name` could make two rows equal under a unique index that reads the column, on
     the source (`col`: the target may get its indexes rebuilt) or the target (`dst_col`), else None."""
-    if name == "keep":
+    if name in strategies.IDENTITY:
         return None
     dst_col = dst_col or col
     uses = [(u, "source") for u in col.unique_indexes if u not in dst_col.unique_indexes]
@@ -311,7 +311,7 @@ def _unique_problem(name: str, unique: bool, use, side: str) -> str | None:
     if use.role == "exclusion":
         return (f"{name!r} changes values that the exclusion constraint {index} compares ({use.expression}), which "
                 f"can make two rows conflict: keep the column {fix}")
-    if use.role == "predicate" or (use.role == "null_test" and name == "null"):
+    if use.role == "predicate" or (use.role == "null_test" and name in strategies.NULLING):
         return (f"{name!r} changes which rows the partial UNIQUE index {index} covers (the column is in its WHERE), "
                 f"which can bring rows with equal keys under it: keep the column {fix}")
     return None
@@ -423,7 +423,7 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
                             f"TRUNCATE on {dst.qualified}")
         columns: list[str] = []
         type_changes: list[str] = []
-        ruled = {c for c, (spec, _) in table_rules.get(src.key, {}).items() if spec.strategy != "keep"}
+        ruled = {c for c, (spec, _) in table_rules.get(src.key, {}).items() if spec.strategy not in strategies.IDENTITY}
         for col in src.columns:
             tcol = dst.column(col.name)
             if col.generated:

@@ -33,47 +33,20 @@ BATCH_ROWS = 5_000  # rows read from each side before the column-wise checks
 NULL = b"\\N"
 
 # What a reviewed-but-unchanged column looks like in the rules: compared like any untouched column.
-_UNCHANGED = frozenset({"keep"})
+_UNCHANGED = strategies.IDENTITY
 
 
 # --------------------------------------------------------------------------- expected outputs
 
-
-def output_format(strategy: str, params: Any) -> re.Pattern[str] | None:
-    """The shape every non-empty output of `strategy` has (docs/strategies.md) as its COPY text, or
-    None when the output has no fixed shape (pool draws, shifted dates, noise, masks)."""
-    if strategy == "email":
-        return re.compile(rf"user_[0-9a-f]{{{params.length}}}@{re.escape(params.domain)}")
-    if strategy == "fake_email":
-        return re.compile(rf"[A-Za-z0-9]*\.[A-Za-z0-9]*\.[0-9a-f]{{{params.length}}}@{re.escape(params.domain)}")
-    if strategy == "hash":
-        return re.compile(rf"[0-9a-f]{{{params.length}}}")
-    if strategy == "uuid":
-        return re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-    if strategy == "phone":
-        return re.compile(r"\+1-555-\d{4}")
-    if strategy == "name":
-        return re.compile(r"User [0-9A-F]{4}")
-    if strategy == "redact":
-        return re.compile(r"\[REDACTED\]")
-    if strategy == "constant":
-        return re.compile(re.escape(escape(str(params.value).encode()).decode("utf-8", "replace")))
-    return None
-
+# The shape every non-empty output of a strategy has (docs/strategies.md) as its COPY text, or None
+# when the output has no fixed shape (pool draws, shifted dates, noise, masks): declared by its module.
+output_format = strategies.output_format
 
 # Strategies whose output may equal a real value by design, so that "equal to a source value" is no
-# evidence of a leak: draws from pools of real-looking values, moved dates, small noise, addresses in
-# the same network, digits re-drawn in place, one constant, documents left whole when no path matches.
-_NO_SET_CHECK = {
-    "fake_name": "drawn from a pool of real names", "fake_first_name": "drawn from a pool of real names",
-    "fake_last_name": "drawn from a pool of real names", "fake_company": "drawn from a pool of real names",
-    "fake_address": "drawn from pools of real streets and cities", "date_shift": "other rows hold the shifted dates",
-    "noise": "a small move can land on another row's value", "ip": "the network prefix is kept",
-    "preserve_format": "short codes re-drawn in place can match other rows", "constant": "one value for all rows",
-    "json": "documents without the ruled paths stay as they are", "null": "every value is NULL",
-}
-# ... and those for which even the same row keeping its value can be by design.
-_NO_ROW_CHECK = frozenset(_NO_SET_CHECK) - {"date_shift", "preserve_format"}
+# evidence of a leak (name -> why), and those for which even the same row keeping its value can be
+# by design: declared by each strategy's module (equal_by_design, same_row_by_design).
+_NO_SET_CHECK = strategies.EQUAL_BY_DESIGN
+_NO_ROW_CHECK = strategies.SAME_ROW_BY_DESIGN
 
 
 def array_elements(text: str) -> list[str | None] | None:
@@ -221,7 +194,7 @@ class _Anonymized:
                  leak_rows: int = 0):
         self.r, self.is_array, self.seen = report, is_array, seen
         self.leak_rows = leak_rows  # json: rows whose unruled leaves get the --pii-patterns look
-        self.json_rules = json_checks(params) if report.strategy == "json" and params is not None else None
+        self.json_rules = json_checks(params) if report.strategy in strategies.DOCUMENTS and params is not None else None
         self.aligned = aligned  # rows of both sides in the same order: per-row checks make sense
         self.nulls = [0, 0]  # NULLs on each side, compared when rows are not aligned
         pattern = output_format(report.strategy, params) if params is not None else None
@@ -230,7 +203,7 @@ class _Anonymized:
         self.pattern = re.compile(pattern.pattern.encode()) if pattern is not None else None
         self.batch_pattern = (re.compile(b"(?:(?:%s)\t)*(?:%s)" % (self.pattern.pattern, self.pattern.pattern))
                               if pattern is not None else None)
-        self.nullable = report.strategy != "null"
+        self.nullable = report.strategy not in strategies.NULLING
         self.row_check = report.strategy not in _NO_ROW_CHECK
         self.set_check = report.strategy not in _NO_SET_CHECK
         self.first: dict[str, int] = {}
@@ -303,9 +276,9 @@ class _Anonymized:
                                 leaky.append(i)
                     continue
                 name, pattern = rule[1], rule[2]
-                if name == "keep":
+                if name in strategies.IDENTITY:
                     continue
-                if name == "null":
+                if name in strategies.NULLING:
                     if value is not None:
                         bad.append(i)
                     continue
@@ -492,7 +465,7 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
             values = seen.get(c.name) or _HashSet(1)
             checker = _Anonymized(report, None if errs else params, c.is_array, values, aligned=bool(order),
                                   leak_rows=pii_rows)
-            if rule.strategy == "json":
+            if rule.strategy in strategies.DOCUMENTS:
                 report.value_check = "per ruled path, against the same place in the row's source document"
             elif rule.strategy in _NO_SET_CHECK:
                 report.value_check = f"not applicable: {_NO_SET_CHECK[rule.strategy]}"
@@ -504,7 +477,7 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
             if checker.json_rules is not None:
                 report.format_check = "checked at the ruled paths"
             else:
-                report.format_check = ("checked" if checker.pattern is not None or rule.strategy == "null"
+                report.format_check = ("checked" if checker.pattern is not None or rule.strategy in strategies.NULLING
                                        else f"not checked: {rule.strategy} has no fixed output format")
             checkers.append(checker)
         else:

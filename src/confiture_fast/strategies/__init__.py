@@ -1,0 +1,172 @@
+"""The strategy registry: every strategy module's declarations, and what the program derives from them.
+
+Each family module (pseudonyms, masks, typed, fake, documents) declares its strategies completely
+(see `base.Strategy`). Everything else is derived here: the parameter union a FieldRule carries, the
+compiled dispatch codes, verify's output formats and exemptions, scan's suggestions and the table in
+docs/strategies.md. Adding a strategy touches its module, its compiled function and its tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+from confiture_fast.strategies import documents, fake, masks, pseudonyms, typed
+from confiture_fast.strategies.base import (MAX_HEX, UNIQUE_HEX_FLOOR, Params, RewriteError, Strategy,
+                                            copy_escape, derive_key, siphash24)
+from confiture_fast.strategies.documents import JsonParams, parse_json_path
+from confiture_fast.strategies.fake import FAKE_POOL_DRAWS
+from confiture_fast.strategies.masks import KeepParams
+from confiture_fast.strategies.pseudonyms import EmailParams, HashParams
+
+FAMILIES = (pseudonyms, masks, typed, fake, documents)
+
+
+class IncompleteStrategy(TypeError):
+    """A strategy module forgot a part, or two strategies claim the same name or code."""
+
+
+def _register(families) -> dict[str, Strategy]:
+    """Strategies by name, in compiled-code order; refuses an incomplete or clashing declaration."""
+    found: dict[str, Strategy] = {}
+    codes: dict[int, str] = {}
+    for family in families:
+        for strategy in family.STRATEGIES:
+            missing = strategy.missing()
+            if missing:
+                raise IncompleteStrategy(f"strategy {getattr(strategy, 'name', type(strategy).__name__)!r} "
+                                         f"in {family.__name__} lacks {', '.join(missing)}")
+            tag = strategy.params_type.__struct_config__.tag
+            if tag != strategy.name:
+                raise IncompleteStrategy(f"{strategy.name}: its params are tagged {tag!r}")
+            if strategy.name in found or strategy.code in codes:
+                raise IncompleteStrategy(f"{strategy.name}: name or compiled code {strategy.code} already used "
+                                         f"by {codes.get(strategy.code) or strategy.name}")
+            if strategy.same_row_by_design and strategy.equal_by_design is None:
+                raise IncompleteStrategy(f"{strategy.name}: same_row_by_design needs equal_by_design")
+            found[strategy.name] = strategy
+            codes[strategy.code] = strategy.name
+    return dict(sorted(found.items(), key=lambda item: item[1].code))
+
+
+STRATEGIES: dict[str, Strategy] = _register(FAMILIES)
+documents.JsonStrategy.lookup = staticmethod(STRATEGIES.get)
+
+AnyParams = Union[tuple(s.params_type for s in STRATEGIES.values())]  # type: ignore[misc]
+
+
+class FieldRule(msgspec.Struct, frozen=True):
+    """One anonymized column of one table, as the rewriters consume it."""
+
+    index: int  # position of the column in the COPY column list
+    column: str
+    strategy: str
+    key: bytes  # 16 bytes from derive_key (any 16 bytes for unkeyed strategies)
+    params: AnyParams
+    is_array: bool = False  # the column is an array: the strategy rewrites each element
+    key_index: int = -1  # date_shift per_row_key: position of the column whose value keys the PRF
+
+
+def parse_params(name: str, raw: dict | None) -> tuple[Params | None, list[str]]:
+    """Params Struct for strategy `name` from raw config values, plus the problems found."""
+    strategy = STRATEGIES.get(name)
+    if strategy is None:
+        return None, [f"unknown strategy {name!r} (known: {', '.join(sorted(STRATEGIES))})"]
+    return strategy.parse_params(raw)
+
+
+def json_rules(p: JsonParams) -> list[tuple[list, str, Params]]:
+    """The json strategy's (path steps, strategy name, params) in the order given; ValueError on
+    the first problem."""
+    return documents.inner_rules(p, STRATEGIES.get)
+
+
+def fake_pools(name: str, locale: str) -> tuple[tuple[str, ...], ...]:
+    """The value lists the pool strategy `name` picks from (the compiled rewriter reads them)."""
+    return fake.locale_pools(STRATEGIES[name].pool_kind, locale)
+
+
+def draws_from_pools(name: str) -> bool:
+    return hasattr(STRATEGIES[name], "pool_kind")
+
+
+# -- derived views --------------------------------------------------------------------------------
+COMPILED_CODES: dict[str, int] = {name: s.code for name, s in STRATEGIES.items()}
+IDENTITY = frozenset(name for name, s in STRATEGIES.items() if s.identity)
+NULLING = frozenset(name for name, s in STRATEGIES.items() if s.writes_null)
+DOCUMENTS = frozenset(name for name, s in STRATEGIES.items() if s.documents)
+NUMERIC_OUT = frozenset(name for name, s in STRATEGIES.items() if s.numeric_out)
+
+
+def output_format(name: str, params: Any):
+    """The shape every non-empty output of strategy `name` has as COPY text, or None."""
+    strategy = STRATEGIES.get(name)
+    return None if strategy is None else strategy.output_format(params)
+
+
+# verify: strategies whose output may equal a source value by design (name -> why), and those for
+# which even a row keeping its own value can be by design.
+EQUAL_BY_DESIGN: dict[str, str] = {n: s.equal_by_design for n, s in STRATEGIES.items() if s.equal_by_design}
+SAME_ROW_BY_DESIGN = frozenset(n for n, s in STRATEGIES.items() if s.same_row_by_design)
+
+
+def _ranked(kinds_of) -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[tuple[int, str]]] = {}
+    for name, strategy in STRATEGIES.items():
+        for kind, rank in kinds_of(strategy).items():
+            out.setdefault(kind, []).append((rank, name))
+    return {kind: tuple(name for _, name in sorted(ranked)) for kind, ranked in sorted(out.items())}
+
+
+# scan: PII kind -> strategies to try, best first; the fallbacks on unique columns; the one for
+# kinds nobody ranks; the one for values no strategy rewrites inside; params a suggestion needs.
+SCAN_PREFERENCES: dict[str, tuple[str, ...]] = _ranked(lambda s: s.scan_ranks)
+SCAN_UNIQUE_FALLBACK: tuple[str, ...] = tuple(
+    n for n, s in sorted(STRATEGIES.items(), key=lambda i: (i[1].scan_unique_rank or 0))
+    if s.scan_unique_rank is not None)
+SCAN_FALLBACK: str = next(n for n, s in STRATEGIES.items() if s.scan_fallback)
+SCAN_WHOLE_VALUE: str = next(n for n, s in STRATEGIES.items() if s.scan_whole_value)
+SCAN_DOCUMENTS: str = next(iter(DOCUMENTS))
+SCAN_PARAMS: dict[str, dict[str, Any]] = {n: dict(s.scan_params) for n, s in STRATEGIES.items() if s.scan_params}
+
+
+# -- docs/strategies.md ---------------------------------------------------------------------------
+DOC_BEGIN = "<!-- strategy table: generated from the registry (confiture_fast.strategies.doc_table) -->"
+DOC_END = "<!-- end of the generated strategy table -->"
+
+
+def _param_text(strategy: Strategy) -> str:
+    out = []
+    for field in msgspec.structs.fields(strategy.params_type):
+        if field.name == "allow_duplicates":
+            continue
+        default = field.default if field.default is not msgspec.NODEFAULT else None
+        out.append(f"`{field.name}`" + ("" if field.required else f" = `{default!r}`" if default is not None
+                                        else ""))
+    return ", ".join(out) or "—"
+
+
+def doc_table() -> str:
+    """The strategies table of docs/strategies.md, between its markers, as the registry declares it."""
+    lines = [DOC_BEGIN, "",
+             "| strategy | what it writes | output | params | keyed | unique | verify checks the format |",
+             "|---|---|---|---|---|---|---|"]
+    for name, s in STRATEGIES.items():
+        fmt = "yes" if s.output_format(s.params_type(**_required_examples(s))) is not None else "no"
+        lines.append(f"| `{name}` | {s.summary} | {s.output} | {_param_text(s)} | {'yes' if s.keyed else 'no'} "
+                     f"| {'yes' if s.unique else 'no'} | {fmt} |")
+    lines += ["", DOC_END]
+    return "\n".join(lines)
+
+
+def _required_examples(strategy: Strategy) -> dict[str, Any]:
+    """Values for the params that have no default, to ask output_format whether a shape exists."""
+    examples = {str: "x", dict: {}}
+    return {f.name: examples.get(f.type, "x") for f in msgspec.structs.fields(strategy.params_type) if f.required}
+
+
+__all__ = ["AnyParams", "COMPILED_CODES", "EmailParams", "FAKE_POOL_DRAWS", "FieldRule", "HashParams",
+           "IncompleteStrategy", "KeepParams", "MAX_HEX", "Params", "RewriteError", "STRATEGIES", "Strategy",
+           "UNIQUE_HEX_FLOOR", "copy_escape", "derive_key", "doc_table", "fake_pools", "json_rules",
+           "output_format", "parse_json_path", "parse_params", "siphash24"]
