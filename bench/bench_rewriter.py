@@ -19,8 +19,7 @@ import subprocess
 import sys
 import time
 
-from confiture_fast._anon import Rewriter
-from confiture_fast.strategies import FieldRule, derive_key, parse_params
+from confiture_fast.strategies import FieldRule, Rewriter, derive_key, parse_params
 
 COLUMNS = ["id", "email", "phone", "full_name", "ssn", "password_hash", "bio", "created_at", "is_active",
            "balance"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from confiture_fast import _anon, anon_ref, pii, strategies, verify
-from confiture_fast.strategies import STRATEGIES, FieldRule, IncompleteStrategy, derive_key, parse_params
+from confiture_fast.strategies import STRATEGIES, FieldRule, IncompleteStrategy, Rewriter, derive_key, parse_params
 from confiture_fast.strategies.base import Params, Strategy
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "strategies.md"
@@ -94,7 +94,7 @@ def test_reference_output_has_the_format_verify_checks(name):
     for value in SAMPLES.get(name, DEFAULT_SAMPLES):
         rule = FieldRule(index=0, column="v", strategy=name, key=KEY, params=params)
         data = anon_ref.escape(value) + b"\n"
-        out = _anon.Rewriter("t", ["v"], [rule]).rewrite(data)
+        out = Rewriter("t", ["v"], [rule]).rewrite(data)
         assert out == anon_ref.ReferenceRewriter("t", ["v"], [rule]).rewrite(data)
         if pattern is not None:
             assert pattern.fullmatch(out[:-1].decode()), (name, value, out)
@@ -126,3 +126,12 @@ def test_docs_strategies_table_matches_the_registry():
                                              + strategies.doc_table())
     for name in STRATEGIES:
         assert f"| `{name}` |" in found
+
+
+def test_the_compiled_layer_imports_no_application_module():
+    """_anon learns every strategy from the registry object it is given, never by importing one."""
+    source = Path(_anon.__file__).with_name("_anon.pyx").read_text()
+    imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+    assert not [line for line in imports if "confiture_fast" in line], imports
+    with pytest.raises(TypeError):
+        _anon.Rewriter("t", ["v"], [])  # no registry, no rewriter

@@ -62,6 +62,7 @@ cdef struct FieldSpec:
     int njpaths
 
 cdef class Rewriter:
+    cdef object registry       # confiture_fast.strategies.COMPILED
     cdef public str table
     cdef public list columns
     cdef public long long rows

@@ -14,8 +14,6 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memchr, memcmp, memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-from confiture_fast.strategies import (COMPILED_CODES, STRATEGIES, FieldRule, RewriteError, draws_from_pools,
-                                       fake_pools, json_rules)
 
 cdef extern from "_siphash.h" nogil:
     void cf_siphash(uint64_t k0, uint64_t k1, const uint8_t* data, size_t n, uint8_t* out, int outlen)
@@ -345,7 +343,11 @@ def siphash24(key: bytes, data: bytes, int outlen=16) -> bytes:
 
 
 cdef class Rewriter:
-    """Rewrites the COPY text rows of one table according to its FieldRules."""
+    """Rewrites the COPY text rows of one table according to its FieldRules.
+
+    `registry` (confiture_fast.strategies.COMPILED) maps a rule to its entry in the dispatch table,
+    its pools and its inner rules, and gives the error type: this module imports no application module.
+    """
 
     def __cinit__(self):
         self.specs = NULL
@@ -359,7 +361,8 @@ cdef class Rewriter:
         self.elembuf = OutBuf(NULL, 0, 0)
         self.pybuf = OutBuf(NULL, 0, 0)
 
-    def __init__(self, str table, list columns, list rules):
+    def __init__(self, str table, list columns, list rules, registry):
+        self.registry = registry
         self.table = table
         self.columns = list(columns)
         self.ncols = len(columns)
@@ -384,7 +387,7 @@ cdef class Rewriter:
             if rule.index in seen:
                 raise ValueError(f"{table}: two rules for column {rule.column!r}")
             seen.add(rule.index)
-            if rule.strategy not in COMPILED_CODES:
+            if rule.strategy not in self.registry.codes:
                 raise ValueError(f"{table}.{rule.column}: unknown strategy {rule.strategy!r}")
             if not -1 <= rule.key_index < self.ncols:
                 raise ValueError(f"{table}.{rule.column}: key column index {rule.key_index} out of range")
@@ -400,7 +403,7 @@ cdef class Rewriter:
         cdef const uint8_t* k
         cdef const char* text
         p = rule.params
-        spec.code = COMPILED_CODES[rule.strategy]
+        spec.code = self.registry.codes[rule.strategy]
         spec.key_index = rule.key_index
         # null and keep act on the whole value; the others element by element on arrays
         spec.is_array = rule.is_array and spec.code != S_NULL
@@ -408,7 +411,7 @@ cdef class Rewriter:
         spec.k0 = spec.k1 = 0
         spec.text = NULL
         spec.text_len = spec.max_out = 0
-        if STRATEGIES[rule.strategy].keyed:
+        if rule.strategy in self.registry.keyed:
             if len(rule.key) != 16:
                 raise ValueError(f"{self.table}.{rule.column}: the key must be 16 bytes")
             k = rule.key
@@ -442,8 +445,8 @@ cdef class Rewriter:
         spec.njpaths = 0
         if spec.code == S_JSON:
             self._set_json(spec, rule)
-        if draws_from_pools(rule.strategy):
-            pools = fake_pools(rule.strategy, p.locale)
+        pools = self.registry.pools(rule.strategy, p)
+        if pools is not None:
             for i, values in enumerate(pools):
                 encoded = [v.encode() for v in values]
                 blob = b"".join(encoded)
@@ -464,7 +467,7 @@ cdef class Rewriter:
         cdef JsonStep* steps
         cdef FieldSpec* sub
         cdef char* buf
-        compiled = json_rules(rule.params)
+        compiled = self.registry.inner_rules(rule.params)
         path_mem = bytearray(sizeof(JsonPath) * len(compiled))
         self.keep_alive.append(path_mem)
         buf = path_mem
@@ -488,8 +491,7 @@ cdef class Rewriter:
                     steps[k].key_len = len(key)
             buf = sub_mem
             sub = <FieldSpec*>buf
-            self._set_spec(sub, FieldRule(index=rule.index, column=rule.column, strategy=name, key=rule.key,
-                                          params=params))
+            self._set_spec(sub, self.registry.inner_rule(rule, name, params))
             paths[n].steps = steps
             paths[n].nsteps = len(path_steps)
             paths[n].spec = sub
@@ -531,7 +533,7 @@ cdef class Rewriter:
             E_VALUE: _VALUE_PROBLEMS.get(detail, "unreadable value"),
             E_NOMEM: "out of memory",
         }.get(code, f"unknown error {code}")
-        raise RewriteError(self.table, self.err_row, self.columns[min(col, self.ncols - 1)], problem)
+        raise self.registry.error(self.table, self.err_row, self.columns[min(col, self.ncols - 1)], problem)
 
     cdef int rewrite_row(self, const char* row, size_t n, OutBuf* out) noexcept nogil:
         cdef size_t* tabs = self.tabs

@@ -64,7 +64,7 @@ def _ends_with_lone_backslash(field: bytes) -> bool:
 def apply(rule: FieldRule, value: bytes, row_key: bytes | None = None) -> bytes | None:
     """The strategy's output for one non-empty, non-NULL value (None means NULL), as its module defines it.
 
-    `row_key` is the unescaped value of the rule's key column (date_shift per_row_key), if not NULL.
+    `row_key` is the unescaped value of the rule's key column (a per_row_key param), if not NULL.
     Raises ValueError when the value is not of the form the strategy reads.
     """
     strategy = STRATEGIES.get(rule.strategy)

@@ -435,7 +435,7 @@ def _measure(ctx: Context, c: Contender, workdir: Path) -> Sample:
 def _rewriter_alone(ctx: Context, secret: bytes) -> Run | None:
     """The rewriter on the source's own COPY text, in memory: what the anonymization costs without I/O."""
     from . import config
-    from ._anon import Rewriter
+    from .strategies import Rewriter
     from .catalog import read_catalog
     from .plan import Selection, build_plan
 

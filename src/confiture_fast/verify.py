@@ -39,7 +39,7 @@ _UNCHANGED = strategies.IDENTITY
 # --------------------------------------------------------------------------- expected outputs
 
 # The shape every non-empty output of a strategy has (docs/strategies.md) as its COPY text, or None
-# when the output has no fixed shape (pool draws, shifted dates, noise, masks): declared by its module.
+# when the output has no fixed shape (pool draws, shifted dates, moved numbers, masks): declared by its module.
 output_format = strategies.output_format
 
 # Strategies whose output may equal a real value by design, so that "equal to a source value" is no

@@ -11,9 +11,9 @@ import msgspec
 import psycopg
 
 from . import _pump
-from ._anon import Rewriter
 from .catalog import quote_ident
 from .plan import TablePlan, Unit
+from .strategies import Rewriter
 
 APP_NAME = "confiture-fast"  # every session we open is named so (pg_stat_activity), plus its purpose
 

@@ -7,9 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from confiture_fast._anon import Rewriter
 from confiture_fast.anon_ref import ReferenceRewriter, apply, escape, unescape
-from confiture_fast.strategies import FieldRule, RewriteError, derive_key, parse_params
+from confiture_fast.strategies import FieldRule, RewriteError, Rewriter, derive_key, parse_params
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 QUICK = settings(FAST, max_examples=60)

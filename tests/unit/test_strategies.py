@@ -6,7 +6,7 @@ import pytest
 
 from confiture_fast import _anon, anon_ref
 from confiture_fast.catalog import Column
-from confiture_fast.strategies import (STRATEGIES, EmailParams, FieldRule, HashParams, derive_key,
+from confiture_fast.strategies import (STRATEGIES, EmailParams, FieldRule, HashParams, Rewriter, derive_key,
                                        parse_params)
 
 # SipHash-2-4 reference vectors: key 00 01 .. 0f, message i = bytes 00 01 .. (i-1).
@@ -154,7 +154,7 @@ def rewrite_values(strategy, values, raw_params=None, seed="1", secret=b"secret"
     assert not problems
     rule = FieldRule(index=0, column="v", strategy=strategy, key=derive_key(secret, seed), params=params)
     data = b"".join(anon_ref.escape(v.encode()) + b"\n" for v in values)
-    out = _anon.Rewriter("t", ["v"], [rule]).rewrite(data)
+    out = Rewriter("t", ["v"], [rule]).rewrite(data)
     assert out == anon_ref.ReferenceRewriter("t", ["v"], [rule]).rewrite(data)
     return [anon_ref.unescape(line).decode() for line in out.split(b"\n")[:-1]]
 
@@ -203,7 +203,7 @@ def test_unique_strategies_keep_a_million_distinct_inputs_distinct(strategy, raw
     params, _ = parse_params(strategy, raw)
     rule = FieldRule(index=0, column="v", strategy=strategy, key=derive_key(b"secret", "u"), params=params)
     data = b"".join(b"person%d@example.com\n" % i for i in range(1_000_000))
-    out = _anon.Rewriter("t", ["v"], [rule]).rewrite(data)
+    out = Rewriter("t", ["v"], [rule]).rewrite(data)
     lines = out.split(b"\n")[:-1]
     assert len(lines) == 1_000_000 and len(set(lines)) == 1_000_000
 
@@ -291,7 +291,7 @@ def test_output_formats_section2(strategy):
     params, _ = parse_params(strategy, raw)
     rule = FieldRule(index=0, column="v", strategy=strategy, key=derive_key(b"s", "1"), params=params)
     data = b"".join(anon_ref.escape(v.encode()) + b"\n" for v in INPUTS)
-    out = _anon.Rewriter("t", ["v"], [rule]).rewrite(data).split(b"\n")[:-1]
+    out = Rewriter("t", ["v"], [rule]).rewrite(data).split(b"\n")[:-1]
     if pattern is None:
         assert out == [b"\\N"] * len(INPUTS)
     else:
@@ -326,7 +326,7 @@ def test_section2_unique_strategies_keep_a_million_distinct_inputs_distinct(stra
     params, _ = parse_params(strategy, {})
     rule = FieldRule(index=0, column="v", strategy=strategy, key=derive_key(b"secret", "u"), params=params)
     data = b"".join(b"person%d@example.com\n" % i for i in range(1_000_000))
-    lines = _anon.Rewriter("t", ["v"], [rule]).rewrite(data).split(b"\n")[:-1]
+    lines = Rewriter("t", ["v"], [rule]).rewrite(data).split(b"\n")[:-1]
     assert len(lines) == len(set(lines)) == 1_000_000
 
 
@@ -342,7 +342,7 @@ def test_date_shift_moves_dates_within_bounds_and_per_row_key_moves_them_togethe
     rule = FieldRule(index=1, column="created", strategy="date_shift", key=derive_key(b"s", "1"), params=params,
                      key_index=0)
     data = b"".join(b"%d\t%s\n" % (uid, d.encode()) for uid in (7, 8) for d in dates)
-    rows = [line.split(b"\t") for line in _anon.Rewriter("t", ["user_id", "created"], [rule]).rewrite(data).split(b"\n")[:-1]]
+    rows = [line.split(b"\t") for line in Rewriter("t", ["user_id", "created"], [rule]).rewrite(data).split(b"\n")[:-1]]
     by_user: dict[bytes, set[int]] = {}
     for (uid, new), old in zip(rows, dates * 2):
         by_user.setdefault(uid, set()).add(

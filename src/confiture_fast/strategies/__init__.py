@@ -12,6 +12,7 @@ from typing import Any, Union
 
 import msgspec
 
+from confiture_fast import _anon
 from confiture_fast.strategies import documents, fake, masks, pseudonyms, typed
 from confiture_fast.strategies.base import (MAX_HEX, UNIQUE_HEX_FLOOR, Params, RewriteError, Strategy,
                                             copy_escape, derive_key, siphash24)
@@ -65,7 +66,7 @@ class FieldRule(msgspec.Struct, frozen=True):
     key: bytes  # 16 bytes from derive_key (any 16 bytes for unkeyed strategies)
     params: AnyParams
     is_array: bool = False  # the column is an array: the strategy rewrites each element
-    key_index: int = -1  # date_shift per_row_key: position of the column whose value keys the PRF
+    key_index: int = -1  # per_row_key: position of the column whose value keys the PRF
 
 
 def parse_params(name: str, raw: dict | None) -> tuple[Params | None, list[str]]:
@@ -89,6 +90,35 @@ def fake_pools(name: str, locale: str) -> tuple[tuple[str, ...], ...]:
 
 def draws_from_pools(name: str) -> bool:
     return hasattr(STRATEGIES[name], "pool_kind")
+
+
+
+class _Compiled:
+    """What the compiled rewriter asks about a rule: the registry's side of its dispatch table."""
+
+    def __init__(self):
+        self.codes = {name: s.code for name, s in STRATEGIES.items()}
+        self.keyed = frozenset(name for name, s in STRATEGIES.items() if s.keyed)
+        self.error = RewriteError
+
+    def pools(self, name: str, params):
+        return fake_pools(name, params.locale) if draws_from_pools(name) else None
+
+    def inner_rules(self, params):
+        return json_rules(params)
+
+    def inner_rule(self, rule, name: str, params):
+        return FieldRule(index=rule.index, column=rule.column, strategy=name, key=rule.key, params=params)
+
+
+COMPILED = _Compiled()
+
+
+class Rewriter(_anon.Rewriter):
+    """The compiled rewriter of one table's COPY text, dispatching through this registry."""
+
+    def __init__(self, table: str, columns: list, rules: list):
+        super().__init__(table, columns, rules, COMPILED)
 
 
 # -- derived views --------------------------------------------------------------------------------
@@ -166,7 +196,7 @@ def _required_examples(strategy: Strategy) -> dict[str, Any]:
     return {f.name: examples.get(f.type, "x") for f in msgspec.structs.fields(strategy.params_type) if f.required}
 
 
-__all__ = ["AnyParams", "COMPILED_CODES", "EmailParams", "FAKE_POOL_DRAWS", "FieldRule", "HashParams",
+__all__ = ["AnyParams", "COMPILED", "COMPILED_CODES", "Rewriter", "EmailParams", "FAKE_POOL_DRAWS", "FieldRule", "HashParams",
            "IncompleteStrategy", "KeepParams", "MAX_HEX", "Params", "RewriteError", "STRATEGIES", "Strategy",
            "UNIQUE_HEX_FLOOR", "copy_escape", "derive_key", "doc_table", "fake_pools", "json_rules",
            "output_format", "parse_json_path", "parse_params", "siphash24"]
