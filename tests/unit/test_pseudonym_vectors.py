@@ -15,8 +15,7 @@ import faker
 import pytest
 
 from confiture_fast import anon_ref
-from confiture_fast._anon import Rewriter
-from confiture_fast.strategies import FieldRule, derive_key, parse_params
+from confiture_fast.strategies import FieldRule, Rewriter, derive_key, parse_params
 
 SECRET = b"test-secret-0123456789abcdef"  # the secret tests/conftest.py gives every CLI run
 SEED = "v1"

@@ -12,7 +12,7 @@ from confiture_fast import _anon, anon_ref, pii, strategies, verify
 from confiture_fast.strategies import STRATEGIES, FieldRule, IncompleteStrategy, Rewriter, derive_key, parse_params
 from confiture_fast.strategies.base import Params, Strategy
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "strategies.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "strategies.md"
 KEY = derive_key(b"registry-test-secret", "seed")
 # Inputs each strategy reads (the typed ones read the text form of their types).
 SAMPLES = {"date_shift": [b"2024-02-29", b"1999-12-31 23:59:59+02"], "noise": [b"1234.50", b"-7"],
