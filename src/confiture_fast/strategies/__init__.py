@@ -92,12 +92,14 @@ def draws_from_pools(name: str) -> bool:
     return hasattr(STRATEGIES[name], "pool_kind")
 
 
+COMPILED_CODES: dict[str, int] = {name: s.code for name, s in STRATEGIES.items()}
+
 
 class _Compiled:
     """What the compiled rewriter asks about a rule: the registry's side of its dispatch table."""
 
     def __init__(self):
-        self.codes = {name: s.code for name, s in STRATEGIES.items()}
+        self.codes = COMPILED_CODES
         self.keyed = frozenset(name for name, s in STRATEGIES.items() if s.keyed)
         self.error = RewriteError
 
@@ -122,7 +124,6 @@ class Rewriter(_anon.Rewriter):
 
 
 # -- derived views --------------------------------------------------------------------------------
-COMPILED_CODES: dict[str, int] = {name: s.code for name, s in STRATEGIES.items()}
 IDENTITY = frozenset(name for name, s in STRATEGIES.items() if s.identity)
 NULLING = frozenset(name for name, s in STRATEGIES.items() if s.writes_null)
 DOCUMENTS = frozenset(name for name, s in STRATEGIES.items() if s.documents)
@@ -196,7 +197,7 @@ def _required_examples(strategy: Strategy) -> dict[str, Any]:
     return {f.name: examples.get(f.type, "x") for f in msgspec.structs.fields(strategy.params_type) if f.required}
 
 
-__all__ = ["AnyParams", "COMPILED", "COMPILED_CODES", "Rewriter", "EmailParams", "FAKE_POOL_DRAWS", "FieldRule", "HashParams",
-           "IncompleteStrategy", "KeepParams", "MAX_HEX", "Params", "RewriteError", "STRATEGIES", "Strategy",
-           "UNIQUE_HEX_FLOOR", "copy_escape", "derive_key", "doc_table", "fake_pools", "json_rules",
+__all__ = ["AnyParams", "COMPILED", "COMPILED_CODES", "EmailParams", "FAKE_POOL_DRAWS", "FieldRule", "HashParams",
+           "IncompleteStrategy", "KeepParams", "MAX_HEX", "Params", "RewriteError", "Rewriter", "STRATEGIES",
+           "Strategy", "UNIQUE_HEX_FLOOR", "copy_escape", "derive_key", "doc_table", "fake_pools", "json_rules",
            "output_format", "parse_json_path", "parse_params", "siphash24"]
