@@ -401,8 +401,10 @@ def _order_key(src: Table, dst: Table, columns: list[Column], touched: set[str])
     plain = [c for c in columns if c.name not in touched]
     if not plain:
         return "", "none: no untouched column to align rows on (NULLs compared by count, no per-row checks)"
-    return (", ".join(f"{quote_ident(c.name)}::text COLLATE \"C\"" for c in plain),
-            "every untouched column (no usable key)")
+    # Each value's text through its type's output function (format), never `::text`: a role that owns
+    # a type on the target may give it a cast to text, which would run with verify's rights.
+    return (", ".join(f"{quote_ident(c.name)} IS NULL, pg_catalog.format('%s', {quote_ident(c.name)}) COLLATE \"C\""
+                      for c in plain), "every untouched column (no usable key)")
 
 
 def _copy_rows(conn: psycopg.Connection, sql: str) -> Iterator[list[bytes]]:
