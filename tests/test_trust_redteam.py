@@ -39,3 +39,43 @@ def test_a_cast_planted_on_the_target_never_runs_in_verify(pair):
     proof.unlink(missing_ok=True)
     assert not ran, "verify ran a cast written by another role on the target, as a superuser"
     assert res.returncode == 0, res.stderr
+
+
+PARTITIONED = ("CREATE TABLE public.events (id int NOT NULL, at date NOT NULL, email text) PARTITION BY RANGE (at);"
+               "CREATE TABLE public.events_{a} PARTITION OF public.events FOR VALUES FROM ('2020-01-01') TO ('{mid}');"
+               "CREATE TABLE public.events_{b} PARTITION OF public.events FOR VALUES FROM ('{mid}') TO ('2030-01-01');")
+
+
+def test_partitioned_target_with_other_leaves_is_loaded_through_its_parent(pair):
+    """The target's partitions differ from the source's (other names, other bounds): rows go through the
+    target's parent, which is emptied whole (a partitioned table has no rows of its own to TRUNCATE ONLY,
+    and takes no FREEZE), and a trigger declared on one target leaf only does not fire either."""
+    pair.source(PARTITIONED.format(a="2020", b="2025", mid="2025-01-01")
+                + "INSERT INTO public.events SELECT g, date '2020-01-01' + g, 'u' || g || '@x.com' "
+                  "FROM generate_series(1, 2000) g")
+    pair.target(PARTITIONED.format(a="old", b="new", mid="2023-06-01")
+                + "INSERT INTO public.events VALUES (-1, '2021-01-01', 'stale'), (-2, '2029-01-01', 'stale');"
+                  "CREATE TABLE public.fired (n int);"
+                  "CREATE FUNCTION public.boom() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$ BEGIN INSERT INTO public.fired VALUES (1); RETURN NEW; END $$;"
+                  "CREATE TRIGGER boom BEFORE INSERT ON public.events_new FOR EACH ROW EXECUTE FUNCTION public.boom();"
+                  "ALTER TABLE public.events_new ENABLE ALWAYS TRIGGER boom")
+    res = pair.sync()
+    assert res.returncode == 0, res.stderr
+    assert pair.qt("SELECT count(*), min(id), max(id) FROM public.events") == [(2000, 1, 2000)]
+    assert pair.qt("SELECT count(*) FROM public.events_new") == pair.qs(
+        "SELECT count(*) FROM public.events WHERE at >= '2023-06-01'")
+    assert pair.qt("SELECT count(*) FROM public.fired") == [(0,)]
+    assert pair.qt("SELECT tgenabled FROM pg_trigger WHERE tgname = 'boom'") == [("A",)]
+
+
+def test_plain_source_table_into_a_partitioned_target(pair):
+    """A table partitioned on the target only: loaded through the target's parent, emptied whole."""
+    pair.source("CREATE TABLE public.events (id int NOT NULL, at date NOT NULL, email text);"
+                "INSERT INTO public.events SELECT g, date '2020-01-01' + g, 'u' || g || '@x.com' "
+                "FROM generate_series(1, 500) g")
+    pair.target(PARTITIONED.format(a="old", b="new", mid="2023-06-01")
+                + "INSERT INTO public.events VALUES (-1, '2021-01-01', 'stale')")
+    res = pair.sync()
+    assert res.returncode == 0, res.stderr
+    assert pair.qt("SELECT count(*), min(id) FROM public.events") == [(500, 1)]

@@ -218,16 +218,20 @@ def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int, b
         options = ["FORMAT binary"] * binary + ["FREEZE"] * owns
         return f"COPY {rel}{listed} FROM STDIN" + (f" WITH ({', '.join(options)})" if options else "")
 
+    # A partitioned target table has no rows of its own: it cannot be emptied ONLY nor take FREEZE. Rows
+    # go through it to its leaves, and it is emptied whole, up front (target.empty).
+    owns = dst.kind != "p"
     if _through_parent(src, dst):
         return (Unit(src.display, dst.qualified, f"COPY (SELECT {cols} FROM {src.qualified}) TO STDOUT{fmt}",
-                     copy_in(dst.qualified, True), src.est_rows, src.est_bytes, True, binary),)
+                     copy_in(dst.qualified, owns), src.est_rows, src.est_bytes, owns, binary),)
     units = []
     for leaf in src.leaves:
         rel = leaf.qualified if src.kind == "p" else dst.qualified
         n = max(1, min(leaf.pages, -(-leaf.est_bytes // slice_bytes)))
         if n == 1:
-            units.append(Unit(src.display, rel, f"COPY {leaf.qualified}{listed} TO STDOUT{fmt}", copy_in(rel, True),
-                              leaf.est_rows, leaf.est_bytes, True, binary))
+            alone = owns or src.kind == "p"
+            units.append(Unit(src.display, rel, f"COPY {leaf.qualified}{listed} TO STDOUT{fmt}", copy_in(rel, alone),
+                              leaf.est_rows, leaf.est_bytes, alone, binary))
             continue
         for where in _slice_conditions(leaf, n):
             units.append(Unit(src.display, rel,

@@ -307,9 +307,11 @@ def preflight(conn: psycopg.Connection, plan: Plan, keys: StateKeys, warn) -> Pl
                                             for u in t.units}]
     stuck = conn.execute(
         "SELECT c.oid::regclass::text, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-        "WHERE t.tgrelid = ANY(%s::text[]::regclass[]) AND NOT t.tgisinternal AND t.tgenabled = ANY(%s) "
+        "WHERE t.tgrelid IN (SELECT r FROM unnest(%s::text[]::regclass[]) r UNION "  # and their partitions
+        "SELECT p.relid FROM unnest(%s::text[]::regclass[]) r, pg_catalog.pg_partition_tree(r) p) "
+        "AND NOT t.tgisinternal AND t.tgenabled = ANY(%s) "
         "AND NOT pg_has_role(c.relowner, 'USAGE') ORDER BY 1, 2",
-        (relations, ["A", "R" if replica else "O"])).fetchall()
+        (relations, relations, ["A", "R" if replica else "O"])).fetchall()
     if stuck:
         rel, name, mode = stuck[0]
         me = conn.execute("SELECT current_user").fetchone()[0]
@@ -346,7 +348,13 @@ def empty(conn: psycopg.Connection, relations: tuple[str, ...], mode: str) -> No
             if mode == "replica":
                 conn.execute("SET LOCAL session_replication_role = replica")
             restore = [s for rel in relations for s in user_triggers_off(conn, rel, mode == "replica")]
-            conn.execute(f"TRUNCATE ONLY {', '.join(relations)}")
+            partitioned = {r for r, in conn.execute(
+                "SELECT r::text FROM unnest(%s::text[]) r WHERE (SELECT relkind FROM pg_catalog.pg_class "
+                "WHERE oid = r::regclass) = 'p'", (list(relations),))}
+            if plain := [r for r in relations if r not in partitioned]:
+                conn.execute(f"TRUNCATE ONLY {', '.join(plain)}")
+            if partitioned:  # its rows are its partitions' (never inheritance children of their own)
+                conn.execute(f"TRUNCATE {', '.join(sorted(partitioned))}")
             for s in restore:
                 conn.execute(s)
 

@@ -208,14 +208,18 @@ def user_triggers_off(conn: psycopg.Connection, relation: str, replica: bool) ->
     session (row, statement and TRUNCATE triggers; ENABLE ALWAYS ones in either mode, ENABLE REPLICA
     ones in replica mode, plain ENABLE ones otherwise) and returns the statements that restore each
     one's exact mode, to run before the commit. Names come from pg_trigger, quoted: no SQL text is
-    read back."""
+    read back. A partitioned table's rows reach its partitions, whose own triggers (also those declared
+    on one partition only) are handled each on its table (ONLY), the parent's first."""
     firing = ["A", "R" if replica else "O"]
-    rows = conn.execute("SELECT tgname, tgenabled FROM pg_catalog.pg_trigger WHERE tgrelid = %s::regclass "
-                        "AND NOT tgisinternal AND tgenabled = ANY(%s) ORDER BY tgname", (relation, firing)).fetchall()
+    rows = conn.execute(
+        "SELECT t.tgrelid::regclass::text, t.tgname, t.tgenabled FROM pg_catalog.pg_trigger t "
+        "LEFT JOIN pg_catalog.pg_partition_tree(%s::regclass) p ON p.relid = t.tgrelid "
+        "WHERE (t.tgrelid = %s::regclass OR p.relid IS NOT NULL) AND NOT t.tgisinternal AND t.tgenabled = ANY(%s) "
+        "ORDER BY coalesce(p.level, 0), 1, 2", (relation, relation, firing)).fetchall()
     restore = []
-    for name, mode in rows:
-        conn.execute(f"ALTER TABLE {relation} DISABLE TRIGGER {quote_ident(name)}")
-        restore.append(f"ALTER TABLE {relation} {_ENABLE[mode]} TRIGGER {quote_ident(name)}")
+    for rel, name, mode in rows:
+        conn.execute(f"ALTER TABLE ONLY {rel} DISABLE TRIGGER {quote_ident(name)}")
+        restore.append(f"ALTER TABLE ONLY {rel} {_ENABLE[mode]} TRIGGER {quote_ident(name)}")
     return restore
 
 
