@@ -79,3 +79,19 @@ def test_plain_source_table_into_a_partitioned_target(pair):
     res = pair.sync()
     assert res.returncode == 0, res.stderr
     assert pair.qt("SELECT count(*), min(id) FROM public.events") == [(500, 1)]
+
+
+def test_a_server_error_in_verify_is_one_line_with_a_fix(pair):
+    """Point 21's "server errors as one line" holds for verify too, not only for sync's load: an
+    anonymized key unique on the source but json on the target (no equality operator to count its
+    duplicates with) stops verify with one line naming the table, never an internal error quoting
+    the query."""
+    pair.source("CREATE TABLE public.docs (email text UNIQUE); INSERT INTO public.docs VALUES ('a@b.com')")
+    pair.target("CREATE TABLE public.docs (email json); INSERT INTO public.docs VALUES ('\"x@y.com\"')")
+    rules = pair.rules("docs:\n  - column: email\n    strategy: email\n")
+    res = run_cli("verify", "--from", pair.src, "--to", pair.dst, "--no-pii-patterns", "--anonymize-config",
+                  str(rules), cwd=pair.tmp)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 1, res.stderr
+    assert lines[-2].startswith("error: verify stopped at docs: could not identify an equality operator"), res.stderr
+    assert lines[-1].startswith("  fix: ") and "internal error" not in res.stderr and "LINE 1" not in res.stderr

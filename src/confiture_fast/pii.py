@@ -20,6 +20,7 @@ import psycopg
 from . import strategies
 from .catalog import Column, Table, quote_ident
 from .plan import unique_conflict
+from .worker import server_error
 
 # --------------------------------------------------------------------------- names
 
@@ -593,7 +594,7 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int, ruled: dict[st
         except psycopg.errors.QueryCanceled:
             records, note = [], "sampling stopped by the statement timeout: names only"
         except psycopg.Error as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first, _ = server_error(str(exc), exc.diag.message_primary, exc.diag.context)  # one line, no value
             records, note = [], f"cannot sample ({first}): names only"
         got = len(records)
         for record in records:

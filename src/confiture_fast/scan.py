@@ -21,6 +21,7 @@ import typer
 from .catalog import Catalog, Table, read_catalog
 from .errors import ConfigError, ValidationError
 from .pii import TableScan, restore_statement_timeout, scan_table, set_statement_timeout
+from .worker import read_failed
 
 DEFAULT_SAMPLE_ROWS = 200
 DEFAULT_TIMEOUT_S = 10.0
@@ -342,6 +343,8 @@ def register(app) -> None:
             raise
         except KeyboardInterrupt:
             raise typer.Exit(130)
+        except psycopg.Error as exc:
+            raise _fail(read_failed("scan", "", exc), debug) from None
         except BaseException as exc:  # noqa: BLE001 - every error leaves as one clean message
             raise _fail(exc, debug) from None
         raise typer.Exit(code)

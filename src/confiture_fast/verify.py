@@ -24,8 +24,9 @@ import xxhash
 from . import strategies
 from .anon_ref import escape, unescape
 from .catalog import Column, Table, quote_ident, read_catalog
-from .errors import ConfigError, SyncError, ValidationError
+from .errors import ConfigError, ValidationError
 from .pii import KIND_LABELS, LEAK_KINDS, content_kinds, name_kind, pii_kind, review_reason, sampled
+from .worker import read_failed
 
 DEFAULT_MAX_VALUES = 5_000_000
 DEFAULT_PII_ROWS = 100_000
@@ -652,9 +653,8 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
                 raise ConfigError(f"cannot read {t.display}: {_first_line(exc)}",
                                   "grant SELECT on it to the role verify connects as (on both sides), "
                                   "or leave it out with --exclude") from None
-            except psycopg.OperationalError as exc:
-                raise SyncError(f"verify stopped at {t.display}: {_first_line(exc)}",
-                                "check the connections and rerun (verify changes nothing)") from None
+            except psycopg.Error as exc:
+                raise read_failed("verify", f" at {t.display}", exc) from None
     ok = all(r.ok for r in reports)
     if fmt == "json":
         sys.stdout.write(msgspec.json.encode({"source": src_env.display(), "target": dst_env.display(), "ok": ok,
@@ -748,6 +748,8 @@ columns changed, in format, with their NULLs and uniqueness, and no PII left in 
             raise
         except KeyboardInterrupt:
             raise typer.Exit(130)
+        except psycopg.Error as exc:
+            raise _fail(read_failed("verify", "", exc), debug) from None
         except BaseException as exc:  # noqa: BLE001 - every error leaves as one clean message
             raise _fail(exc, debug) from None
         raise typer.Exit(code)

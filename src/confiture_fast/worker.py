@@ -155,6 +155,25 @@ def server_error(text: str, primary: str | None = None, context: str | None = No
     return f"{line} ({where})", m.group(3)
 
 
+def read_failed(command: str, where: str, exc: psycopg.Error):
+    """A server error that stopped scan or verify, which change nothing: one line without values (as
+    the load's, server_error), and a fix by its cause."""
+    from .errors import SyncError
+
+    diag = exc.diag
+    line, _ = server_error(str(exc), diag.message_primary, diag.context)
+    state = exc.sqlstate or ""
+    if state.startswith(_TRANSIENT) or (exc.sqlstate is None and isinstance(exc, psycopg.OperationalError)):
+        fix = "rerun the same command"
+    elif state == "42501":
+        fix = "grant the role the privilege named above"
+    elif state.startswith("42"):
+        fix = "the schema changed while it ran, or differs between the sides: compare them (sync --dry-run)"
+    else:
+        fix = "remove the cause named above (--debug shows the server's full message)"
+    return SyncError(f"{command} stopped{where}: {line}", f"{fix}; {command} changes nothing")
+
+
 def _failed(table: str, side: str, exc: BaseException) -> UnitFailed:
     """A UnitFailed from a psycopg error or a PumpError, with the one-line server message."""
     diag = getattr(exc, "diag", None)
