@@ -95,3 +95,25 @@ def test_a_server_error_in_verify_is_one_line_with_a_fix(pair):
     assert res.returncode == 1, res.stderr
     assert lines[-2].startswith("error: verify stopped at docs: could not identify an equality operator"), res.stderr
     assert lines[-1].startswith("  fix: ") and "internal error" not in res.stderr and "LINE 1" not in res.stderr
+
+
+def test_a_partition_owned_by_another_role_is_refused_when_rows_go_through_its_parent(pair):
+    """Point 1 (a superuser loads as the table's owner) with a partitioned target loaded through its
+    parent: rows are routed to the partitions as the parent's owner, so a partition another role owns,
+    whose CHECK calls that role's function, would run it with those rights. Refused up front."""
+    proof = Path(tempfile.gettempdir()) / f"cf-pwned-{uuid.uuid4().hex}"
+    dev = new_role(pair, "dev")
+    pair.source(PARTITIONED.format(a="2020", b="2025", mid="2025-01-01")
+                + "INSERT INTO public.events VALUES (1, '2021-01-01', 'a@x.com'), (2, '2026-01-01', 'b@x.com')")
+    pair.target(PARTITIONED.format(a="old", b="new", mid="2023-06-01") + f"GRANT CREATE ON SCHEMA public TO {dev};"
+                f"ALTER TABLE public.events_new OWNER TO {dev}")
+    pair.target(f"SET ROLE {dev}; CREATE FUNCTION public.ok(text) RETURNS bool LANGUAGE plpgsql AS $$ BEGIN "
+                f"EXECUTE pg_catalog.format('COPY (SELECT 1) TO %L', '{proof}'); RETURN true; "
+                "EXCEPTION WHEN insufficient_privilege THEN RETURN true; END $$;"
+                "ALTER TABLE public.events_new ADD CONSTRAINT ok CHECK (public.ok(email))")
+    res = pair.sync()
+    ran = proof.exists()
+    proof.unlink(missing_ok=True)
+    assert not ran, "a partition owner's CHECK ran with the rights of the sync's superuser"
+    assert res.returncode == 2 and "events_new" in res.stderr and dev in res.stderr, res.stderr
+    assert pair.qt("SELECT count(*) FROM public.events") == [(0,)]

@@ -319,6 +319,23 @@ def preflight(conn: psycopg.Connection, plan: Plan, keys: StateKeys, warn) -> Pl
                           f"table's owner may disable it" + (f" ({len(stuck) - 1} more such)" if len(stuck) > 1 else ""),
                           f"make {me} own it (ALTER TABLE {rel} OWNER TO {quote_ident(me)}), disable the trigger "
                           f"(ALTER TABLE {rel} DISABLE TRIGGER {quote_ident(name)}), or --exclude the table")
+    # Rows loaded through a partitioned table reach its partitions as the role the load runs as: the
+    # parent's owner for a superuser (worker.as_table_owner). A partition another role owns would run
+    # that role's CHECKs and defaults with those rights.
+    routed = conn.execute(
+        "SELECT p.relid::regclass::text, o.rolname, r::text FROM unnest(%s::text[]::regclass[]) r, "
+        "pg_catalog.pg_partition_tree(r) p JOIN pg_catalog.pg_class c ON c.oid = p.relid "
+        "JOIN pg_catalog.pg_roles o ON o.oid = c.relowner WHERE p.level > 0 AND c.relowner <> "
+        "(SELECT relowner FROM pg_catalog.pg_class WHERE oid = r) AND (SELECT rolsuper FROM pg_catalog.pg_roles "
+        "WHERE rolname = current_user) ORDER BY 3, 1", ([u.relation for t in plan.tables for u in t.units
+                                                        if t.name not in plan.completed],)).fetchall()
+    if routed:
+        leaf, owner, parent = routed[0]
+        raise ConfigError(f"{leaf}: this partition of {parent} is owned by {owner}, not by the owner of {parent}, "
+                          f"through which it is loaded: its CHECKs and defaults would run with the rights of "
+                          f"{parent}'s owner" + (f" ({len(routed) - 1} more such)" if len(routed) > 1 else ""),
+                          f"make one role own {parent} and its partitions (ALTER TABLE {leaf} OWNER TO ...), "
+                          f"or --exclude the table")
     return plan
 
 
