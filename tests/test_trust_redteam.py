@@ -117,3 +117,18 @@ def test_a_partition_owned_by_another_role_is_refused_when_rows_go_through_its_p
     assert not ran, "a partition owner's CHECK ran with the rights of the sync's superuser"
     assert res.returncode == 2 and "events_new" in res.stderr and dev in res.stderr, res.stderr
     assert pair.qt("SELECT count(*) FROM public.events") == [(0,)]
+
+
+def test_a_table_whose_owner_cannot_reach_its_schema_is_refused_before_the_load(pair):
+    """Point 1's SET LOCAL ROLE meets point 19: a superuser loads dev's table as dev, who has no USAGE on
+    the table's schema. That is found while planning, with the GRANT, not as a permission error in the
+    load telling the (superuser) target role to get a privilege."""
+    dev = new_role(pair, "dev")
+    pair.source("CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY); INSERT INTO app.t VALUES (1)")
+    pair.target(f"CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY); ALTER TABLE app.t OWNER TO {dev};"
+                "INSERT INTO app.t VALUES (7)")
+    res = pair.sync()
+    assert res.returncode == 2, res.stderr
+    assert f'GRANT USAGE ON SCHEMA "app" TO "{dev}"' in res.stderr, res.stderr
+    assert pair.qt("SELECT id FROM app.t") == [(7,)]
+    assert pair.qt("SELECT count(*) FROM pg_indexes WHERE tablename = 't'") == [(1,)]

@@ -322,13 +322,13 @@ def preflight(conn: psycopg.Connection, plan: Plan, keys: StateKeys, warn) -> Pl
     # Rows loaded through a partitioned table reach its partitions as the role the load runs as: the
     # parent's owner for a superuser (worker.as_table_owner). A partition another role owns would run
     # that role's CHECKs and defaults with those rights.
+    units = [u.relation for t in plan.tables for u in t.units if t.name not in plan.completed]
     routed = conn.execute(
         "SELECT p.relid::regclass::text, o.rolname, r::text FROM unnest(%s::text[]::regclass[]) r, "
         "pg_catalog.pg_partition_tree(r) p JOIN pg_catalog.pg_class c ON c.oid = p.relid "
         "JOIN pg_catalog.pg_roles o ON o.oid = c.relowner WHERE p.level > 0 AND c.relowner <> "
         "(SELECT relowner FROM pg_catalog.pg_class WHERE oid = r) AND (SELECT rolsuper FROM pg_catalog.pg_roles "
-        "WHERE rolname = current_user) ORDER BY 3, 1", ([u.relation for t in plan.tables for u in t.units
-                                                        if t.name not in plan.completed],)).fetchall()
+        "WHERE rolname = current_user) ORDER BY 3, 1", (units,)).fetchall()
     if routed:
         leaf, owner, parent = routed[0]
         raise ConfigError(f"{leaf}: this partition of {parent} is owned by {owner}, not by the owner of {parent}, "
@@ -336,6 +336,19 @@ def preflight(conn: psycopg.Connection, plan: Plan, keys: StateKeys, warn) -> Pl
                           f"{parent}'s owner" + (f" ({len(routed) - 1} more such)" if len(routed) > 1 else ""),
                           f"make one role own {parent} and its partitions (ALTER TABLE {leaf} OWNER TO ...), "
                           f"or --exclude the table")
+    # ... and a table is loaded as its owner, who must be able to reach it through its schema.
+    unreachable = conn.execute(
+        "SELECT c.oid::regclass::text, o.rolname, n.nspname FROM unnest(%s::text[]::regclass[]) r "
+        "JOIN pg_catalog.pg_class c ON c.oid = r JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_roles o ON o.oid = c.relowner WHERE NOT o.rolsuper AND o.rolname <> current_user "
+        "AND (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) "
+        "AND NOT pg_catalog.has_schema_privilege(c.relowner, n.oid, 'USAGE') ORDER BY 1", (units,)).fetchall()
+    if unreachable:
+        rel, owner, schema = unreachable[0]
+        raise ConfigError(f"{rel}: it is loaded as its owner {owner} (so that its CHECKs and defaults never run with "
+                          f"superuser rights), who has no USAGE on its schema {schema}"
+                          + (f" ({len(unreachable) - 1} more such)" if len(unreachable) > 1 else ""),
+                          f"GRANT USAGE ON SCHEMA {quote_ident(schema)} TO {quote_ident(owner)}, or --exclude the table")
     return plan
 
 
