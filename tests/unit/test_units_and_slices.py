@@ -107,7 +107,9 @@ def test_a_partitioned_table_is_one_unit_per_leaf_each_owning_its_leaf():
 def test_a_partitioned_table_whose_target_leaves_differ_is_read_through_its_parent():
     (tp,) = plan_of(partitioned(), target=[partitioned(leaves=("m1", "other"))]).tables
     (u,) = tp.units
-    assert u.relation == '"public"."measures"' and u.owns_relation
+    # A partitioned target has no rows of its own (no TRUNCATE ONLY, no FREEZE): emptied whole, up front.
+    assert u.relation == '"public"."measures"' and not u.owns_relation and "FREEZE" not in u.copy_in
+    assert tp.shared_relations == ['"public"."measures"']
     assert u.copy_out == 'COPY (SELECT "id", "v" FROM "public"."measures") TO STDOUT (FORMAT binary)'
 
 
