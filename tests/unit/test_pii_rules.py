@@ -1,5 +1,5 @@
 """pii.py without a server: the column-name dictionary, the content patterns and the strategy scan suggests
-for a column's type."""
+for a column's type, and which columns need a review whatever their values."""
 
 from __future__ import annotations
 
@@ -76,3 +76,33 @@ def test_suggestions_fit_the_column():
     assert pii.suggest("ip", _col("ip", "inet", "inet", "I"))[0] == "ip"
     strategy, params, why = pii.suggest("phone", _col("p", "jsonb", "jsonb", "U"), {"$.phone": "phone"})
     assert (strategy, params, why) == ("json", {"paths": {"$.phone": "phone"}}, None)
+
+
+def test_review_rules_on_synthetic_columns():
+    """Pure logic: which columns need a review whatever their values."""
+    from confiture_fast.catalog import Column
+
+    def col(name, base, category, generated=False):
+        return Column(name, base, base, category, None, False, False, False, generated, False, False)
+
+    from confiture_fast.catalog import Table
+
+    def table(*cols, triggers=()):
+        return Table("public", "t", "r", tuple(cols), (), (), (), (), True, True, True, tuple(triggers))
+
+    tsv = col("tsv", "tsvector", "U")
+    assert pii.review_reason(table(tsv), tsv, set()) is None
+    assert "derived from PII" in pii.review_reason(table(tsv), tsv, {"email"})
+    assert "trigger(s) t_tsv" in pii.review_reason(table(tsv, triggers=["t_tsv"]), tsv, set())
+    gen = col("tsv", "tsvector", "U", generated=True)
+    assert pii.review_reason(table(gen), gen, {"email"}) is None
+    for base in ("geometry", "ltree", "vector"):
+        c = col("c", base, "U")
+        assert pii.review_reason(table(c), c, set()) == f"needs review: scan cannot read inside type {base}"
+    for base, category in (("bytea", "U"), ("uuid", "U"), ("int4", "N"), ("hstore", "U"), ("xml", "U")):
+        c = col("c", base, category)
+        assert pii.review_reason(table(c), c, set()) is None, base
+    assert pii.reader(col("c", "hstore", "U")) == "document" and pii.reader(col("c", "addr", "C")) == "document"
+    assert pii.lexemes("'bob@x.org':3 'it''s':1 'a\\\\b'") == ["bob@x.org", "it's", "a\\b"]
+    assert list(pii.xml_leaves('<a href="m&amp;e@x.org">x<b/>y<![CDATA[<c@d.org>]]></a>')) == [
+        ("href", "m&e@x.org"), ("a", "x"), ("a", "y"), ("a", "<c@d.org>")]
