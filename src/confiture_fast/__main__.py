@@ -5,7 +5,7 @@ import sys
 
 
 def main() -> None:
-    from .cli import main as cli_main
+    from .cli.app import main as cli_main
 
     sys.exit(cli_main())
 

@@ -27,7 +27,7 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Callable
 
 import msgspec
 import psycopg
@@ -549,7 +549,7 @@ def _server_info(side: Side, where: str) -> dict:
 # --------------------------------------------------------------------------- the run
 
 
-class Options(msgspec.Struct, kw_only=True):
+class Options(msgspec.Struct, frozen=True, kw_only=True):
     source: str | None = None
     target: str | None = None
     env_dir: str = "db/environments"
@@ -713,10 +713,10 @@ def _resolve_pair(opts: Options, log: Callable[[str], None]) -> tuple[Side, Side
         raise ConfigError("--from and --to go together", "give both, or neither for the embedded servers")
     src_env = config.resolve_environment(opts.source, Path(opts.env_dir))
     dst_env = config.resolve_environment(opts.target, Path(opts.env_dir))
-    from .cli import _Redactor
+    from .redact import Redactor
 
-    _Redactor.add(src_env.password)
-    _Redactor.add(dst_env.password)
+    Redactor.add(src_env.password)
+    Redactor.add(dst_env.password)
     if src_env.protected:
         raise ConfigError(f"the source {src_env.name} is protected: the bench writes its scratch schema {SCHEMA} "
                           "into --from as well as into --to, and never into a protected database",
@@ -885,79 +885,3 @@ def _parse_shape(value: str) -> tuple[str, ...]:
         raise ConfigError(f"--shape {value!r}: unknown {', '.join(bad) or 'shape'}",
                           f"give one of {', '.join(SHAPES)}, or a comma-separated list of {', '.join(TABLES)}")
     return names
-
-
-def register(app) -> None:
-    """Adds the `bench` command to the CLI."""
-    import typer
-
-    from .cli import DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt
-
-    @app.command("bench", help="""Measure this tool against a raw COPY pipe on the same machine, and find the best settings.
-
-\b
-  confiture-fast bench                                   # two throwaway servers, users table
-  confiture-fast bench --sweep --plot bench.svg          # also --parallel 1,2,4 x --batch-size 1000,5000,20000
-  confiture-fast bench --rows 1000000 --shape users,orders,events
-  confiture-fast bench --from scratch --to staging       # your servers, in a scratch schema
-
-With --from/--to the bench creates, fills and drops a scratch schema confiture_fast_bench in BOTH
-databases: it writes into --from as well as --to, so neither may be a protected environment.
-
-Every run loads the same rows into the same target tables (emptied before each run, indexes
-present); repetitions are interleaved; ratios are to the raw libpq pipe measured in the same run.
-""")
-    def bench(
-        source: Annotated[Optional[str], typer.Option("--from", help="Source server (environment name or URI), into which the bench WRITES its scratch schema; never a protected one; default: a throwaway one.")] = None,
-        target: Annotated[Optional[str], typer.Option("--to", help="Target server (environment name or URI), into which it writes too; never a protected one.")] = None,
-        env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
-        rows: Annotated[int, typer.Option("--rows", min=100, help="Rows of users, wide and plain; orders get 2x, events 5x.")] = DEFAULT_ROWS,
-        shape: Annotated[str, typer.Option("--shape", help="users, wide, plain, all (users+wide+plain), or a list of tables: users,orders,events.")] = "users",
-        repeat: Annotated[int, typer.Option("--repeat", min=1, help="Interleaved rounds; medians and spreads over them.")] = 3,
-        sweep: Annotated[bool, typer.Option("--sweep", help="Run the sync (anonymized when the tables have rules) with --parallel 1,2,4 x --batch-size 1000,5000,20000, and recommend one.")] = False,
-        parallel: Annotated[Optional[int], typer.Option("--parallel", min=1, max=64, help="Workers of the tool runs (default: number of cores).")] = None,
-        batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per write of the tool runs.")] = DEFAULT_BATCH,
-        pg_bin: Annotated[Optional[Path], typer.Option("--pg-bin", help="PostgreSQL bin folder of the throwaway servers (default: the embedded PostgreSQL 18).")] = None,
-        pgcopydb: Annotated[bool, typer.Option("--pgcopydb", help="Also time `pgcopydb clone` of the same tables (its pg_dump must handle the servers' version).")] = False,
-        plot: Annotated[Optional[Path], typer.Option("--plot", help="Write an SVG chart of throughput per configuration here.")] = None,
-        fmt: Annotated[BenchFormat, typer.Option("--format", help="text; json: one JSON object on stdout; markdown: the table for a doc.")] = BenchFormat.text,
-        debug: DebugOpt = False,
-    ) -> None:
-        from .cli import _fail, _Redactor
-        from .progress import stderr_console
-
-        console = stderr_console()
-        try:
-            if (source is None) != (target is None):
-                raise ConfigError("--from and --to go together", "give both, or neither for the throwaway servers")
-            if pg_bin is not None and source is not None:
-                raise ConfigError("--pg-bin is for the throwaway servers", "leave it out with --from/--to")
-            if pgcopydb and source is not None:
-                raise ConfigError("--pgcopydb runs only on the throwaway servers",
-                                  "leave it out with --from/--to: pgcopydb clone would write outside the scratch schema")
-            opts = Options(source=source, target=target, env_dir=str(env_dir), rows=rows, shape=_parse_shape(shape),
-                           repeat=repeat, sweep=sweep, parallel=parallel or os.cpu_count() or 1,
-                           batch_size=batch_size, pg_bin=str(pg_bin) if pg_bin else None, pgcopydb=pgcopydb,
-                           command=shlex.join(["confiture-fast", *sys.argv[1:]]))
-            report = run_bench(opts, lambda msg: print(_Redactor.clean(msg), file=sys.stderr, flush=True))
-            report.command = _Redactor.clean(report.command)
-            if plot is not None:
-                plot.parent.mkdir(parents=True, exist_ok=True)
-                plot.write_text(svg_chart(report))
-            if fmt is BenchFormat.json:
-                sys.stdout.write(_Redactor.clean(msgspec.json.encode(report).decode()) + "\n")
-            elif fmt is BenchFormat.markdown:
-                sys.stdout.write(_Redactor.clean(markdown(report)))
-            else:
-                from rich.console import Console
-
-                render(report, Console(width=max(Console().width, 150)))
-                if plot is not None:
-                    console.print(f"chart: {plot}", markup=False, highlight=False)
-        except KeyboardInterrupt as exc:
-            console.print("interrupted: the scratch schema was dropped")
-            raise typer.Exit(143 if isinstance(exc, Terminated) else 130)
-        except typer.Exit:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - every error leaves as one clean message
-            raise _fail(exc, debug) from None

@@ -1,7 +1,7 @@
 """`confiture-fast demo`: the whole product on a machine with nothing else installed.
 
 A throwaway PostgreSQL, a sample shop database full of fake PII ("production"), an empty copy of its
-schema ("local"), an anonymized sync through the real CLI path, and a before/after look.
+schema ("local"), an anonymized sync through the real command line, and a before/after look.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 from rich.console import Console
@@ -26,9 +27,8 @@ def _peek(uri: str) -> list[tuple]:
                             ).fetchall()
 
 
-def run_demo(users: int = 30_000, keep: bool = False) -> None:
-    from .cli import app
-
+def run_demo(sync: Callable[[list[str]], int], users: int = 30_000, keep: bool = False) -> None:
+    """The demo; `sync` runs the command line's sync with these arguments and returns its exit code."""
     console = Console(stderr=True, highlight=False)
     server = ThrowawayServer().start()
     try:
@@ -44,8 +44,7 @@ def run_demo(users: int = 30_000, keep: bool = False) -> None:
         rules.write_text(sample.SHOP_RULES_YAML)
         os.environ.setdefault("ANONYMIZATION_SECRET", secrets.token_hex(32))
         console.print(f"[bold]3.[/] confiture-fast sync --from production --to local --anonymize-config {rules}")
-        code = app(["sync", "--from", prod, "--to", local, "--anonymize-config", str(rules), "--show-progress"],
-                   standalone_mode=False)
+        code = sync(["--from", prod, "--to", local, "--anonymize-config", str(rules), "--show-progress"])
         if code:
             raise SyncError("the demo's sync failed (see above)")
         before, after = _peek(prod), _peek(local)

@@ -12,16 +12,15 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
 import msgspec
 import psycopg
-import typer
 
 from .catalog import Catalog, Table, read_catalog
 from .errors import ConfigError, ValidationError
 from .pii import TableScan, restore_statement_timeout, scan_table, set_statement_timeout
-from .worker import read_failed
+from .redact import Redactor
 
 DEFAULT_SAMPLE_ROWS = 200
 DEFAULT_TIMEOUT_S = 10.0
@@ -249,16 +248,16 @@ def unreadable_problems(tables: list[Table], role: str, side: str) -> list[str]:
     return out
 
 
-def load_rules_option(rules_path: Path | None, default: Path):
-    """The rules named by --anonymize-config, else the default file when it exists, else None."""
+def load_rules_option(rules_path: Path | None):
+    """The rules of --anonymize-config (or of the default file the command line found), else None."""
     from . import config
 
-    if rules_path is not None:
-        if not Path(rules_path).exists():
-            raise ConfigError(f"anonymization rules file {rules_path} does not exist",
-                              "check the path, or leave --anonymize-config out")
-        return config.load_rules(rules_path)
-    return config.load_rules(default) if default.exists() else None
+    if rules_path is None:
+        return None
+    if not Path(rules_path).exists():
+        raise ConfigError(f"anonymization rules file {rules_path} does not exist",
+                          "check the path, or leave --anonymize-config out")
+    return config.load_rules(rules_path)
 
 
 def check_output(output: Path, force: bool) -> None:
@@ -274,77 +273,53 @@ def check_output(output: Path, force: bool) -> None:
         raise ConfigError(f"-o {output}: the folder {output.parent} does not exist", "create it, or choose another path")
 
 
-def _scan(source, tables, include, exclude, rules_path, env_dir, source_port, output, rows, timeout, fmt,
-          force: bool = False) -> int:
-    from . import cli, config
+class ScanRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """The scan's flags, parsed and typed once."""
+
+    source: str
+    tables: tuple[str, ...]
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    rules_path: Path | None  # --anonymize-config, or the default file when it exists
+    env_dir: Path
+    source_port: int | None
+    output: Path | None
+    force: bool
+    sample_rows: int
+    timeout: float  # seconds
+    json: bool
+
+
+def run_scan(req: ScanRequest) -> int:
+    """Scans the selected tables and writes the rules (or the findings) to -o or stdout."""
+    from . import config
     from .plan import Selection, select_tables
     from .progress import stderr_console
 
     console = stderr_console()
-    if output is not None:
-        check_output(output, force)
-    env = config.resolve_environment(source, env_dir, port=source_port)
-    cli._Redactor.add(env.password)
+    if req.output is not None:
+        check_output(req.output, req.force)
+    env = config.resolve_environment(req.source, req.env_dir, port=req.source_port)
+    Redactor.add(env.password)
     if (w := env.ssl_warning()):
         console.print(f"warning: {w}", markup=False)
-    rules = load_rules_option(rules_path, cli.DEFAULT_RULES)
-    with connect_read_only("source", env, int(timeout * 1000)) as conn:
+    rules = load_rules_option(req.rules_path)
+    timeout_ms, rows = int(req.timeout * 1000), req.sample_rows
+    with connect_read_only("source", env, timeout_ms) as conn:
         catalog = read_catalog(conn)
         problems: list[str] = []
-        chosen = select_tables(catalog, Selection(tables, include, exclude), problems)
+        chosen = select_tables(catalog, Selection(req.tables, req.include, req.exclude), problems)
         problems += unreadable_problems(chosen, catalog.role, "source")
         if problems:
             raise ValidationError("the table selection does not match the source:", problems,
                                   "fix --tables / --include / --exclude")
-        scans = scan_tables(conn, chosen, rows, int(timeout * 1000), coverage(catalog, rules))
-    text = (render_json(scans, env.display(), rows) if fmt == "json"
+        scans = scan_tables(conn, chosen, rows, timeout_ms, coverage(catalog, rules))
+    text = (render_json(scans, env.display(), rows) if req.json
             else render_yaml(scans, rules, catalog, env.display(), rows))
-    if output is not None:
-        output.write_text(text + "\n", encoding="utf-8")
-        console.print(f"wrote {output}", markup=False)
+    if req.output is not None:
+        req.output.write_text(text + "\n", encoding="utf-8")
+        console.print(f"wrote {req.output}", markup=False)
     else:
         sys.stdout.write(text + "\n")
     console.print(summary(scans), markup=False)
     return 0
-
-
-def register(app) -> None:
-    """Adds the `scan` command to the CLI."""
-    from .cli import (DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt, SourceOpt,
-                      SourcePortOpt, TablesOpt, _csv, _fail)
-
-    @app.command("scan", help="""Find PII in the source and print the anonymization rules it calls for.
-
-\b
-  confiture-fast scan --from production                          # rules on stdout
-  confiture-fast scan --from production -o anonymization.yaml    # into a new file (--force: replace it)
-  confiture-fast scan --from prod --anonymize-config db/sync/anonymization.yaml  # mark covered columns
-  confiture-fast scan --from prod --tables users,orders --format json
-""")
-    def scan(
-        source: SourceOpt,
-        tables: TablesOpt = None,
-        include: IncludeOpt = None,
-        exclude: ExcludeOpt = None,
-        rules_path: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="Existing rules: covered columns are marked (default: db/sync/anonymization.yaml when it exists).")] = None,
-        env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
-        source_port: SourcePortOpt = None,
-        output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the rules to this file instead of stdout (never over an existing file without --force).")] = None,
-        force: Annotated[bool, typer.Option("--force", help="Let -o replace an existing file.")] = False,
-        rows: Annotated[int, typer.Option("--sample-rows", min=0, help="Rows sampled per table (0: names only).")] = DEFAULT_SAMPLE_ROWS,
-        timeout: Annotated[float, typer.Option("--statement-timeout", min=0.1, help="Seconds any one query may run on the source.")] = DEFAULT_TIMEOUT_S,
-        fmt: Annotated[Format, typer.Option("--format", help="text: a rules YAML; json: the findings.")] = Format.text,
-        debug: DebugOpt = False,
-    ) -> None:
-        try:
-            code = _scan(source, _csv(tables), _csv(include), _csv(exclude), rules_path, env_dir, source_port,
-                         output, rows, timeout, fmt.value, force)
-        except typer.Exit:
-            raise
-        except KeyboardInterrupt:
-            raise typer.Exit(130)
-        except psycopg.Error as exc:
-            raise _fail(read_failed("scan", "", exc), debug) from None
-        except BaseException as exc:  # noqa: BLE001 - every error leaves as one clean message
-            raise _fail(exc, debug) from None
-        raise typer.Exit(code)

@@ -14,11 +14,10 @@ import operator
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Any, Iterator
 
 import msgspec
 import psycopg
-import typer
 import xxhash
 
 from . import strategies
@@ -26,6 +25,7 @@ from .anon_ref import escape, unescape
 from .catalog import Column, Table, quote_ident, read_catalog
 from .errors import ConfigError, ValidationError
 from .pii import KIND_LABELS, LEAK_KINDS, content_kinds, name_kind, pii_kind, review_reason, sampled
+from .redact import Redactor
 from .worker import read_failed
 
 DEFAULT_MAX_VALUES = 5_000_000
@@ -599,22 +599,40 @@ def _open(what: str, env) -> psycopg.Connection:
     return conn
 
 
-def _verify(source, target, tables, include, exclude, rules_path, env_dir, source_port, pii, max_values,
-            pii_rows, fmt, quiet: bool = False) -> int:
-    from . import cli, config
+class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """The verify's flags, parsed and typed once."""
+
+    source: str
+    target: str
+    tables: tuple[str, ...]
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    rules_path: Path | None  # --anonymize-config, or the default file when it exists
+    env_dir: Path
+    source_port: int | None
+    pii: bool
+    max_values: int
+    pii_rows: int
+    json: bool
+    quiet: bool
+
+
+def run_verify(req: VerifyRequest) -> int:
+    """Compares the selected tables of both sides; 0 when every check passed, else 1."""
+    from . import config
     from .plan import Selection, ambiguous, select_tables
     from .progress import stderr_console
     from .scan import coverage, load_rules_option, unreadable_problems
 
     console = stderr_console()
-    src_env = config.resolve_environment(source, env_dir, port=source_port)
-    dst_env = config.resolve_environment(target, env_dir)
-    cli._Redactor.add(src_env.password)
-    cli._Redactor.add(dst_env.password)
+    src_env = config.resolve_environment(req.source, req.env_dir, port=req.source_port)
+    dst_env = config.resolve_environment(req.target, req.env_dir)
+    Redactor.add(src_env.password)
+    Redactor.add(dst_env.password)
     if (w := src_env.ssl_warning()):
         console.print(f"warning: {w}", markup=False)
-    rules = load_rules_option(rules_path, cli.DEFAULT_RULES)
-    if rules is None and not quiet:
+    rules = load_rules_option(req.rules_path)
+    if rules is None and not req.quiet:
         console.print("no anonymization rules: checking that every column is an identical copy", markup=False)
     src_conn = _open("source", src_env)
     try:
@@ -625,7 +643,7 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
     with src_conn, dst_conn:
         src_cat, dst_cat = read_catalog(src_conn), read_catalog(dst_conn)
         problems: list[str] = []
-        chosen = select_tables(src_cat, Selection(tables, include, exclude), problems)
+        chosen = select_tables(src_cat, Selection(req.tables, req.include, req.exclude), problems)
         problems += unreadable_problems(chosen, src_cat.role, "source")
         problems += unreadable_problems([d for t in chosen if (d := dst_cat.tables.get(t.key)) is not None],
                                         dst_cat.role, "target")
@@ -648,7 +666,7 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
             table_rules = {col: c for (key, col), c in covered.items() if key == t.key}
             try:
                 reports.append(verify_table(src_conn, dst_conn, t, dst_cat.tables.get(t.key), table_rules,
-                                            max_values, pii_rows if pii else 0))
+                                            req.max_values, req.pii_rows if req.pii else 0))
             except psycopg.errors.InsufficientPrivilege as exc:
                 raise ConfigError(f"cannot read {t.display}: {_first_line(exc)}",
                                   "grant SELECT on it to the role verify connects as (on both sides), "
@@ -656,12 +674,12 @@ def _verify(source, target, tables, include, exclude, rules_path, env_dir, sourc
             except psycopg.Error as exc:
                 raise read_failed("verify", f" at {t.display}", exc) from None
     ok = all(r.ok for r in reports)
-    if fmt == "json":
+    if req.json:
         sys.stdout.write(msgspec.json.encode({"source": src_env.display(), "target": dst_env.display(), "ok": ok,
                                               "tables": [{**msgspec.structs.asdict(r), "ok": r.ok} for r in reports]}
                                              ).decode() + "\n")
     else:
-        _render(reports, console, pii, quiet)
+        _render(reports, console, req.pii, req.quiet)
     return 0 if ok else 1
 
 
@@ -711,45 +729,3 @@ def _render(reports: list[TableReport], console, pii: bool, quiet: bool = False)
     failed = [r.table for r in reports if not r.ok]
     console.print(f"verify: {len(reports) - len(failed)}/{len(reports)} table(s) ok"
                   + (f"; FAILED: {', '.join(failed)}" if failed else ""), markup=False)
-
-
-def register(app) -> None:
-    """Adds the `verify` command to the CLI."""
-    from .cli import (DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt, SourceOpt,
-                      SourcePortOpt, TablesOpt, TargetOpt, _csv, _fail)
-
-    @app.command("verify", help="""Check a synced copy: row counts, untouched columns identical, anonymized
-columns changed, in format, with their NULLs and uniqueness, and no PII left in the other text columns.
-
-\b
-  confiture-fast verify --from production --to staging --anonymize-config db/sync/anonymization.yaml
-  confiture-fast verify --from prod --to local --tables users,orders --format json
-""")
-    def verify(
-        source: SourceOpt,
-        target: TargetOpt,
-        tables: TablesOpt = None,
-        include: IncludeOpt = None,
-        exclude: ExcludeOpt = None,
-        rules_path: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="The rules the sync used (default: db/sync/anonymization.yaml when it exists).")] = None,
-        env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
-        source_port: SourcePortOpt = None,
-        pii: Annotated[bool, typer.Option("--pii-patterns/--no-pii-patterns", help="Flag columns without a rule that hold emails, phone or card numbers, whose name reads as PII, or that need a review (a type scan cannot read inside; a text search vector in a table with PII).")] = True,
-        max_values: Annotated[int, typer.Option("--max-values", min=1, help="Source value hashes kept in memory per table (about 70 bytes each), shared by its anonymized columns; past it, a fixed share of each column's values is checked.")] = DEFAULT_MAX_VALUES,
-        pii_rows: Annotated[int, typer.Option("--pii-rows", min=1, help="Rows per table checked by --pii-patterns.")] = DEFAULT_PII_ROWS,
-        fmt: Annotated[Format, typer.Option("--format", help="text: a summary table on stderr; json: one JSON object on stdout.")] = Format.text,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors (the problems found); the exit code is the same.")] = False,
-        debug: DebugOpt = False,
-    ) -> None:
-        try:
-            code = _verify(source, target, _csv(tables), _csv(include), _csv(exclude), rules_path, env_dir,
-                           source_port, pii, max_values, pii_rows, fmt.value, quiet)
-        except typer.Exit:
-            raise
-        except KeyboardInterrupt:
-            raise typer.Exit(130)
-        except psycopg.Error as exc:
-            raise _fail(read_failed("verify", "", exc), debug) from None
-        except BaseException as exc:  # noqa: BLE001 - every error leaves as one clean message
-            raise _fail(exc, debug) from None
-        raise typer.Exit(code)

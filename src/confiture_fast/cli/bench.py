@@ -1,0 +1,87 @@
+"""`confiture-fast bench`: its flags, checked and parsed into bench.Options, and the report's rendering."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import msgspec
+import typer
+
+from ..bench import DEFAULT_BATCH, DEFAULT_ROWS, BenchFormat, Options, _parse_shape, markdown, render, run_bench, svg_chart
+from ..errors import ConfigError
+from ..redact import Redactor
+from . import guard
+from .options import DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt
+
+HELP = """Measure this tool against a raw COPY pipe on the same machine, and find the best settings.
+
+\b
+  confiture-fast bench                                   # two throwaway servers, users table
+  confiture-fast bench --sweep --plot bench.svg          # also --parallel 1,2,4 x --batch-size 1000,5000,20000
+  confiture-fast bench --rows 1000000 --shape users,orders,events
+  confiture-fast bench --from scratch --to staging       # your servers, in a scratch schema
+
+With --from/--to the bench creates, fills and drops a scratch schema confiture_fast_bench in BOTH
+databases: it writes into --from as well as --to, so neither may be a protected environment.
+
+Every run loads the same rows into the same target tables (emptied before each run, indexes
+present); repetitions are interleaved; ratios are to the raw libpq pipe measured in the same run.
+"""
+
+
+def command(
+    source: Annotated[Optional[str], typer.Option("--from", help="Source server (environment name or URI), into which the bench WRITES its scratch schema; never a protected one; default: a throwaway one.")] = None,
+    target: Annotated[Optional[str], typer.Option("--to", help="Target server (environment name or URI), into which it writes too; never a protected one.")] = None,
+    env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
+    rows: Annotated[int, typer.Option("--rows", min=100, help="Rows of users, wide and plain; orders get 2x, events 5x.")] = DEFAULT_ROWS,
+    shape: Annotated[str, typer.Option("--shape", help="users, wide, plain, all (users+wide+plain), or a list of tables: users,orders,events.")] = "users",
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="Interleaved rounds; medians and spreads over them.")] = 3,
+    sweep: Annotated[bool, typer.Option("--sweep", help="Run the sync (anonymized when the tables have rules) with --parallel 1,2,4 x --batch-size 1000,5000,20000, and recommend one.")] = False,
+    parallel: Annotated[Optional[int], typer.Option("--parallel", min=1, max=64, help="Workers of the tool runs (default: number of cores).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per write of the tool runs.")] = DEFAULT_BATCH,
+    pg_bin: Annotated[Optional[Path], typer.Option("--pg-bin", help="PostgreSQL bin folder of the throwaway servers (default: the embedded PostgreSQL 18).")] = None,
+    pgcopydb: Annotated[bool, typer.Option("--pgcopydb", help="Also time `pgcopydb clone` of the same tables (its pg_dump must handle the servers' version).")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write an SVG chart of throughput per configuration here.")] = None,
+    fmt: Annotated[BenchFormat, typer.Option("--format", help="text; json: one JSON object on stdout; markdown: the table for a doc.")] = BenchFormat.text,
+    debug: DebugOpt = False,
+) -> None:
+    guard.run(lambda: _bench(source, target, env_dir, rows, shape, repeat, sweep, parallel, batch_size, pg_bin,
+                             pgcopydb, plot, fmt), debug, interrupted="interrupted: the scratch schema was dropped")
+
+
+def _bench(source, target, env_dir, rows, shape, repeat, sweep, parallel, batch_size, pg_bin, pgcopydb, plot,
+           fmt) -> int:
+    from ..progress import stderr_console
+
+    console = stderr_console()
+    if (source is None) != (target is None):
+        raise ConfigError("--from and --to go together", "give both, or neither for the throwaway servers")
+    if pg_bin is not None and source is not None:
+        raise ConfigError("--pg-bin is for the throwaway servers", "leave it out with --from/--to")
+    if pgcopydb and source is not None:
+        raise ConfigError("--pgcopydb runs only on the throwaway servers",
+                          "leave it out with --from/--to: pgcopydb clone would write outside the scratch schema")
+    opts = Options(source=source, target=target, env_dir=str(env_dir), rows=rows, shape=_parse_shape(shape),
+                   repeat=repeat, sweep=sweep, parallel=parallel or os.cpu_count() or 1,
+                   batch_size=batch_size, pg_bin=str(pg_bin) if pg_bin else None, pgcopydb=pgcopydb,
+                   command=shlex.join(["confiture-fast", *sys.argv[1:]]))
+    report = run_bench(opts, lambda msg: print(Redactor.clean(msg), file=sys.stderr, flush=True))
+    report.command = Redactor.clean(report.command)
+    if plot is not None:
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plot.write_text(svg_chart(report))
+    if fmt is BenchFormat.json:
+        sys.stdout.write(Redactor.clean(msgspec.json.encode(report).decode()) + "\n")
+    elif fmt is BenchFormat.markdown:
+        sys.stdout.write(Redactor.clean(markdown(report)))
+    else:
+        from rich.console import Console
+
+        render(report, Console(width=max(Console().width, 150)))
+        if plot is not None:
+            console.print(f"chart: {plot}", markup=False, highlight=False)
+    return 0
