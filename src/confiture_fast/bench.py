@@ -17,7 +17,6 @@ import enum
 import os
 import platform
 import resource
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ from typing import Callable
 import msgspec
 import psycopg
 
-from .errors import ConfigError, SyncError, Terminated
+from .errors import ConfigError, SyncError
 
 SCHEMA = "confiture_fast_bench"
 _MARK = "scratch schema of confiture-fast bench: dropped when the bench ends"
