@@ -61,6 +61,27 @@ def _imports(module: str, top_level_only: bool = False) -> frozenset[str]:
     return frozenset(found)
 
 
+def _missing(module: str) -> list[str]:
+    """The confiture_fast modules `module` imports that do not exist (a lazy import fails only when run)."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    compiled = {f"confiture_fast.{p.stem}" for p in PACKAGE.glob("*.pyx")}
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")
+            base = base[: len(base) - node.level + 1]
+            names = [".".join(base + ([node.module] if node.module else []))]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("confiture_fast"):
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.startswith("confiture_fast")]
+        else:
+            continue
+        out += [f"line {node.lineno}: {n}" for n in names if n not in MODULES and n not in compiled]
+    return out
+
+
 @functools.cache
 def _graph() -> dict[str, frozenset[str]]:
     return {m: frozenset(d for d in _imports(m) if d in MODULES and d != m) for m in MODULES}
@@ -101,6 +122,11 @@ def _reachable(start: str, graph: dict[str, frozenset[str]]) -> set[str]:
 
 def test_the_package_has_no_import_cycle():
     assert _cycle(_graph()) is None, " -> ".join(_cycle(_graph()))
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_import_names_a_module_that_exists(module):
+    assert _missing(module) == []
 
 
 def test_the_cycle_finder_finds_a_lazy_cycle():

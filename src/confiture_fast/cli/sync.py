@@ -88,7 +88,7 @@ def _report(result, as_json: bool, console, checkpoint: Path | None, quiet: bool
     if as_json:
         sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
     elif not quiet:
-        from .summary import render
+        from ..summary import render
 
         render(result, console, checkpoint)
     for c in result.constraints:
