@@ -1,15 +1,11 @@
 """The one error wrapper every command runs through (issue 13, points 2 and 8): the same exit codes,
 the same one-line messages, the same redaction and --debug, Ctrl-C and SIGTERM -> 130 / 143, for
-sync, scan, verify, bench and demo alike. No PostgreSQL server needed."""
+sync, scan, verify, bench and demo alike, each run in this process with its use case replaced by
+one that raises. tests/e2e/test_cli_processes.py sends real signals."""
 
 from __future__ import annotations
 
 import importlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 
 import pytest
 
@@ -93,32 +89,3 @@ def test_interrupted_exits_130_or_143(monkeypatch, capsys, command, exc, expecte
     assert code == expected and out == ""
     said = COMMANDS[command][2]
     assert err == (f"{said}\n" if said else "")
-
-
-@pytest.fixture
-def silent_server():
-    """A TCP port that accepts connections and never answers: a client waits there until stopped."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        sock.settimeout(60)
-        yield sock
-
-
-@pytest.mark.parametrize("sig, expected", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-@pytest.mark.parametrize("command", ["scan", "verify"])
-def test_a_real_signal_while_connecting_exits_143_or_130(silent_server, command, sig, expected):
-    port = silent_server.getsockname()[1]
-    uri = f"postgresql://nobody@127.0.0.1:{port}/db"
-    argv = [command, "--from", uri] + (["--to", uri] if command == "verify" else [])
-    proc = subprocess.Popen([sys.executable, "-m", "confiture_fast", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PGCONNECT_TIMEOUT": "60"})
-    try:
-        conn, _ = silent_server.accept()  # the command is now waiting for the server's answer
-        with conn:
-            proc.send_signal(sig)
-            out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == expected, err
-    assert "Traceback" not in err and out == ""
