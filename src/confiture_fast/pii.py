@@ -561,6 +561,27 @@ def pii_kind(table: str, col: Column) -> str | None:
     return kind
 
 
+# Casts to text or json defined with a function by someone other than an extension: to_jsonb() of a
+# composite or hstore value calls a field type's cast to json, so reading such values would run code
+# that another role on the source wrote, with scan's rights.
+_PLANTED_CASTS_SQL = """
+SELECT pg_catalog.format('%s AS %s', c.castsource::pg_catalog.regtype, c.casttarget::pg_catalog.regtype)
+FROM pg_catalog.pg_cast c
+WHERE c.castfunc <> 0 AND c.castsource >= 16384
+  AND c.casttarget IN ('pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype,
+                       'pg_catalog.bpchar'::pg_catalog.regtype, 'pg_catalog.json'::pg_catalog.regtype,
+                       'pg_catalog.jsonb'::pg_catalog.regtype)
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_cast'::pg_catalog.regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1 LIMIT 3
+"""
+
+
+def planted_casts(conn: psycopg.Connection) -> list[str]:
+    """The casts (at most three, for the message) that make reading composite and hstore values unsafe."""
+    return [r[0] for r in conn.execute(_PLANTED_CASTS_SQL).fetchall()]
+
+
 def scan_table(conn: psycopg.Connection, table: Table, rows: int, ruled: dict[str, str] | None = None) -> TableScan:
     """Findings for one table: column names, then a bounded sample of its text-like and container
     values, then the columns that need a review whatever they hold (see review_reason). `ruled` maps
@@ -580,7 +601,8 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int, ruled: dict[st
             findings[col.name] = Finding(table=table.display, column=col.name, type=col.type, kind=kind,
                                          reasons=[why], confidence=conf)
 
-    cols = [c for c in table.columns if sampled(c)]
+    planted = planted_casts(conn) if any(reader(c) == "document" for c in table.columns) else []
+    cols = [c for c in table.columns if sampled(c) and not (planted and reader(c) == "document")]
     note = None
     got = 0
     if cols and rows > 0:
@@ -643,12 +665,16 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int, ruled: dict[st
                    | {c for c, s in ruled.items() if s not in strategies.IDENTITY})
     for col in table.columns:
         why = review_reason(table, col, pii_columns)
+        unread = why is None and planted and not col.generated and reader(col) == "document"
+        if unread:
+            why = (f"needs review: not read, so that no function another role wrote runs (the source "
+                   f"defines casts {', '.join(planted)})")
         if why is None:
             continue
         f = findings.get(col.name)
         if f is None:
             f = findings[col.name] = Finding(table=table.display, column=col.name, type=col.type,
-                                             kind="review" if opaque(col) else "derived", reasons=[],
+                                             kind="review" if opaque(col) or unread else "derived", reasons=[],
                                              confidence="medium")
         f.review = why
         f.reasons.append(why)

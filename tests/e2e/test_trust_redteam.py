@@ -3,6 +3,7 @@ between points built separately, against real servers."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import uuid
 from pathlib import Path
@@ -132,3 +133,28 @@ def test_a_table_whose_owner_cannot_reach_its_schema_is_refused_before_the_load(
     assert f'GRANT USAGE ON SCHEMA "app" TO "{dev}"' in res.stderr, res.stderr
     assert pair.qt("SELECT id FROM app.t") == [(7,)]
     assert pair.qt("SELECT count(*) FROM pg_indexes WHERE tablename = 't'") == [(1,)]
+
+
+def test_a_cast_planted_on_the_source_never_runs_in_scan(pair):
+    """A role that owns a type on the source can give it a cast to json; to_jsonb() of a composite that
+    holds that type would call it with scan's rights (here a superuser). scan leaves such values
+    unread and says the column needs a review instead."""
+    proof = Path(tempfile.gettempdir()) / f"cf-pwned-{uuid.uuid4().hex}"  # where the server may write
+    dev = f"dev_{uuid.uuid4().hex[:8]}"
+    pair.source(f"CREATE ROLE {dev} LOGIN; GRANT CREATE ON SCHEMA public TO {dev}")
+    pair.source(f"SET ROLE {dev}; CREATE TYPE public.mood AS ENUM ('ok', 'sad');"
+                "CREATE TYPE public.entry AS (mood public.mood, who text);"
+                "CREATE FUNCTION public.mood_json(public.mood) RETURNS json LANGUAGE plpgsql AS $$ BEGIN "
+                f"EXECUTE pg_catalog.format('COPY (SELECT 1) TO %L', '{proof}'); "
+                "RETURN to_json($1::text); END $$;"
+                "CREATE CAST (public.mood AS json) WITH FUNCTION public.mood_json(public.mood);"
+                "CREATE TABLE public.diary (id int PRIMARY KEY, e public.entry);"
+                "INSERT INTO public.diary VALUES (1, ROW('ok', 'ann@corp.example'))")
+    res = run_cli("scan", "--from", pair.src, "--format", "json", cwd=pair.tmp)
+    ran = proof.exists()
+    proof.unlink(missing_ok=True)
+    assert not ran, "scan ran a cast written by another role on the source, as a superuser"
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    found = {f["column"]: f for t in out["tables"] for f in t["findings"] if t["table"] == "diary"}
+    assert "not read, so that no function another role wrote runs" in (found["e"].get("review") or ""), found
