@@ -1,26 +1,24 @@
-"""The coordinator: holds the source snapshot, prepares the target, hands work units to worker
-processes (largest first), follows their progress, then finishes the target and reports.
-
-Phases, in order: connect -> plan (by the caller) -> prepare target -> load -> finish -> report.
-"""
+"""The coordinator: the Session (both connections and the source snapshot), the load phase, which
+hands work units to worker processes (largest first) and follows their progress, and the report of
+a run. It schedules and reports only: preparing and finishing the target are prepare.py's and
+finish.py's, and sync.py runs the phases in order."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import ipaddress
 import multiprocessing as mp
-import time
 from pathlib import Path
 
 import msgspec
 import psycopg
 
 from . import checkpoint as ckpt
-from . import target as tgt
 from .catalog import Catalog, read_catalog, with_key_ranges
-from .errors import ConfigError, SyncError, Terminated
+from .errors import ConfigError, Terminated
+from .finish import Finished, Finisher, Restored
 from .plan import Plan, Selection, TablePlan, select_tables
-from .progress import ProgressView, notice_if_slow, phase
+from .progress import ProgressView
 from .worker import (APP_NAME, SOURCE_OPTIONS, UnitFailed, UnitResult, WorkerConfig, init_process, prepare_session,
                      resume_fix, run_unit)
 
@@ -41,7 +39,7 @@ class SyncResult(msgspec.Struct, frozen=True):
     total_rows: int
     seconds: float
     cascade: list[str]
-    constraints: list[tgt.Restored]
+    constraints: list[Restored]
     error: str | None = None
     interrupted: str | None = None  # SIGINT or SIGTERM
     fix: str | None = None  # what to do about `error`: a rerun only when it is transient
@@ -271,13 +269,12 @@ class RunOptions(msgspec.Struct, frozen=True):
     checkpoint_state: ckpt.Checkpoint | None = None  # what to write (fresh, or the one being resumed)
     live_progress: bool = False
     quiet: bool = False
-    verbose: bool = False
 
 
-class _Run:
-    """The mutable bookkeeping of one run: per-table unit results, failures, the checkpoint."""
+class Load:
+    """The load's bookkeeping: per-table unit results, failures, the checkpoint, an interruption."""
 
-    def __init__(self, plan: Plan, opts: RunOptions, view: ProgressView, console, finisher: tgt.Finisher):
+    def __init__(self, plan: Plan, opts: RunOptions, view: ProgressView, console, finisher: Finisher):
         self.plan, self.opts, self.view, self.console, self.finisher = plan, opts, view, console, finisher
         self.todo = [t for t in plan.tables if t.name not in plan.completed]
         self.units: dict[str, list[UnitResult]] = {t.name: [] for t in self.todo}
@@ -287,6 +284,11 @@ class _Run:
         # a resumed run reloads partially loaded tables whole: their old slice states no longer hold
         self.cp = msgspec.structs.replace(opts.checkpoint_state, partial_tables={}) if opts.checkpoint_state else None
         self.started: set[str] = set()
+        self.interrupted: str | None = None  # SIGINT or SIGTERM
+
+    def loaded(self) -> set[str]:
+        """The tables whose every unit is committed, in this run or (resumed) an earlier one."""
+        return {t.name for t in self.todo if len(self.units[t.name]) == len(t.units)} | set(self.plan.completed)
 
     def start(self, name: str) -> None:
         if name not in self.started:
@@ -348,91 +350,37 @@ class _Run:
         return TableResult(t.name, rows, size, secs, t.anonymized_columns, "failed", why)
 
 
-def run(session: Session, plan: Plan, opts: RunOptions, console, keys: tgt.StateKeys | None = None) -> SyncResult:
-    """Prepares the target, loads every unit in worker processes, then rebuilds what was deferred.
-    `keys` sign the records of what is dropped and verify every record before it is run.
-    A lock wait on the target is explained after a few seconds (target.LockWatch).
+def load(session: Session, plan: Plan, opts: RunOptions, console, finisher: Finisher, mode: str) -> Load:
+    """The load phase: every unit in worker processes, largest first; each table handed to `finisher`
+    as soon as its last unit is committed. A failed unit stops the others from starting.
 
     Ctrl-C / SIGTERM (KeyboardInterrupt here) stop the workers at once, which rolls back their
-    in-flight transactions; the deferred indexes and constraints are rebuilt, and the interruption is
-    returned in the result."""
-    say = (lambda msg: None) if opts.quiet else (lambda msg: console.print(msg, markup=False))
-    with tgt.LockWatch(session.target_conninfo, say):
-        return _run(session, plan, opts, console, keys or tgt.StateKeys())
-
-
-def _run(session: Session, plan: Plan, opts: RunOptions, console, keys: tgt.StateKeys) -> SyncResult:
-    start = time.perf_counter()
-    dst = session.dst
-    mode = tgt.trigger_mode(dst)
-    if opts.checkpoint_state is not None and opts.checkpoint is not None:
-        try:  # before the target is touched: a checkpoint that cannot be written stops nothing half-way
-            ckpt.write(opts.checkpoint, opts.checkpoint_state)
-        except OSError as exc:
-            raise ConfigError(f"--checkpoint {opts.checkpoint} cannot be written: {exc.strerror or exc}",
-                              "pass --checkpoint a file path in an existing, writable folder") from None
-    try:
-        with phase(console, opts.verbose, f"prepare the target ({len(plan.deferred)} indexes/constraints deferred)"):
-            tgt.defer(dst, plan, keys)
-            tgt.empty(dst, plan.cascade_relations + tuple(r for t in plan.tables if t.name not in plan.completed
-                                                       for r in t.shared_relations), mode)
-    except psycopg.Error as exc:
-        raise SyncError(f"preparing the target failed: {_first_line(exc)}",
-                        "check that the target role owns the selected tables") from None
-
+    in-flight transactions; the interruption is recorded in the result, and finishing runs as after
+    any other load."""
     cfg = WorkerConfig(session.source_conninfo, session.target_conninfo, session.snapshot, mode,
                        opts.flush_rows, opts.flush_bytes, opts.retries)
-    interrupted: str | None = None
-    finisher = tgt.Finisher(dst, session.target_conninfo, opts.parallel, keys)
     with ProgressView(console, opts.live_progress, {t.name: t.est_rows for t in plan.tables},
                       quiet=opts.quiet) as view:
-        state = _Run(plan, opts, view, console, finisher)
+        state = Load(plan, opts, view, console, finisher)
         try:
-            with phase(console, opts.verbose, "load"):
-                _load(state, cfg, opts.parallel)
+            _load(state, cfg, opts.parallel)
         except KeyboardInterrupt as exc:
-            interrupted = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
-            state.error = state.error or f"interrupted by {interrupted}: the tables being loaded were rolled back"
+            state.interrupted = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+            state.error = state.error or f"interrupted by {state.interrupted}: the tables being loaded were rolled back"
+    return state
 
-    constraints: list[tgt.Restored] = []
-    error = state.error
-    analyzed: set[str] = set()
-    try:
-        with phase(console, opts.verbose, "rebuild indexes and constraints"):
-            building = ", ".join(finisher.unfinished())
-            with notice_if_slow(console, f"finishing: indexes and statistics of {building}", quiet=opts.quiet):
-                constraints, analyzed = finisher.close()
-            with notice_if_slow(console, "finishing: rebuilding the remaining deferred constraints", quiet=opts.quiet):
-                constraints += tgt.restore_deferred(dst, session.target_conninfo, keys, opts.parallel,
-                                                    frozenset(finisher.tried))
-    except psycopg.Error as exc:
-        error = error or f"finishing the target failed: {_first_line(exc)} (what was not rebuilt is recorded " \
-                         f"on the target and rebuilt by the next run)"
-    # the sequences of every table that is loaded, even when another table failed
-    loaded = {t.name for t in state.todo if len(state.units[t.name]) == len(t.units)} | set(plan.completed)
-    with phase(console, opts.verbose, "reset sequences and ANALYZE"):
-        not_reset = tgt.sync_sequences(session.src, dst, plan, loaded)
-        if error is None:
-            try:
-                tgt.analyze(dst, [t.relation for t in state.todo if t.relation not in analyzed])
-            except psycopg.Error as exc:
-                error = f"finishing the target failed: {_first_line(exc)}"
-    if not_reset:
-        what = f"{len(not_reset)} sequence(s) not reset: {'; '.join(not_reset)}"
-        error = f"{error}; {what}" if error else f"the rows are loaded, but {what}"
-    broken = [c for c in constraints if not c.rebuilt]
-    if broken and error is None:
-        error = (f"the rows are loaded, but {len(broken)} deferred index(es)/constraint(s) could not be rebuilt: "
-                 + "; ".join(f"{c.table}: {c.name} ({c.error})" for c in broken)
-                 + f"; their definitions stay in {tgt.STATE_TABLE} and the next sync rebuilds them")
-    ordered = [state.table_result(t) for t in plan.tables]
+
+def report(load: Load, finished: Finished, seconds: float) -> SyncResult:
+    """The run's result, table by table, from what the load and finishing did."""
+    plan, error = load.plan, finished.error
+    ordered = [load.table_result(t) for t in plan.tables]
     return SyncResult(ok=error is None, tables=ordered, total_rows=sum(r.rows for r in ordered if r.status != "failed"),
-                      seconds=time.perf_counter() - start, cascade=list(plan.cascade), constraints=constraints,
-                      error=error, interrupted=interrupted, sequences_not_reset=not_reset,
-                      fix=(state.fix or resume_fix(opts.checkpoint)) if error is not None else None)
+                      seconds=seconds, cascade=list(plan.cascade), constraints=finished.constraints,
+                      error=error, interrupted=load.interrupted, sequences_not_reset=finished.sequences_not_reset,
+                      fix=(load.fix or resume_fix(load.opts.checkpoint)) if error is not None else None)
 
 
-def _load(state: _Run, cfg: WorkerConfig, parallel: int) -> None:
+def _load(state: Load, cfg: WorkerConfig, parallel: int) -> None:
     """Hands the units to worker processes, largest first, and follows them until done or failed."""
     tasks = [(t, i) for t in state.todo for i in range(len(t.units))]
     tasks.sort(key=lambda ti: -ti[0].units[ti[1]].est_bytes)
@@ -485,7 +433,7 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
         proc.join(5)
 
 
-def _poll(state: _Run, tasks, counters, current, finished_units) -> None:
+def _poll(state: Load, tasks, counters, current, finished_units) -> None:
     """Adds up the rows and bytes of finished and running units per table, from the shared counters."""
     rows: dict[str, list[int]] = {}
     for (name, _), (n, b) in finished_units.items():

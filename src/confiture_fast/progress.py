@@ -105,18 +105,24 @@ class ProgressView:
                               bytes=sum(self._progress.tasks[i].fields.get("bytes", 0) for i in self._tasks.values()))
 
 
-class phase:
-    """With -v, says how long a phase of the run took."""
+class step:
+    """With -v, says each phase of a run as a numbered step when it starts ("[3/8] plan: read both
+    catalogs and plan"), and how long it took when it ends; a skipped step says why."""
 
-    def __init__(self, console: Console, verbose: bool, what: str):
-        self.console, self.verbose, self.what = console, verbose, what
+    def __init__(self, console: Console, verbose: bool, index: int, total: int, name: str, title: str,
+                 skipped: str | None = None):
+        self.console, self.verbose, self.skipped = console, verbose, skipped
+        self.tag, self.title = f"[{index}/{total}] {name}", title
 
     def __enter__(self) -> None:
         self.start = time.perf_counter()
+        if self.verbose:
+            what = f"skipped ({self.skipped})" if self.skipped is not None else self.title
+            self.console.print(f"{_ts()} {self.tag}: {what}", markup=False)
 
     def __exit__(self, exc_type, *_) -> None:
-        if self.verbose and exc_type is None:
-            self.console.print(f"{_ts()} {self.what}: {time.perf_counter() - self.start:.2f}s", markup=False)
+        if self.verbose and exc_type is None and self.skipped is None:
+            self.console.print(f"{_ts()} {self.tag}: done in {time.perf_counter() - self.start:.2f}s", markup=False)
 
 
 class notice_if_slow:

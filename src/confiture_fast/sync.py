@@ -1,10 +1,18 @@
-"""The sync use case: resolves both environments, the rules and the secret, plans, checks --strict,
-hands the plan to the coordinator and writes the audit log. The command line (cli/sync.py) parses
-the flags into a SyncRequest and renders what this returns."""
+"""The sync use case, as an ordered table of phases (PHASES): resolve, connect, plan, strict, prepare,
+load, finish, report. Each phase is a small function here that hands the SyncRun to the module that
+does the work (config, coordinator.Session, plan, scan, prepare, coordinator.load, finish); one loop
+runs them in order and, with -v, prints them as numbered, timed steps. The command line
+(cli/sync.py) parses the flags into a SyncRequest and renders what run_sync returns.
+
+To add a phase: write its function (taking the SyncRun), add a Phase to PHASES where it runs
+(writes=True when --dry-run must skip it), and its step is numbered and timed like the others."""
 
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +23,7 @@ from .errors import ConfigError
 from .redact import Redactor
 
 if TYPE_CHECKING:
+    from .audit import AuditLog
     from .coordinator import SyncResult
     from .plan import Plan
 
@@ -59,123 +68,233 @@ class SyncRequest(msgspec.Struct, frozen=True, kw_only=True):
     quiet: bool
 
 
-def run_sync(req: SyncRequest, console) -> SyncResult | DryRun:
-    """The whole sync, with its warnings on `console`; the audit log records how it ended."""
-    from . import config, coordinator
-    from .audit import AuditLog
-    from .plan import Selection, build_plan
-    from .progress import phase
+class Phase(msgspec.Struct, frozen=True):
+    """One step of a sync: `run` does it on the SyncRun; `writes` phases are skipped by --dry-run;
+    `skip`, when given, returns why the step is skipped this time (else None)."""
 
-    say = (lambda *a: None) if req.quiet else (lambda msg: console.print(msg, markup=False))
-    src_env = config.resolve_environment(req.source, req.env_dir, port=req.source_port)
-    dst_env = config.resolve_environment(req.target, req.env_dir)
-    Redactor.add(src_env.password)
-    Redactor.add(dst_env.password)
-    if dst_env.protected:
-        raise ConfigError(f"the target {dst_env.name} is protected: confiture-fast never writes into it",
-                          f"choose another --to, or set protected: false in {dst_env.file}" if dst_env.file
+    name: str
+    title: str
+    run: Callable[[SyncRun], None]
+    writes: bool = False
+    skip: Callable[[SyncRun], str | None] | None = None
+
+
+class SyncRun:
+    """What the phases of one sync hand each other, filled in as they run."""
+
+    def __init__(self, req: SyncRequest, console, stack: ExitStack):
+        self.req, self.console, self.stack = req, console, stack
+        self.say = (lambda msg: None) if req.quiet else (lambda msg: console.print(msg, markup=False))
+        self.audit: AuditLog | None = None
+        self.outcome: SyncResult | DryRun | None = None
+
+    def warn(self, msg: str) -> None:
+        self.console.print(Redactor.clean(f"warning: {msg}"), markup=False, soft_wrap=True)
+
+
+def _resolve(r: SyncRun) -> None:
+    """Both environments, the rules and the secret; then the audit log's start record."""
+    from . import config
+    from .audit import AuditLog
+
+    req = r.req
+    r.src_env = config.resolve_environment(req.source, req.env_dir, port=req.source_port)
+    r.dst_env = config.resolve_environment(req.target, req.env_dir)
+    Redactor.add(r.src_env.password)
+    Redactor.add(r.dst_env.password)
+    if r.dst_env.protected:
+        raise ConfigError(f"the target {r.dst_env.name} is protected: confiture-fast never writes into it",
+                          f"choose another --to, or set protected: false in {r.dst_env.file}" if r.dst_env.file
                           else "choose another --to")
     if req.resume and req.checkpoint is None:
         raise ConfigError("--resume needs --checkpoint FILE", "pass the checkpoint file of the interrupted sync")
     if req.checkpoint is not None:
         ckpt.check_writable(req.checkpoint)
-
-    rules = None
+    r.rules = None
     if req.rules_path is not None:
         if not req.rules_path.exists():
             raise ConfigError(f"anonymization rules file {req.rules_path} does not exist",
                               "create it (see the user guide) or pass --anonymize-config PATH")
-        rules = config.load_rules(req.rules_path)
-    secret = None
-    if rules is not None:
+        r.rules = config.load_rules(req.rules_path)
+    r.secret = None
+    if r.rules is not None:
         try:
-            secret = config.load_secret(req.secret_file)
+            r.secret = config.load_secret(req.secret_file)
         except ConfigError:
             if req.secret_file is not None:
                 raise  # the file asked for is missing or unreadable: say which, whatever the rules need
-            secret = None  # the planner reports it only when a keyed strategy needs it
-        if secret is not None:
-            Redactor.add(secret.value)
-            if (w := secret.warning()):
-                console.print(f"warning: {w}", markup=False)
-    if (w := src_env.ssl_warning()):
-        console.print(f"warning: {w}", markup=False)
+            r.secret = None  # the planner reports it only when a keyed strategy needs it
+        if r.secret is not None:
+            Redactor.add(r.secret.value)
+            if (w := r.secret.warning()):
+                r.console.print(f"warning: {w}", markup=False)
+    if (w := r.src_env.ssl_warning()):
+        r.console.print(f"warning: {w}", markup=False)
+    r.rules_fp = _rules_fingerprint(r.rules)
+    r.audit = AuditLog(req.log_file, source=r.src_env.display(), target=r.dst_env.display(),
+                       anonymize=r.rules is not None, rules_fingerprint=r.rules_fp,
+                       secret_fingerprint=r.secret.fingerprint() if r.secret else None, dry_run=req.dry_run)
+    r.audit.write("start", tables=list(req.tables), include=list(req.include), exclude=list(req.exclude))
 
+
+def _connect(r: SyncRun) -> None:
+    """The Session (refused when --to is a protected environment's database), the checkpoint being
+    resumed checked against it, and the target's run lock."""
+    from . import coordinator, target
+
+    req = r.req
+    resumed = ckpt.read(req.checkpoint) if req.resume else None
+    r.session = r.stack.enter_context(coordinator.Session(r.src_env.conninfo(), r.dst_env.conninfo(),
+                                                          r.src_env.display(), r.dst_env.display()))
+    r.session.refuse_protected_target(r.src_env, r.dst_env, req.env_dir, r.warn)
+    expected = ckpt.new(r.src_env.display(), r.dst_env.display(), r.rules_fp, "",
+                        r.secret.fingerprint() if r.secret else "",
+                        source_identity=_identity_fingerprint(r.session.src_identity),
+                        target_identity=_identity_fingerprint(r.session.dst_identity))
+    if resumed is not None:
+        ckpt.check_matches(resumed, expected, req.checkpoint)
+    r.resumed, r.state = resumed, resumed or expected
+    r.keys = target.StateKeys(_state_secret(r.secret, req.secret_file))
+    if not req.dry_run:
+        target.lock_target(r.session.dst, req.wait, r.say)
+
+
+def _plan(r: SyncRun) -> None:
+    """The plan from both catalogs (the source's under the snapshot), checked against the checkpoint
+    being resumed, then against the target's state and triggers (prepare.preflight)."""
+    from . import prepare
+    from .plan import Selection, build_plan
+
+    req = r.req
     selection = Selection(req.tables, req.include, req.exclude)
-    rules_fp = _rules_fingerprint(rules)
-    audit = AuditLog(req.log_file, source=src_env.display(), target=dst_env.display(), anonymize=rules is not None,
-                     rules_fingerprint=rules_fp, secret_fingerprint=secret.fingerprint() if secret else None,
-                     dry_run=req.dry_run)
-    audit.write("start", tables=list(req.tables), include=list(req.include), exclude=list(req.exclude))
-    result = None
+    r.src_cat, dst_cat = r.session.catalogs(selection)
+    plan = build_plan(r.src_cat, dst_cat, selection, r.rules,
+                      r.secret.value if r.secret else None, cascade=req.cascade,
+                      completed=frozenset(r.state.completed_tables), slice_bytes=req.slice_bytes)
+    selected = _selection_fingerprint(plan)
+    if r.resumed is not None:
+        ckpt.check_selection(r.resumed, selected, req.checkpoint)
+    else:
+        r.state = msgspec.structs.replace(r.state, selection_fingerprint=selected)
+    for w in plan.warnings:
+        r.console.print(f"warning: {w}", markup=False, soft_wrap=True)
+    r.plan = prepare.preflight(r.session.dst, plan, r.keys,
+                               lambda msg: r.console.print(f"warning: {msg}", markup=False))
+    r.mode = prepare.trigger_mode(r.session.dst)
+
+
+def _strict_off(r: SyncRun) -> str | None:
+    return None if (r.req.strict if r.req.strict is not None else r.src_env.strict) else "--strict is off"
+
+
+def _strict(r: SyncRun) -> None:
+    from . import scan
+
+    problems = scan.strict_problems(r.session.src, r.src_cat, [r.src_cat.tables[t.key] for t in r.plan.tables],
+                                    r.rules)
+    if problems:
+        raise scan.strict_error(problems, r.rules)
+
+
+def _prepare(r: SyncRun) -> None:
+    """Says what the run will do to the target, writes the checkpoint (a checkpoint that cannot be
+    written stops nothing half-way), then defers and empties (prepare.prepare). From here until the
+    run ends, a lock wait on the target is explained after a few seconds (target.LockWatch)."""
+    from . import prepare, target
+
+    req, plan = r.req, r.plan
+    if r.rules is None:
+        r.console.print("warning: syncing WITHOUT anonymization: every value is copied as it is in the "
+                        "source (use --anonymize or --anonymize-config to mask PII)", markup=False)
+    if plan.cascade:
+        r.say(f"--cascade: also emptying {', '.join(plan.cascade)}")
+    for k in plan.kept:
+        r.say(f"kept in place during the load (maintained row by row): {k.table}: {k.name} ({k.why})")
+    if plan.completed:
+        r.say(f"resuming: skipping {', '.join(plan.completed)} (completed in {req.checkpoint})")
+    r.started = time.perf_counter()
+    if req.checkpoint is not None:
+        try:
+            ckpt.write(req.checkpoint, r.state)
+        except OSError as exc:
+            raise ConfigError(f"--checkpoint {req.checkpoint} cannot be written: {exc.strerror or exc}",
+                              "pass --checkpoint a file path in an existing, writable folder") from None
+    r.stack.enter_context(target.LockWatch(r.session.target_conninfo, r.say))
+    prepare.prepare(r.session.dst, plan, r.keys, r.mode)
+
+
+def _load(r: SyncRun) -> None:
+    from . import coordinator
+    from .finish import Finisher
+
+    req = r.req
+    live = req.show_progress if req.show_progress is not None else r.console.is_terminal
+    opts = coordinator.RunOptions(parallel=req.parallel, flush_rows=req.batch_size, retries=req.retries,
+                                  checkpoint=req.checkpoint, checkpoint_state=r.state if req.checkpoint else None,
+                                  live_progress=live and not req.quiet, quiet=req.quiet)
+    r.finisher = Finisher(r.session.dst, r.session.target_conninfo, req.parallel, r.keys)
+    r.load = coordinator.load(r.session, r.plan, opts, r.console, r.finisher, r.mode)
+
+
+def _finish(r: SyncRun) -> None:
+    from . import finish
+
+    r.finished = finish.finish(r.session.src, r.session.dst, r.session.target_conninfo, r.plan, r.finisher,
+                               r.load.loaded(), r.keys, r.req.parallel, r.load.error, r.console, r.req.quiet)
+
+
+def _report(r: SyncRun) -> None:
+    """The outcome, and the audit log's end record."""
+    from . import coordinator
+
+    if r.req.dry_run:
+        r.audit.write("end", outcome="dry-run", tables=[t.name for t in r.plan.tables])
+        r.outcome = DryRun(r.plan, r.mode)
+        return
+    result = coordinator.report(r.load, r.finished, time.perf_counter() - r.started)
+    r.audit.write("end", outcome="ok" if result.ok else ("interrupted" if result.interrupted else "failed"),
+                  error=Redactor.clean(result.error) if result.error else None, total_rows=result.total_rows,
+                  seconds=round(result.seconds, 3),
+                  tables=[{"table": t.table, "rows": t.rows, "status": t.status,
+                           "anonymized_columns": t.anonymized_columns} for t in result.tables])
+    r.outcome = result
+
+
+PHASES: tuple[Phase, ...] = (
+    Phase("resolve", "resolve both environments, the rules and the secret", _resolve),
+    Phase("connect", "connect to both databases, check them, take the target's run lock", _connect),
+    Phase("plan", "read both catalogs and plan", _plan),
+    Phase("strict", "scan the selected tables for unruled PII", _strict, skip=_strict_off),
+    Phase("prepare", "prepare the target: defer indexes and constraints, empty tables", _prepare, writes=True),
+    Phase("load", "load the rows in worker processes", _load, writes=True),
+    Phase("finish", "rebuild indexes and constraints, reset sequences and ANALYZE", _finish, writes=True),
+    Phase("report", "the result and the audit log's end record", _report),
+)
+
+
+def run_sync(req: SyncRequest, console) -> SyncResult | DryRun:
+    """The whole sync: PHASES in order, then what the report phase made of it."""
+    with ExitStack() as stack:
+        r = SyncRun(req, console, stack)
+        run_phases(PHASES, r, console, verbose=req.verbose, dry_run=req.dry_run)
+    return r.outcome
+
+
+def run_phases(phases: tuple[Phase, ...], r: SyncRun, console, *, verbose: bool, dry_run: bool) -> None:
+    """Runs each phase in order, numbered and timed with -v; --dry-run skips the phases that write. An
+    error ends the run; once the audit log has its start record, it gets the end record of the error."""
+    from .progress import step
+
     try:
-        resumed = ckpt.read(req.checkpoint) if req.resume else None
-        with coordinator.Session(src_env.conninfo(), dst_env.conninfo(), src_env.display(),
-                                 dst_env.display()) as session:
-            session.refuse_protected_target(src_env, dst_env, req.env_dir,
-                                            lambda msg: console.print(Redactor.clean(f"warning: {msg}"), markup=False,
-                                                                       soft_wrap=True))
-            expected = ckpt.new(src_env.display(), dst_env.display(), rules_fp, "",
-                                secret.fingerprint() if secret else "",
-                                source_identity=_identity_fingerprint(session.src_identity),
-                                target_identity=_identity_fingerprint(session.dst_identity))
-            if resumed is not None:
-                ckpt.check_matches(resumed, expected, req.checkpoint)
-            state = resumed or expected
-            from . import target as tgt
-
-            keys = tgt.StateKeys(_state_secret(secret, req.secret_file))
-            if not req.dry_run:
-                tgt.lock_target(session.dst, req.wait, say)
-            with phase(console, req.verbose, "read both catalogs and plan"):
-                src_cat, dst_cat = session.catalogs(selection)
-                plan = build_plan(src_cat, dst_cat, selection, rules, secret.value if secret else None,
-                                  cascade=req.cascade, completed=frozenset(state.completed_tables),
-                                  slice_bytes=req.slice_bytes)
-            selected = _selection_fingerprint(plan)
-            if resumed is not None:
-                ckpt.check_selection(resumed, selected, req.checkpoint)
-            else:
-                state = msgspec.structs.replace(state, selection_fingerprint=selected)
-            for w in plan.warnings:
-                console.print(f"warning: {w}", markup=False, soft_wrap=True)
-            if req.strict if req.strict is not None else src_env.strict:
-                from . import scan
-
-                with phase(console, req.verbose, "--strict: scan the selected tables for unruled PII"):
-                    problems = scan.strict_problems(session.src, src_cat,
-                                                    [src_cat.tables[t.key] for t in plan.tables], rules)
-                if problems:
-                    raise scan.strict_error(problems, rules)
-            plan = tgt.preflight(session.dst, plan, keys, lambda msg: console.print(f"warning: {msg}", markup=False))
-            if req.dry_run:
-                audit.write("end", outcome="dry-run", tables=[t.name for t in plan.tables])
-                return DryRun(plan, tgt.trigger_mode(session.dst))
-            if rules is None:
-                console.print("warning: syncing WITHOUT anonymization: every value is copied as it is in the "
-                              "source (use --anonymize or --anonymize-config to mask PII)", markup=False)
-            if plan.cascade:
-                say(f"--cascade: also emptying {', '.join(plan.cascade)}")
-            for k in plan.kept:
-                say(f"kept in place during the load (maintained row by row): {k.table}: {k.name} ({k.why})")
-            if plan.completed:
-                say(f"resuming: skipping {', '.join(plan.completed)} (completed in {req.checkpoint})")
-            live = req.show_progress if req.show_progress is not None else console.is_terminal
-            opts = coordinator.RunOptions(parallel=req.parallel, flush_rows=req.batch_size, retries=req.retries,
-                                          checkpoint=req.checkpoint,
-                                          checkpoint_state=state if req.checkpoint else None,
-                                          live_progress=live and not req.quiet, quiet=req.quiet,
-                                          verbose=req.verbose)
-            result = coordinator.run(session, plan, opts, console, keys)
+        for i, p in enumerate(phases, 1):
+            skipped = "--dry-run" if dry_run and p.writes else (p.skip(r) if p.skip else None)
+            with step(console, verbose, i, len(phases), p.name, p.title, skipped):
+                if skipped is None:
+                    p.run(r)
     except BaseException as exc:
-        audit.write("end", outcome="error", error=Redactor.clean(getattr(exc, "message", None) or repr(exc)))
+        if r.audit is not None:
+            r.audit.write("end", outcome="error", error=Redactor.clean(getattr(exc, "message", None) or repr(exc)))
         raise
-    audit.write("end", outcome="ok" if result.ok else ("interrupted" if result.interrupted else "failed"),
-                error=Redactor.clean(result.error) if result.error else None, total_rows=result.total_rows,
-                seconds=round(result.seconds, 3),
-                tables=[{"table": t.table, "rows": t.rows, "status": t.status,
-                         "anonymized_columns": t.anonymized_columns} for t in result.tables])
-    return result
 
 
 def _identity_fingerprint(ident) -> str:
