@@ -4,7 +4,7 @@
 Per row nothing touches Python: one SSE2 pass finds the separators, the bytes between ruled fields
 are copied as blocks, and a ruled field is unescaped (only when it has a backslash), checked to be
 UTF-8, handed to its strategy and written back in PostgreSQL's own COPY TO escaping (see
-docs/strategies.md). The pure-Python twin in anon_ref.py defines the expected output byte for byte.
+docs/strategies.md). The pure-Python twin in tests/anon_ref.py defines the expected output byte for byte.
 """
 
 from array import array

@@ -1,5 +1,5 @@
 /* JSON pieces for the json strategy: strings (read and written the way PostgreSQL writes them),
- * numbers and white space. anon_ref.py has the Python definitions these must match. */
+ * numbers and white space. tests/anon_ref.py has the Python definitions these must match. */
 #ifndef CONFITURE_FAST_JSON_H
 #define CONFITURE_FAST_JSON_H
 

@@ -1,6 +1,6 @@
 /* Value transformations of the strategies that parse or reshape their input. Each reads an
  * unescaped, valid UTF-8 value and writes the new value (unescaped) to `out`, which the caller
- * sized with the bound given next to the function. anon_ref.py holds the Python definitions that
+ * sized with the bound given next to the function. tests/anon_ref.py holds the Python definitions that
  * these must match byte for byte. */
 #ifndef CONFITURE_FAST_STRATEGIES_H
 #define CONFITURE_FAST_STRATEGIES_H

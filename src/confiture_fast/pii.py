@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import msgspec
 import psycopg
 
-from . import strategies
+from . import copytext, strategies
 from .catalog import Column, Table, quote_ident
 from .plan import unique_conflict
 from .worker import server_error
@@ -245,7 +245,7 @@ def json_leaves(doc: Any, path: str = "$") -> Iterator[tuple[str, str, Any]]:
     if isinstance(doc, dict):
         for k, v in doc.items():
             key = str(k)
-            sub = f"{path}.{key}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) else f"{path}[{json.dumps(key)}]"
+            sub = path + copytext.json_path_step(key)
             if isinstance(v, (dict, list)):
                 yield from json_leaves(v, sub)
             else:
@@ -253,9 +253,9 @@ def json_leaves(doc: Any, path: str = "$") -> Iterator[tuple[str, str, Any]]:
     elif isinstance(doc, list):
         for v in doc:
             if isinstance(v, (dict, list)):
-                yield from json_leaves(v, f"{path}[*]")
+                yield from json_leaves(v, path + copytext.json_path_step(None))
             else:
-                yield f"{path}[*]", "", v
+                yield path + copytext.json_path_step(None), "", v
 
 
 # --------------------------------------------------------------------------- findings

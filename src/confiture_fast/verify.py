@@ -20,8 +20,7 @@ import msgspec
 import psycopg
 import xxhash
 
-from . import strategies
-from .anon_ref import escape, unescape
+from . import copytext, strategies
 from .catalog import Column, Table, quote_ident, read_catalog
 from .errors import ConfigError, ValidationError
 from .pii import KIND_LABELS, LEAK_KINDS, content_kinds, name_kind, pii_kind, review_reason, sampled
@@ -31,7 +30,7 @@ from .worker import read_failed
 DEFAULT_MAX_VALUES = 5_000_000
 DEFAULT_PII_ROWS = 100_000
 BATCH_ROWS = 5_000  # rows read from each side before the column-wise checks
-NULL = b"\\N"
+NULL = copytext.NULL
 
 # What a reviewed-but-unchanged column looks like in the rules: compared like any untouched column.
 _UNCHANGED = strategies.IDENTITY
@@ -50,59 +49,23 @@ _NO_SET_CHECK = strategies.EQUAL_BY_DESIGN
 _NO_ROW_CHECK = strategies.SAME_ROW_BY_DESIGN
 
 
-def array_elements(text: str) -> list[str | None] | None:
-    """Elements of a one-dimensional PostgreSQL array literal (`{a,"b c",NULL}`), as PostgreSQL
-    writes it; None for anything else (nested, explicit bounds, malformed)."""
-    if not (text.startswith("{") and text.endswith("}")):
-        return None
-    body, out, i = text[1:-1], [], 0
-    if not body:
-        return out
+def array_elements(field: bytes) -> list[bytes]:
+    """The non-NULL, non-empty elements of an array field, whatever its dimensions and bounds; none
+    for a value that is not an array literal (left unchecked rather than misjudged)."""
     try:
-        while i <= len(body):
-            if i < len(body) and body[i] == "{":
-                return None
-            if i < len(body) and body[i] == '"':
-                i += 1
-                buf = []
-                while body[i] != '"':
-                    if body[i] == "\\":
-                        i += 1
-                    buf.append(body[i])
-                    i += 1
-                out.append("".join(buf))
-                i += 2  # closing quote and comma
-            else:
-                end = body.find(",", i)
-                end = len(body) if end < 0 else end
-                item = body[i:end]
-                out.append(None if item == "NULL" else item)
-                i = end + 1
-    except IndexError:
-        return None
-    return out
+        _, items = copytext.parse_array(copytext.unescape(field))
+    except copytext.NotAnArray:
+        return []
+    return [v for v in copytext.array_values(items) if v]
 
 
 def _text(field: bytes) -> str:
-    return (unescape(field) if b"\\" in field else field).decode("utf-8", "replace")
+    return copytext.unescape(field).decode("utf-8", "replace")
 
 
 def json_checks(params) -> list[tuple[list, str, re.Pattern[str] | None]]:
     """(path steps, strategy, output format) of each path of a json rule, in rule order."""
     return [(steps, name, output_format(name, p)) for steps, name, p in strategies.json_rules(params)]
-
-
-def _path_matches(steps: list, location: tuple) -> bool:
-    if len(steps) != len(location):
-        return False
-    for (kind, arg), (is_key, at) in zip(steps, location):
-        if kind == "key" and not (is_key and at == arg):
-            return False
-        if kind == "index" and not (not is_key and at == arg):
-            return False
-        if (kind == "any_key" and not is_key) or (kind == "any_index" and is_key):
-            return False
-    return True
 
 
 def json_scalars(doc: Any, rules: list) -> dict[tuple, tuple[Any, Any]]:
@@ -111,7 +74,7 @@ def json_scalars(doc: Any, rules: list) -> dict[tuple, tuple[Any, Any]]:
     out: dict[tuple, tuple[Any, Any]] = {}
 
     def walk(node: Any, loc: tuple, active) -> None:
-        rule = active or next((r for r in rules if _path_matches(r[0], loc)), None)
+        rule = active or next((r for r in rules if copytext.json_path_matches(r[0], loc)), None)
         if isinstance(node, dict):
             for k, v in node.items():
                 walk(v, loc + ((True, k),), rule)
@@ -129,7 +92,7 @@ def _load_json(field: bytes) -> Any:
     if field == NULL or field == b"":
         return None
     try:
-        return json.loads(unescape(field) if b"\\" in field else field)
+        return json.loads(copytext.unescape(field))
     except ValueError:
         return None
 
@@ -247,7 +210,7 @@ class _Anonymized:
         if not self.set_check:
             return
         if b"\\" in b"".join(fields):
-            fields = [unescape(f) if b"\\" in f else f for f in fields]
+            fields = list(map(copytext.unescape, fields))
         seen = self.seen
         hashes = map(xxhash.xxh3_64_intdigest, fields)
         if seen.share == 1:
@@ -296,7 +259,7 @@ class _Anonymized:
             self.first.setdefault("leak", start + leaky[0])
 
     def _check_arrays(self, start: int, live, fields) -> None:
-        values = [[v for v in self._elements(f) if v] for f in fields]
+        values = list(map(array_elements, fields))
         seen = self.seen
         if self.set_check:
             equal = [i for i, vs in zip(live, values) if any(xxhash.xxh3_64_intdigest(v) in seen for v in vs)]
@@ -305,12 +268,6 @@ class _Anonymized:
             fm = self.pattern.fullmatch
             self._count("format", "format_errors", [i for i, vs in zip(live, values) if not all(fm(v) for v in vs)],
                         start)
-
-    @staticmethod
-    def _elements(field: bytes) -> list[bytes]:
-        """Non-NULL elements of a one-dimensional array; none for the rare forms not read here
-        (nested, explicit bounds), which are then left unchecked rather than misjudged."""
-        return [i.encode() for i in array_elements(_text(field)) or () if i is not None]
 
 
 # Cheap first look for --pii-patterns: an @, or nine digits close together (a phone or card number).
@@ -411,13 +368,7 @@ def _order_key(src: Table, dst: Table, columns: list[Column], touched: set[str])
 def _copy_rows(conn: psycopg.Connection, sql: str) -> Iterator[list[bytes]]:
     """Rows of a COPY TO STDOUT in text format, split into raw (still escaped) fields."""
     with conn.cursor().copy(sql) as copy:
-        tail = b""
-        for chunk in copy:
-            data = tail + bytes(chunk)
-            lines = data.split(b"\n")
-            tail = lines.pop()
-            for line in lines:
-                yield line.split(b"\t")
+        yield from copytext.copy_rows(copy)
 
 
 def _rows_of(table: Table) -> str:
@@ -453,9 +404,9 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
         while batch := list(itertools.islice(rows, BATCH_ROWS)):
             for c, fields in zip(anon_cols, zip(*batch)):
                 if c.is_array:
-                    values = [i.encode() for f in fields if f != NULL for i in array_elements(_text(f)) or () if i]
+                    values = [v for f in fields if f != NULL for v in array_elements(f)]
                 else:
-                    values = [unescape(f) if b"\\" in f else f for f in fields if f != NULL and f != b""]
+                    values = [copytext.unescape(f) for f in fields if f != NULL and f != b""]
                 seen[c.name].add_values(values)
 
     checkers: list[_Anonymized | _Untouched] = []

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from confiture_fast.anon_ref import ReferenceRewriter, apply, escape, unescape
+from anon_ref import ReferenceRewriter, apply
+from confiture_fast.copytext import escape, unescape
 from confiture_fast.strategies import FieldRule, RewriteError, Rewriter, derive_key, parse_params
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,7 +11,7 @@ import psycopg
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from confiture_fast.anon_ref import ReferenceRewriter
+from anon_ref import ReferenceRewriter
 from confiture_fast.strategies import FieldRule, derive_key, parse_params
 
 SECRET = b"test-secret-0123456789abcdef"  # what conftest.run_cli gives every run

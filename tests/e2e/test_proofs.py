@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from conftest import run_cli
-from confiture_fast.anon_ref import apply
+from anon_ref import apply
 from confiture_fast.strategies import FieldRule, derive_key, parse_params
 
 SECRET = b"test-secret-0123456789abcdef"  # what conftest.run_cli gives every run

@@ -1,17 +1,17 @@
-"""The COPY-text helpers that are pure: anon_ref's field escapes (what PostgreSQL's COPY TO writes and
-COPY FROM reads), verify's array literals and constraint column lists."""
+"""The COPY-text helpers that are pure: the codec's field escapes (what PostgreSQL's COPY TO writes and
+COPY FROM reads), verify's array elements and constraint column lists."""
 
 from __future__ import annotations
 
 import pytest
 
-from confiture_fast.anon_ref import EndOfCopyMarker, escape, unescape
+from confiture_fast.copytext import EndOfCopyMarker, escape, unescape
 from confiture_fast.verify import array_elements, constraint_columns
 
 
 def test_array_literals_and_constraint_column_lists_are_read_as_postgresql_writes_them():
-    assert array_elements('{a,"b c",NULL,"x\\"y",""}') == ["a", "b c", None, 'x"y', ""]
-    assert array_elements("{}") == [] and array_elements("{{1,2},{3,4}}") is None
+    assert array_elements(b'{a,"b c",NULL,"x\\\\"y",""}') == [b"a", b"b c", b'x"y']  # a COPY field: escaped
+    assert array_elements(b"{}") == [] and array_elements(b"{{1,2},{3,4}}") == [b"1", b"2", b"3", b"4"]
     assert constraint_columns('PRIMARY KEY (id, "Odd ""name""", b)') == ["id", 'Odd "name"', "b"]
 
 
@@ -45,6 +45,10 @@ def test_every_byte_round_trips():
     assert b"\t" not in escape(value) and b"\n" not in escape(value)
 
 
-@pytest.mark.parametrize("literal", ["{a", "a}", "{{1},{2}}", '{"unterminated}', "[1:2]={a,b}"])
-def test_anything_but_a_one_dimensional_array_literal_is_not_read(literal):
-    assert array_elements(literal) is None
+@pytest.mark.parametrize("literal", [b"{a", b"a}", b'{"unterminated}', b"{a,,b}", b"[1:2]{a}"])
+def test_anything_but_an_array_literal_gives_verify_no_elements(literal):
+    assert array_elements(literal) == []
+
+
+def test_verify_reads_the_elements_of_nested_arrays_and_arrays_with_bounds():
+    assert array_elements(b"{{1},{2}}") == [b"1", b"2"] and array_elements(b"[1:2]={a,b}") == [b"a", b"b"]

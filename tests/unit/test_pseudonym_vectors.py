@@ -14,7 +14,8 @@ import uuid
 import faker
 import pytest
 
-from confiture_fast import anon_ref
+import anon_ref
+from confiture_fast import copytext
 from confiture_fast.strategies import FieldRule, Rewriter, derive_key, parse_params
 
 SECRET = b"test-secret-0123456789abcdef"  # the secret tests/conftest.py gives every CLI run
@@ -120,10 +121,10 @@ def rule(strategy, raw) -> FieldRule:
 def through(rewriter_type, strategy, raw, value: str) -> str:
     """The value as one COPY text row through a rewriter, back to text."""
     rw = rewriter_type("t", ["c"], [rule(strategy, raw)])
-    out = rw.rewrite(anon_ref.escape(value.encode()) + b"\n")
+    out = rw.rewrite(copytext.escape(value.encode()) + b"\n")
     rw.finish()
     assert out.endswith(b"\n")
-    return anon_ref.unescape(out[:-1]).decode()
+    return copytext.unescape(out[:-1]).decode()
 
 
 @pytest.mark.parametrize("rewriter_type", [Rewriter, anon_ref.ReferenceRewriter], ids=["compiled", "reference"])

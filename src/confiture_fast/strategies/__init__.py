@@ -15,8 +15,8 @@ import msgspec
 from confiture_fast import _anon
 from confiture_fast.strategies import documents, fake, masks, pseudonyms, typed
 from confiture_fast.strategies.base import (MAX_HEX, UNIQUE_HEX_FLOOR, Params, RewriteError, Strategy,
-                                            copy_escape, derive_key, siphash24)
-from confiture_fast.strategies.documents import JsonParams, parse_json_path
+                                            derive_key, siphash24)
+from confiture_fast.strategies.documents import JsonParams
 from confiture_fast.strategies.fake import FAKE_POOL_DRAWS
 from confiture_fast.strategies.masks import KeepParams
 from confiture_fast.strategies.pseudonyms import EmailParams, HashParams
@@ -199,5 +199,5 @@ def _required_examples(strategy: Strategy) -> dict[str, Any]:
 
 __all__ = ["AnyParams", "COMPILED", "COMPILED_CODES", "EmailParams", "FAKE_POOL_DRAWS", "FieldRule", "HashParams",
            "IncompleteStrategy", "KeepParams", "MAX_HEX", "Params", "RewriteError", "Rewriter", "STRATEGIES",
-           "Strategy", "UNIQUE_HEX_FLOOR", "copy_escape", "derive_key", "doc_table", "fake_pools", "json_rules",
-           "output_format", "parse_json_path", "parse_params", "siphash24"]
+           "Strategy", "UNIQUE_HEX_FLOOR", "derive_key", "doc_table", "fake_pools", "json_rules",
+           "output_format", "parse_params", "siphash24"]

@@ -117,14 +117,6 @@ _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0
                         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
-_ESCAPED_OUT = {8: b"\\b", 9: b"\\t", 10: b"\\n", 11: b"\\v", 12: b"\\f", 13: b"\\r", 92: b"\\\\"}
-
-
-def copy_escape(value: bytes) -> bytes:
-    """Value bytes -> COPY text, exactly as PostgreSQL's COPY TO writes them."""
-    return b"".join(_ESCAPED_OUT.get(b, bytes([b])) for b in value)
-
-
 def u64(b: bytes) -> int:
     return int.from_bytes(b[:8], "little")
 

@@ -2,48 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Callable, Union
 
 from confiture_fast.catalog import Column
+from confiture_fast.copytext import parse_json_path
 from confiture_fast.strategies.base import Params, Strategy
 
 
 class JsonParams(Params, tag="json"):
     # JSON path -> strategy name, or {"strategy": name, <its params>}
     paths: dict[str, Union[str, dict]]
-
-
-_PATH_STEP = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_$-]*|\*)|\[(\*|[0-9]+|"(?:[^"\\]|\\.)*")\]""")
-
-
-def parse_json_path(path: str) -> list[tuple[str, str | int | None]]:
-    """`$.a.b[0][*]["odd key"].*` -> [("key", "a"), ("key", "b"), ("index", 0), ("any_index", None),
-    ("key", "odd key"), ("any_key", None)]; ValueError when it is not that form."""
-    if not path.startswith("$"):
-        raise ValueError(f"JSON path {path!r} must start with $")
-    steps: list[tuple[str, str | int | None]] = []
-    pos = 1
-    while pos < len(path):
-        m = _PATH_STEP.match(path, pos)
-        if not m:
-            raise ValueError(f"JSON path {path!r}: cannot read {path[pos:]!r} "
-                             f"(use .name, [\"name\"], [N], [*] or .*)")
-        name, bracket = m.groups()
-        if name == "*":
-            steps.append(("any_key", None))
-        elif name is not None:
-            steps.append(("key", name))
-        elif bracket == "*":
-            steps.append(("any_index", None))
-        elif bracket.startswith('"'):
-            steps.append(("key", json.loads(bracket)))
-        else:
-            steps.append(("index", int(bracket)))
-        pos = m.end()
-    return steps
-
 
 
 def inner_rules(p: JsonParams, lookup: Callable[[str], Strategy | None]) -> list[tuple[list, str, Params]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from confiture_fast.catalog import Column
-from confiture_fast.strategies.base import Params, Strategy, copy_escape, keystream
+from confiture_fast import copytext
+from confiture_fast.strategies.base import Params, Strategy, keystream
 
 
 class RedactParams(Params, tag="redact"):
@@ -133,7 +134,7 @@ class ConstantStrategy(Strategy):
         return p.value.encode()
 
     def output_format(self, p: ConstantParams):
-        return re.compile(re.escape(copy_escape(str(p.value).encode()).decode("utf-8", "replace")))
+        return re.compile(re.escape(copytext.escape(str(p.value).encode()).decode("utf-8", "replace")))
 
 
 class PartialStrategy(Strategy):

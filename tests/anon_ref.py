@@ -1,63 +1,19 @@
-"""Reference rewriter in plain Python: the executable definition of what `_anon.Rewriter` must output.
+"""Reference rewriter in plain Python: the test oracle of what `_anon.Rewriter` must output.
 
 Written for clarity, not speed, and independently of the Cython code: the property tests feed both
-the same generated rows and require identical bytes (or the same error row and column).
+the same generated rows and require identical bytes (or the same error row and column). It lives
+under tests/ because nothing at run time uses it (the pump drives the compiled rewriter in C, so a
+Python rewriter could not stand in for it); what it shares with the program, it takes from the
+package: the COPY-text codec (`confiture_fast.copytext`) and each strategy's `reference`.
 """
 
 from __future__ import annotations
 
 import re
 
+from confiture_fast import copytext
 from confiture_fast.strategies import (DOCUMENTS, IDENTITY, NULLING, NUMERIC_OUT, STRATEGIES, FieldRule, RewriteError,
                                        json_rules, siphash24)
-from confiture_fast.strategies import copy_escape as escape
-
-
-# -- COPY text escaping -------------------------------------------------------------------------
-_SIMPLE_ESCAPES = {"b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11}
-_OCTAL = "01234567"
-_HEX = "0123456789abcdefABCDEF"
-
-
-class EndOfCopyMarker(ValueError):
-    """A backslash-period inside a field: PostgreSQL reads it as the end of the data, not as '.'."""
-
-
-def unescape(field: bytes) -> bytes:
-    """COPY text field -> value bytes (the field is not `\\N` and has no dangling backslash)."""
-    text = field.decode("latin-1")  # one char per byte, so indexes are byte offsets
-    out = bytearray()
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        i += 1
-        if ch != "\\":
-            out.append(ord(ch))
-            continue
-        ch = text[i]
-        i += 1
-        if ch == ".":
-            raise EndOfCopyMarker()
-        if ch in _OCTAL:
-            digits = ch
-            while len(digits) < 3 and i < len(text) and text[i] in _OCTAL:
-                digits += text[i]
-                i += 1
-            out.append(int(digits, 8) & 0xFF)
-        elif ch == "x" and i < len(text) and text[i] in _HEX:
-            digits = text[i]
-            i += 1
-            if i < len(text) and text[i] in _HEX:
-                digits += text[i]
-                i += 1
-            out.append(int(digits, 16))
-        else:
-            out.append(_SIMPLE_ESCAPES.get(ch, ord(ch)))
-    return bytes(out)
-
-
-def _ends_with_lone_backslash(field: bytes) -> bool:
-    return (len(field) - len(field.rstrip(b"\\"))) % 2 == 1
 
 
 # -- strategies ----------------------------------------------------------------------------------
@@ -74,84 +30,11 @@ def apply(rule: FieldRule, value: bytes, row_key: bytes | None = None) -> bytes 
     return strategy.reference(rule.params, value, digest)
 
 
-_ARRAY_SPECIAL = frozenset(b'{},"\\ \t\n\r\v\f')
-_MAX_ARRAY_DEPTH = 64
-
-
-def _quote_element(s: bytes) -> bytes:
-    """An array element as array_out writes it."""
-    if s and s.lower() != b"null" and not _ARRAY_SPECIAL.intersection(s):
-        return s
-    return b'"' + s.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-
-
 def apply_to_array(rule: FieldRule, value: bytes, row_key: bytes | None) -> bytes:
-    """Applies the rule to each element of an array literal in PostgreSQL's output form."""
-    bad = ValueError("not an array literal in PostgreSQL's output form")
-    out = bytearray()
-    i = 0
-    if value.startswith(b"["):  # dimension bounds, e.g. [0:2]=
-        eq = value.find(b"=")
-        if eq < 0 or any(c not in b"0123456789[]:-" for c in value[:eq]):
-            raise bad
-        out += value[:eq + 1]
-        i = eq + 1
-
-    def element(i: int) -> int:
-        if i >= len(value) or value[i] in b",}":
-            raise bad
-        if value[i] == ord('"'):
-            raw = bytearray()
-            i += 1
-            while i < len(value) and value[i] != ord('"'):
-                if value[i] == ord("\\"):
-                    i += 1
-                    if i == len(value):
-                        break
-                raw.append(value[i])
-                i += 1
-            if i >= len(value):
-                raise bad
-            i += 1
-            quoted = True
-        else:
-            start = i
-            while i < len(value) and value[i] not in _ARRAY_SPECIAL:
-                i += 1
-            raw = value[start:i]
-            if i < len(value) and value[i] not in b",}":
-                raise bad
-            quoted = False
-        if not quoted and bytes(raw).lower() == b"null":
-            out.extend(b"NULL")
-        elif not raw:
-            out.extend(b'""')
-        else:
-            result = apply(rule, bytes(raw), row_key)
-            out.extend(b"NULL" if result is None else _quote_element(result))
-        return i
-
-    def array(i: int, depth: int) -> int:
-        if depth > _MAX_ARRAY_DEPTH:
-            raise bad
-        out.extend(b"{")
-        i += 1
-        if value[i:i + 1] == b"}":
-            out.extend(b"}")
-            return i + 1
-        while True:
-            i = array(i, depth + 1) if value[i:i + 1] == b"{" else element(i)
-            c = value[i:i + 1]
-            if c not in (b",", b"}"):
-                raise bad
-            out.extend(c)
-            i += 1
-            if c == b"}":
-                return i
-
-    if value[i:i + 1] != b"{" or array(i, 1) != len(value):
-        raise bad
-    return bytes(out)
+    """Applies the rule to each element of an array literal in PostgreSQL's output form; NULL and
+    empty elements stay as they are."""
+    bounds, items = copytext.parse_array(value)
+    return copytext.format_array(copytext.map_array(items, lambda v: apply(rule, v, row_key) if v else v), bounds)
 
 
 _JSON_WS = b" \t\n\r"
@@ -217,18 +100,6 @@ def _json_quote(value: bytes) -> bytes:
     return bytes(out + b'"')
 
 
-def _path_matches(steps, location) -> bool:
-    if len(steps) != len(location):
-        return False
-    for (kind, arg), (is_key, at) in zip(steps, location):
-        if kind == "any_key" and is_key or kind == "any_index" and not is_key:
-            continue
-        if kind == "key" and is_key and at == arg.encode() or kind == "index" and not is_key and at == arg:
-            continue
-        return False
-    return True
-
-
 def apply_to_json(rule: FieldRule, doc: bytes) -> bytes:
     """Applies the json rule's strategies at their paths; every other byte of doc stays as it is."""
     subs = [(steps, FieldRule(index=rule.index, column=rule.column, strategy=name, key=rule.key,
@@ -253,7 +124,7 @@ def apply_to_json(rule: FieldRule, doc: bytes) -> bytes:
         """Walks the value at doc[i]; `active` is the rule of an enclosing matched container."""
         sub = active
         if sub is None:
-            sub = next((r for steps, r in subs if _path_matches(steps, location)), None)
+            sub = next((r for steps, r in subs if copytext.json_path_matches(steps, location)), None)
         if sub is not None and sub.strategy in IDENTITY:
             sub = None
             active = _KEEP
@@ -301,7 +172,7 @@ def apply_to_json(rule: FieldRule, doc: bytes) -> bytes:
                 i = ws(i)
                 if doc[i:i + 1] != b":":
                     raise bad
-                step = (True, key)
+                step = (True, key.decode())  # valid UTF-8: the value was checked
                 i = ws(i + 1)
             else:
                 step = (False, index)
@@ -334,26 +205,24 @@ class ReferenceRewriter:
         self.columns = list(columns)
         self.rules = {rule.index: rule for rule in rules if rule.strategy not in IDENTITY}  # untouched
         self.rows = 0
-        self._tail = b""
+        self._rows = copytext.RowSplitter()
 
     def _error(self, column_index: int, problem: str) -> RewriteError:
         return RewriteError(self.table, self.rows + 1, self.columns[column_index], problem)
 
     def rewrite(self, data: bytes) -> bytes:
-        lines = (self._tail + bytes(data)).split(b"\n")
-        self._tail = lines.pop()  # after the last newline: a partial row, or b""
-        return b"".join(self.rewrite_row(line) + b"\n" for line in lines)
+        return b"".join(self.rewrite_row(line) + copytext.ROW_END for line in self._rows.feed(data))
 
     def finish(self) -> None:
-        if self._tail:
-            cut_in = min(self._tail.count(b"\t"), len(self.columns) - 1)
+        if self._rows.pending:
+            cut_in = min(self._rows.pending.count(copytext.FIELD_SEP), len(self.columns) - 1)
             raise self._error(cut_in, "the data ends in the middle of this row (no final newline)")
 
     def rewrite_row(self, line: bytes) -> bytes:
         """One row without its newline -> the rewritten row without its newline."""
-        fields = line.split(b"\t")
+        fields = copytext.split_row(line)
         for i, field in enumerate(fields[:len(self.columns)]):
-            if _ends_with_lone_backslash(field):
+            if copytext.ends_with_lone_backslash(field):
                 raise self._error(i, "the field ends with a lone backslash")
         if len(fields) < len(self.columns):
             raise self._error(len(fields), f"the row has {len(fields)} fields, {len(self.columns)} expected")
@@ -363,16 +232,16 @@ class ReferenceRewriter:
         for i, rule in sorted(self.rules.items()):
             out[i] = self._rewrite_field(i, rule, fields[i], fields)
         self.rows += 1
-        return b"\t".join(out)
+        return copytext.FIELD_SEP.join(out)
 
     def _unescape(self, i: int, field: bytes) -> bytes:
         try:
-            return unescape(field)
-        except EndOfCopyMarker:
-            raise self._error(i, "the field contains \\. (the end-of-copy marker)") from None
+            return copytext.unescape(field)
+        except copytext.EndOfCopyMarker as e:
+            raise self._error(i, str(e)) from None
 
     def _rewrite_field(self, i: int, rule: FieldRule, field: bytes, fields: list[bytes]) -> bytes:
-        if field in (b"", b"\\N"):  # empty stays empty, NULL stays NULL
+        if field in (b"", copytext.NULL):  # empty stays empty, NULL stays NULL
             return field
         value = self._unescape(i, field)
         try:
@@ -382,7 +251,7 @@ class ReferenceRewriter:
         if b"\0" in value:
             raise self._error(i, "the value contains a NUL byte")
         row_key = None
-        if rule.key_index >= 0 and fields[rule.key_index] != b"\\N":
+        if rule.key_index >= 0 and fields[rule.key_index] != copytext.NULL:
             row_key = self._unescape(rule.key_index, fields[rule.key_index])
         try:
             if rule.strategy in DOCUMENTS:
@@ -393,4 +262,4 @@ class ReferenceRewriter:
                 result = apply(rule, value, row_key)
         except ValueError as e:
             raise self._error(i, str(e)) from None
-        return b"\\N" if result is None else escape(result)
+        return copytext.encode_field(result)
