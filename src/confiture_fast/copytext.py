@@ -9,6 +9,7 @@ byte offsets and invalid UTF-8 is the caller's to judge. Pure and database-free.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Iterable, Iterator, Union
@@ -119,6 +120,7 @@ Elements = list[Union[bytes, None, "Elements"]]
 _ARRAY_SPACE = b" \t\n\r\v\f"  # what array_in skips and array_out quotes
 MAX_ARRAY_DEPTH = 64
 _BOUNDS = frozenset(b"0123456789[]:-")
+_QUOTED_BACKSLASH = re.compile(rb"\\(.)", re.DOTALL)
 
 
 class NotAnArray(ValueError):
@@ -126,74 +128,90 @@ class NotAnArray(ValueError):
         super().__init__("not an array literal in PostgreSQL's output form")
 
 
+class _ArraySyntax:
+    """The patterns of array literals with one element delimiter."""
+
+    def __init__(self, delimiter: bytes):
+        if len(delimiter) != 1:
+            raise ValueError(f"an array element delimiter is one byte, not {delimiter!r}")
+        special = re.escape(b'{}"\\' + delimiter + _ARRAY_SPACE)
+        quoted, bare = rb'"([^"\\]*(?:\\.[^"\\]*)*)"', rb"([^%s]+)" % special
+        # At a position where an element may stand: a quoted element, a bare one, or one other byte.
+        self.token = re.compile(rb"%s|%s|(.)" % (quoted, bare), re.DOTALL)
+        self.element = re.compile(rb"%s|%s" % (quoted, bare), re.DOTALL)
+        item = rb"(?:%s|%s)" % (quoted, bare)
+        self.flat = re.compile(rb"\{(?:%s(?:%s%s)*)?\}" % (item, re.escape(delimiter), item), re.DOTALL)
+        self.needs_quotes = re.compile(rb"[%s]" % special)
+
+
+@functools.cache
+def _array_syntax(delimiter: bytes) -> _ArraySyntax:
+    return _ArraySyntax(delimiter)
+
+
+def _element(quoted: bytes, bare: bytes) -> bytes | None:
+    if bare:
+        return None if bare.lower() == b"null" else bare
+    return _QUOTED_BACKSLASH.sub(rb"\1", quoted) if b"\\" in quoted else quoted
+
+
 def parse_array(text: bytes, delimiter: bytes = b",") -> tuple[bytes, Elements]:
     """An array literal as array_out writes it -> (its bounds decoration such as `[0:1]=`, or b"";
     its elements). `delimiter` is the element type's typdelim (`;` for box, `,` for nearly every
     other type). Raises NotAnArray for anything array_out does not write."""
+    syntax = _array_syntax(delimiter)
+    if syntax.flat.fullmatch(text):  # one dimension, no bounds: the common case, in two passes of re
+        return b"", [_element(q, b) for q, b in syntax.element.findall(text, 1)]
     bounds = b""
-    i = 0
+    pos = 0
     if text.startswith(b"["):
         eq = text.find(b"=")
         if eq < 0 or not _BOUNDS.issuperset(text[:eq]):
             raise NotAnArray()
-        bounds, i = text[:eq + 1], eq + 1
-    special = frozenset(b'{}"\\' + delimiter + _ARRAY_SPACE)
-    ends = (delimiter[0], ord("}"))
-
-    def element(i: int) -> tuple[bytes | None, int]:
-        if i >= len(text) or text[i] in ends:
-            raise NotAnArray()
-        if text[i] == ord('"'):
-            raw = bytearray()
-            i += 1
-            while i < len(text) and text[i] != ord('"'):
-                if text[i] == ord("\\"):
-                    i += 1
-                    if i == len(text):
-                        break
-                raw.append(text[i])
-                i += 1
-            if i >= len(text):
-                raise NotAnArray()
-            return bytes(raw), i + 1
-        start = i
-        while i < len(text) and text[i] not in special:
-            i += 1
-        if i < len(text) and text[i] not in ends:
-            raise NotAnArray()
-        raw = text[start:i]
-        return (None if raw.lower() == b"null" else raw), i
-
-    def array(i: int, depth: int) -> tuple[Elements, int]:
-        if depth > MAX_ARRAY_DEPTH:
-            raise NotAnArray()
-        items: Elements = []
-        i += 1
-        if text[i:i + 1] == b"}":
-            return items, i + 1
-        while True:
-            if text[i:i + 1] == b"{":
-                item, i = array(i, depth + 1)
-            else:
-                item, i = element(i)
-            items.append(item)
-            if i >= len(text) or text[i] not in ends:
-                raise NotAnArray()
-            i += 1
-            if text[i - 1] == ord("}"):
-                return items, i
-
-    if text[i:i + 1] != b"{":
+        bounds, pos = text[:eq + 1], eq + 1
+    if not text.startswith(b"{", pos):
         raise NotAnArray()
-    items, end = array(i, 1)
-    if end != len(text):
+    items: Elements = []
+    stack = [items]  # the arrays open at pos, outermost first
+    pos += 1
+    if text.startswith(b"}", pos):
+        stack, pos = [], pos + 1
+    while stack:
+        m = syntax.token.match(text, pos)  # an element, or an inner array
+        if m is None:
+            raise NotAnArray()
+        quoted, bare, other = m.groups()
+        pos = m.end()
+        if other == b"{":
+            if len(stack) == MAX_ARRAY_DEPTH:
+                raise NotAnArray()
+            inner: Elements = []
+            stack[-1].append(inner)
+            stack.append(inner)
+            if not text.startswith(b"}", pos):
+                continue
+            stack.pop()
+            pos += 1
+        elif other is None:
+            stack[-1].append(_element(quoted or b"", bare or b""))
+        else:
+            raise NotAnArray()
+        while stack:  # what follows: the delimiter, or the end of one or more arrays
+            if text.startswith(delimiter, pos):
+                pos += 1
+                break
+            if not text.startswith(b"}", pos):
+                raise NotAnArray()
+            stack.pop()
+            pos += 1
+    if pos != len(text):
         raise NotAnArray()
     return bounds, items
 
 
 def quote_element(value: bytes, delimiter: bytes = b",") -> bytes:
     """One array element as array_out writes it: quoted when empty, NULL-like or holding a special byte."""
-    if value and value.lower() != b"null" and not frozenset(b'{}"\\' + delimiter + _ARRAY_SPACE).intersection(value):
+    if value and value.lower() != b"null" and not _array_syntax(delimiter).needs_quotes.search(value):
         return value
     return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
