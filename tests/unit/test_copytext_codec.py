@@ -17,7 +17,7 @@ from confiture_fast import copytext
 from confiture_fast.copytext import NotAnArray
 
 PACKAGE = Path(confiture_fast.__file__).parent
-SETTINGS = settings(max_examples=100, deadline=None)
+SETTINGS = settings(max_examples=60, deadline=None)
 
 values = st.binary(max_size=40) | st.text(max_size=20).map(str.encode) | st.sampled_from(
     [b"\\N", b"\\.", b"\\", b"N", b"NULL", b"null", b"", b"\t\n\r\b\f\v", "é€𝄞".encode()])
