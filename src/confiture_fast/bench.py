@@ -48,6 +48,17 @@ BASELINE = "libpq pipe"
 MIN_NOISE = 0.05
 _BENCH_SECRET = "confiture-fast-bench-only-secret-0123456789"
 _REWRITER_MAX_ROWS = 250_000
+# The throwaway servers' settings unless --server-settings default: those of issue 17's production-tuned
+# servers. fsync and full_page_writes stay off, as on every throwaway server: nothing on it must survive
+# a crash, and a shared disk's flushes would only add noise (--server-setting fsync=on puts them back).
+PRODUCTION_SETTINGS = {"shared_buffers": "1GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min",
+                       "synchronous_commit": "off"}
+SERVER_PROFILES = {"production": PRODUCTION_SETTINGS, "default": {}}
+# Read back from both servers for the report, with any other setting given by --server-setting.
+REPORTED_SETTINGS = (*PRODUCTION_SETTINGS, "fsync", "full_page_writes", "wal_level", "max_connections",
+                     "work_mem", "maintenance_work_mem", "max_parallel_maintenance_workers")
+PHYSICAL = "physical floor"
+_WATCH_EVERY_S = 0.02
 
 
 class BenchError(SyncError):
@@ -62,6 +73,7 @@ class Sample(msgspec.Struct, frozen=True):
     cpu_s: float
     peak_rss_mib: float | None
     rows: int
+    parts: dict[str, float] = {}  # seconds by part: the physical floor's pieces, a sync's phases with -v
 
 
 class Run(msgspec.Struct, kw_only=True):
@@ -81,6 +93,8 @@ class Run(msgspec.Struct, kw_only=True):
     ratio: float = 0.0  # throughput / the floor's: median over rounds of floor wall / this wall
     ratio_spread: float = 0.0  # (max - min) / median of those per-round ratios
     wall_vs_psql: float | None = None  # median over rounds of this wall / the psql pipe's (issue 4's goals)
+    wall_vs_physical: float | None = None  # median over rounds of this wall / the physical floor's (--floor)
+    parts: dict[str, float] = {}  # median over rounds of each of the samples' parts
     cpu_s: float = 0.0
     cpu_share: float = 0.0  # cpu_s / (wall_s * cores): our share of the whole machine
     peak_rss_mib: float | None = None
@@ -290,6 +304,7 @@ class Context(msgspec.Struct, kw_only=True):
     rules: str
     psql: str | None
     child_env: dict[str, str]
+    verbose: bool = False
 
 
 class Contender(msgspec.Struct, frozen=True, kw_only=True):
@@ -367,15 +382,112 @@ def _run_pgcopydb(ctx: Context, workdir: Path) -> Sample:
     return Sample(wall, cpu, peak, 0)
 
 
+def physical_floor(parts: dict[str, float], cores: int) -> float:
+    """The servers' work, piece by piece, spread over every core: no copy of these tables on this
+    machine can take less, whatever overlaps what."""
+    return sum(parts.values()) / max(cores, 1)
+
+
+def _run_physical(ctx: Context, workdir: Path) -> Sample:
+    """The physical floor: each table's COPY TO alone (psql into a file), its COPY FROM (FREEZE) of
+    that file into the bare target table, then its constraint builds, one after the other, each on one
+    core (no parallel maintenance workers), summed and divided by the cores. The bench tables have no
+    foreign keys, so there is nothing to validate. The target tables end as they were: indexed."""
+    from .sample import bench_table_ddl
+
+    ddl = bench_table_ddl(SCHEMA)
+    parts = {"copy_to": 0.0, "copy_from": 0.0, "index_builds": 0.0}
+    cpu = 0.0
+    cpu0 = time.thread_time()
+    with _connect(ctx.dst) as d:
+        d.execute("SET max_parallel_maintenance_workers = 0")
+        for table in ctx.dataset.tables:
+            dump = workdir / f"floor-{table}.copy"
+            wall, c, _, _ = _run_processes(lambda table=table, dump=dump: [subprocess.Popen(
+                [ctx.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", ctx.src.psql_conninfo,
+                 "-c", f"\\copy {_qual(table)} to '{dump}'"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                env={**os.environ, **_pgpass(ctx.src)})], f"COPY TO of {table}")
+            parts["copy_to"] += wall
+            cpu += c
+            create, constraints = ddl[table]
+            d.execute("BEGIN")
+            d.execute(f"DROP TABLE {_qual(table)}")
+            d.execute(create)
+            t0 = time.perf_counter()
+            with dump.open("rb") as f, d.cursor().copy(f"COPY {_qual(table)} FROM STDIN WITH (FREEZE)") as cp:
+                while chunk := f.read(1 << 20):
+                    cp.write(chunk)
+            d.execute("COMMIT")
+            parts["copy_from"] += time.perf_counter() - t0
+            dump.unlink()
+            t0 = time.perf_counter()
+            d.execute(constraints)
+            parts["index_builds"] += time.perf_counter() - t0
+    cpu += time.thread_time() - cpu0
+    return Sample(physical_floor(parts, os.cpu_count() or 1), cpu, None, 0, parts)
+
+
+def breakdown(ticks: list[tuple[float, bool, bool]], wall: float, every: float) -> dict[str, float]:
+    """Where a sync's `wall` seconds went, from polls of the target every `every` seconds, each
+    (seconds since the start, a COPY FROM running, an index build running): start-up until the first
+    row arrives, load until the last COPY ends, then the finish (index builds, ANALYZE, exit); and
+    how long index builds ran in all, during the load or after it. Empty when no COPY was seen."""
+    copying = [t for t, copy, _ in ticks if copy]
+    if not copying:
+        return {}
+    first, last = copying[0], copying[-1]
+    return {"startup": first, "load": last - first, "finish": max(wall - last, 0.0),
+            "index_builds": every * sum(1 for _, _, index in ticks if index)}
+
+
+class _TargetWatch:
+    """With -v, polls the target's progress views while a sync runs (PostgreSQL 14+): when its COPY
+    FROMs and index builds run is what tells start-up, load and finish apart, seen from outside."""
+
+    def __init__(self, side: Side):
+        self.side = side
+        self.ticks: list[tuple[float, bool, bool]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        try:
+            with _connect(self.side) as conn:
+                t0 = self.t0
+                while not self._stop.is_set():
+                    copy, index = conn.execute(
+                        "SELECT EXISTS (SELECT FROM pg_stat_progress_copy WHERE datname = current_database() "
+                        "AND command = 'COPY FROM'), EXISTS (SELECT FROM pg_stat_progress_create_index "
+                        "WHERE datname = current_database())").fetchone()
+                    self.ticks.append((time.perf_counter() - t0, copy, index))
+                    self._stop.wait(_WATCH_EVERY_S)
+        except psycopg.Error:
+            self.ticks = []  # a server without those views: no breakdown, the run itself goes on
+
+    def __enter__(self) -> "_TargetWatch":
+        self.t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def parts(self, wall: float) -> dict[str, float]:
+        return breakdown(self.ticks, wall, _WATCH_EVERY_S)
+
+
 def _run_sync(ctx: Context, c: Contender) -> Sample:
     cmd = [sys.executable, "-m", "confiture_fast", "sync", "--from", ctx.src.spec, "--to", ctx.dst.spec,
            "--env-dir", ctx.env_dir, "--include", f"{SCHEMA}.*", "--no-progress", "--format", "json",
            "--parallel", str(c.parallel), "--batch-size", str(c.batch_size)]
     if c.anonymized:
         cmd += ["--anonymize-config", ctx.rules]
-    wall, cpu, peak, out = _run_processes(
-        lambda: [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  env={**os.environ, **ctx.child_env})], c.name)
+    with ExitStack() as stack:
+        watch = stack.enter_context(_TargetWatch(ctx.dst)) if ctx.verbose else None
+        wall, cpu, peak, out = _run_processes(
+            lambda: [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      env={**os.environ, **ctx.child_env})], c.name)
     try:
         result = msgspec.json.decode(out)
     except msgspec.DecodeError:
@@ -383,7 +495,7 @@ def _run_sync(ctx: Context, c: Contender) -> Sample:
     if not result.get("ok"):
         raise BenchError(f"{c.name} did not report success: {result.get('error') or out[-500:]!r}",
                          "rerun the same sync by hand with --debug to see why")
-    return Sample(wall, cpu, peak, int(result["total_rows"]))
+    return Sample(wall, cpu, peak, int(result["total_rows"]), watch.parts(wall) if watch else {})
 
 
 def _reset_target(ctx: Context) -> None:
@@ -420,6 +532,8 @@ def _measure(ctx: Context, c: Contender, workdir: Path) -> Sample:
         _reset_target(ctx)
         if c.kind == "baseline":
             sample = _run_baseline(ctx)
+        elif c.kind == "physical":
+            sample = _run_physical(ctx, workdir)
         elif c.kind == "psql":
             sample = _run_psql(ctx)
         else:
@@ -482,7 +596,7 @@ def _per_round(run: Run, ref: Run | None, f: Callable[[float, float], float]) ->
     return [f(a.wall_s, b.wall_s) for a, b in zip(run.samples, ref.samples) if a.wall_s and b.wall_s]
 
 
-def _summarize(run: Run, baseline: Run | None, psql: Run | None, cores: int) -> None:
+def _summarize(run: Run, baseline: Run | None, psql: Run | None, cores: int, physical: Run | None = None) -> None:
     walls = [s.wall_s for s in run.samples]
     run.wall_s = statistics.median(walls)
     run.wall_min_s, run.wall_max_s = min(walls), max(walls)
@@ -502,6 +616,11 @@ def _summarize(run: Run, baseline: Run | None, psql: Run | None, cores: int) -> 
     vs_psql = _per_round(run, psql, lambda mine, pipe: mine / pipe)
     if vs_psql:
         run.wall_vs_psql = statistics.median(vs_psql)
+    vs_physical = _per_round(run, physical, lambda mine, floor: mine / floor)
+    if vs_physical:
+        run.wall_vs_physical = statistics.median(vs_physical)
+    names = dict.fromkeys(k for s in run.samples for k in s.parts)
+    run.parts = {k: statistics.median(s.parts[k] for s in run.samples if k in s.parts) for k in names}
 
 
 def _recommend(runs: list[Run]) -> Recommendation | None:
@@ -539,10 +658,13 @@ def _machine() -> dict:
             "python": platform.python_version(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-def _server_info(side: Side, where: str) -> dict:
+def _server_info(side: Side, where: str, asked: dict[str, str]) -> dict:
+    """The server's version and the settings it runs with, as it shows them (not as we asked)."""
+    names = list(dict.fromkeys((*REPORTED_SETTINGS, *asked)))
     with _connect(side) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
-    return {"where": where, "server_version": version}
+        shown = conn.execute("SELECT n, current_setting(n, true) FROM unnest(%s::text[]) n", (names,)).fetchall()
+    return {"where": where, "server_version": version, "settings": {n: v for n, v in shown if v is not None}}
 
 
 # --------------------------------------------------------------------------- the run
@@ -560,6 +682,10 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int = DEFAULT_BATCH
     pg_bin: str | None = None
     pgcopydb: bool = False
+    # the throwaway servers' settings on top of ThrowawayServer's (parse_server_settings)
+    server_settings: dict[str, str] = msgspec.field(default_factory=lambda: dict(PRODUCTION_SETTINGS))
+    floor: bool = False  # also measure the physical floor
+    verbose: bool = False  # say where each sync's seconds go
     command: str = ""
 
 
@@ -571,6 +697,8 @@ def _contenders(opts: Options, psql: str | None, anonymize: bool) -> list[Conten
         out.append(Contender(name="psql pipe", kind="psql"))
     if opts.pgcopydb:
         out.append(Contender(name="pgcopydb clone", kind="pgcopydb"))
+    if opts.floor:
+        out.append(Contender(name=PHYSICAL, kind="physical"))
     default = (opts.parallel, opts.batch_size)
     grid = [(p, b) for p in SWEEP_PARALLEL for b in SWEEP_BATCH] if opts.sweep else []
     if default not in grid:
@@ -594,11 +722,9 @@ def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="confiture-fast-bench-")))
         if opts.source is None:
-            from .embedded import ThrowawayServer
-
-            log("starting two throwaway PostgreSQL servers")
-            s1 = stack.enter_context(ThrowawayServer(opts.pg_bin))
-            s2 = stack.enter_context(ThrowawayServer(opts.pg_bin))
+            log("starting two throwaway PostgreSQL servers with "
+                + (", ".join(f"{k}={v}" for k, v in opts.server_settings.items()) or "the throwaway defaults"))
+            s1, s2 = (_start_server(stack, opts) for _ in range(2))
             src_uri, dst_uri = s1.create_database("bench_source"), s2.create_database("bench_target")
             src = Side(src_uri, src_uri, src_uri, src_uri, None)
             dst = Side(dst_uri, dst_uri, dst_uri, dst_uri, None)
@@ -611,17 +737,21 @@ def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
             where = (src.display, dst.display)
             psql = shutil.which("psql")
         if psql is None:
+            if opts.floor:
+                raise ConfigError("--floor times each table's COPY TO through psql, and psql was not found",
+                                  "put psql on PATH (Debian: apt-get install postgresql-client), or leave out --floor")
             notes.append("psql was not found: no psql pipe in this run")
         rules = workdir / "rules.yaml"
         rules_text = _rules_yaml(opts.shape)
         rules.write_text(rules_text or "")
-        source_info, target_info = _server_info(src, where[0]), _server_info(dst, where[1])
+        asked = opts.server_settings if opts.source is None else {}
+        source_info, target_info = _server_info(src, where[0], asked), _server_info(dst, where[1], asked)
         state_existed = _state_schema_exists(dst)
         stack.callback(_cleanup, src, dst, state_existed, log)
         log(f"generating {', '.join(f'{t} x{ROW_FACTOR[t] * opts.rows:,}' for t in opts.shape)} on the source")
         dataset = _create_tables(src, dst, opts.shape, opts.rows)
         ctx = Context(src=src, dst=dst, dataset=dataset, env_dir=opts.env_dir, rules=str(rules), psql=psql,
-                      child_env={config.SECRET_ENV_VAR: secret})
+                      child_env={config.SECRET_ENV_VAR: secret}, verbose=opts.verbose)
         contenders = _contenders(opts, psql, anonymize=rules_text is not None)
         runs = {c.name: Run(name=c.name, kind=c.kind, anonymized=c.anonymized, parallel=c.parallel,
                             batch_size=c.batch_size) for c in contenders}
@@ -647,11 +777,11 @@ def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
         notes.append("no table of this shape has anonymization rules: the tool runs are verbatim, "
                      "and there is no rewriter-alone run")
     cores = os.cpu_count() or 1
-    base, pipe = runs[BASELINE], runs.get("psql pipe")
-    _summarize(base, base, pipe, cores)
+    base, pipe, physical = runs[BASELINE], runs.get("psql pipe"), runs.get(PHYSICAL)
+    _summarize(base, base, pipe, cores, physical)
     for r in out:
         if r is not base:
-            _summarize(r, base, pipe, cores)
+            _summarize(r, base, pipe, cores, physical)
     return Report(
         command=opts.command, date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         version=__version__, machine=_machine(), source=source_info, target=target_info,
@@ -659,6 +789,41 @@ def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
             t: {"rows": dataset.rows[t], "bytes": dataset.bytes.get(t, 0)} for t in dataset.tables},
             "rows": dataset.total_rows, "bytes": dataset.total_bytes},
         repeat=opts.repeat, baseline=BASELINE, runs=out, recommended=_recommend(out), notes=notes)
+
+
+def _start_server(stack: ExitStack, opts: Options):
+    """A throwaway server with the bench's settings; one it refuses is a bad --server-setting."""
+    from .embedded import ServerStartError, ThrowawayServer
+
+    try:
+        return stack.enter_context(ThrowawayServer(opts.pg_bin, settings=opts.server_settings))
+    except ServerStartError as exc:
+        raise ConfigError(f"the throwaway PostgreSQL server did not start with these settings: {exc.reason}",
+                          "change or leave out the --server-setting it names, or pass --server-settings default "
+                          "for the server's own defaults") from None
+
+
+def parse_server_settings(profile: str | None, pairs: list[str]) -> dict[str, str]:
+    """--server-settings PROFILE (production unless given) with each --server-setting NAME=VALUE on top,
+    checked here: pg_ctl passes them to the server through a shell."""
+    from .embedded import setting_problem
+
+    name = profile or "production"
+    if name not in SERVER_PROFILES:
+        raise ConfigError(f"--server-settings {name!r} is not a profile",
+                          f"give one of {', '.join(SERVER_PROFILES)}")
+    settings = dict(SERVER_PROFILES[name])
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not key or not value:
+            raise ConfigError(f"--server-setting {pair!r} is not NAME=VALUE", "write it as e.g. shared_buffers=1GB")
+        problem = setting_problem(key, value)
+        if problem:
+            raise ConfigError(f"--server-setting {pair!r}: {problem}",
+                              "give a PostgreSQL setting and a plain value, e.g. work_mem=64MB")
+        settings[key] = value
+    return settings
 
 
 def _rules_yaml(tables: tuple[str, ...]) -> str | None:
@@ -751,6 +916,14 @@ def _fmt_rss(v: float | None) -> str:
 _HEADER = (("run", "left"), ("rows/s", "right"), ("MB/s", "right"), ("vs floor", "right"), ("time vs psql", "right"),
            ("wall s (min-max)", "right"), ("spread", "right"), ("CPU s", "right"), ("CPU share", "right"),
            ("peak RSS MiB", "right"))
+_PHYSICAL_COLUMN = ("time vs phys. floor", "right")
+
+
+def _header(report: Report) -> tuple[tuple[str, str], ...]:
+    """The columns; the physical floor's only when it was measured."""
+    if not any(r.kind == "physical" for r in report.runs):
+        return _HEADER
+    return (*_HEADER[:5], _PHYSICAL_COLUMN, *_HEADER[5:])
 
 
 def _title(report: Report) -> str:
@@ -768,14 +941,57 @@ def _is_recommended(report: Report, r: Run) -> bool:
 
 def _cells(report: Report) -> list[list[str]]:
     out = []
+    physical = _header(report) != _HEADER
     for r in report.runs:
         name = r.name + (" (floor)" if r.name == report.baseline else "")
         if _is_recommended(report, r):
             name += " *"
-        out.append([name, f"{r.rows_per_s:,.0f}", f"{r.mb_per_s:,.1f}", f"{r.ratio:.2f}x",
-                    "-" if r.wall_vs_psql is None else f"{r.wall_vs_psql:.2f}x",
-                    f"{r.wall_s:.2f} ({r.wall_min_s:.2f}-{r.wall_max_s:.2f})", f"{r.spread:.0%}",
-                    f"{r.cpu_s:.2f}", f"{r.cpu_share:.0%}", _fmt_rss(r.peak_rss_mib)])
+        row = [name, f"{r.rows_per_s:,.0f}", f"{r.mb_per_s:,.1f}", f"{r.ratio:.2f}x", _fmt_times(r.wall_vs_psql),
+               f"{r.wall_s:.2f} ({r.wall_min_s:.2f}-{r.wall_max_s:.2f})", f"{r.spread:.0%}",
+               f"{r.cpu_s:.2f}", f"{r.cpu_share:.0%}", _fmt_rss(r.peak_rss_mib)]
+        if physical:
+            row.insert(5, _fmt_times(r.wall_vs_physical))
+        out.append(row)
+    return out
+
+
+def _fmt_times(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _settings_line(report: Report) -> str:
+    """The settings both servers reported running with (SHOW), once when they agree."""
+    def shown(info: dict) -> str:
+        return ", ".join(f"{k}={v}" for k, v in info.get("settings", {}).items())
+
+    src, dst = shown(report.source), shown(report.target)
+    if src == dst:
+        return f"server settings, as both servers show them: {src}"
+    return f"server settings, as the servers show them: source {src}; target {dst}"
+
+
+def _floor_line(report: Report) -> str | None:
+    r = next((r for r in report.runs if r.kind == "physical"), None)
+    if r is None:
+        return None
+    p = r.parts
+    return (f"physical floor: {r.wall_s:.2f} s = (COPY TO {p.get('copy_to', 0):.2f} s + COPY FROM without indexes "
+            f"{p.get('copy_from', 0):.2f} s + index builds {p.get('index_builds', 0):.2f} s) / "
+            f"{report.machine['cores']} cores, medians of {report.repeat} round(s); no foreign keys to validate; "
+            f"'time vs phys. floor' is each run's time as a multiple of it")
+
+
+def _breakdown_lines(report: Report) -> list[str]:
+    """With -v: where each sync's seconds went (medians over the rounds)."""
+    out = []
+    for r in report.runs:
+        p = r.parts
+        if r.kind == "sync" and p:
+            out.append(f"where the time went, {r.name}: start-up until the first row {p['startup']:.2f} s, "
+                       f"load {p['load']:.2f} s, finish after the last row {p['finish']:.2f} s (index builds, "
+                       f"ANALYZE, exit); index builds ran {p['index_builds']:.2f} s in all, during the load or after")
+    if out:
+        out.append(f"(seen from the target's progress views, polled every {_WATCH_EVERY_S * 1000:.0f} ms)")
     return out
 
 
@@ -787,6 +1003,9 @@ def _footer(report: Report) -> list[str]:
                  f"source PostgreSQL {report.source['server_version']} ({report.source['where']}), "
                  f"target PostgreSQL {report.target['server_version']} ({report.target['where']}); "
                  f"{report.date}; confiture-fast {report.version}")
+    lines.append(_settings_line(report))
+    floor = _floor_line(report)
+    lines += ([floor] if floor else []) + _breakdown_lines(report)
     lines += [f"note: {n}" for n in report.notes]
     return lines
 
@@ -796,7 +1015,7 @@ def render(report: Report, console) -> None:
     from rich.table import Table
 
     table = Table(title=_title(report), title_justify="left")
-    for col, just in _HEADER:
+    for col, just in _header(report):
         table.add_column(col, justify=just)
     for row in _cells(report):
         table.add_row(*row)
@@ -808,8 +1027,8 @@ def render(report: Report, console) -> None:
 def markdown(report: Report) -> str:
     """The same table in Markdown, with the command, for docs/performance.md."""
     lines = [f"`{report.command}`", "", f"**{_title(report)}**", "",
-             "| " + " | ".join(h for h, _ in _HEADER) + " |",
-             "|" + "|".join("---" if j == "left" else "---:" for _, j in _HEADER) + "|"]
+             "| " + " | ".join(h for h, _ in _header(report)) + " |",
+             "|" + "|".join("---" if j == "left" else "---:" for _, j in _header(report)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in _cells(report)]
     lines += [""] + [line + "  " for line in _footer(report)]
     return "\n".join(lines) + "\n"
@@ -819,7 +1038,8 @@ def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-_COLORS = {"baseline": "#6b7280", "psql": "#94a3b8", "pgcopydb": "#a78bfa", "sync": "#0d9488", "anon": "#ea580c"}
+_COLORS = {"baseline": "#6b7280", "psql": "#94a3b8", "pgcopydb": "#a78bfa", "sync": "#0d9488", "anon": "#ea580c",
+           "physical": "#111827"}
 
 
 def svg_chart(report: Report) -> str:

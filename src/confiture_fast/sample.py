@@ -41,6 +41,7 @@ __all__ = [
     "BENCH_RULES_YAML",
     "bench_rules_yaml",
     "bench_schema_sql",
+    "bench_table_ddl",
     "create_bench_tables",
 ]
 
@@ -202,6 +203,13 @@ def bench_schema_sql(schema: str = "public", *, with_indexes: bool = True) -> st
     if with_indexes:
         stmts += constraints
     return ";\n\n".join(stmts) + ";\n"
+
+
+def bench_table_ddl(schema: str) -> dict[str, tuple[str, str]]:
+    """{table: (its CREATE TABLE without any index, the ALTER TABLE that adds its constraints)}: the
+    bench's physical floor loads into the bare table and times the constraint builds on their own."""
+    creates, constraints = _bench_ddl(schema)
+    return {t: (c, k) for t, c, k in zip(BENCH_TABLES, creates, constraints)}
 
 
 # ------------------------------------------------------------------------------------------------

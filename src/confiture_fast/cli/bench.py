@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 import msgspec
 import typer
 
-from ..bench import DEFAULT_BATCH, DEFAULT_ROWS, BenchFormat, Options, _parse_shape, markdown, render, run_bench, svg_chart
+from ..bench import (DEFAULT_BATCH, DEFAULT_ROWS, PRODUCTION_SETTINGS, BenchFormat, Options, _parse_shape, markdown,
+                     parse_server_settings, render, run_bench, svg_chart)
 from ..errors import ConfigError
 from ..redact import Redactor
 from . import guard
@@ -30,7 +31,12 @@ databases: it writes into --from as well as --to, so neither may be a protected 
 
 Every run loads the same rows into the same target tables (emptied before each run, indexes
 present); repetitions are interleaved; ratios are to the raw libpq pipe measured in the same run.
-"""
+
+The throwaway servers run with production-like settings by default: {production}
+(fsync and full_page_writes off, as on every throwaway server); --server-settings default gives the
+server's own defaults (shared_buffers 128MB) as earlier benches had. The report shows the settings
+each server runs with, read back from it, also for --from/--to.
+""".format(production=", ".join(f"{k} = {v}" for k, v in PRODUCTION_SETTINGS.items()))
 
 
 def command(
@@ -45,16 +51,21 @@ def command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per write of the tool runs.")] = DEFAULT_BATCH,
     pg_bin: Annotated[Optional[Path], typer.Option("--pg-bin", help="PostgreSQL bin folder of the throwaway servers (default: the embedded PostgreSQL 18).")] = None,
     pgcopydb: Annotated[bool, typer.Option("--pgcopydb", help="Also time `pgcopydb clone` of the same tables (its pg_dump must handle the servers' version).")] = False,
+    server_settings: Annotated[Optional[str], typer.Option("--server-settings", metavar="PROFILE", help="Settings of the throwaway servers: production (the default: shared_buffers 1GB, max_wal_size 8GB, checkpoint_timeout 30min, synchronous_commit off) or default (the server's own, as earlier benches ran).")] = None,
+    server_setting: Annotated[Optional[list[str]], typer.Option("--server-setting", metavar="NAME=VALUE", help="One more setting of both throwaway servers, on top of --server-settings; repeatable, e.g. --server-setting fsync=on.")] = None,
+    floor: Annotated[bool, typer.Option("--floor", help="Also measure the physical floor each round: COPY TO, COPY FROM without indexes and the index builds, timed one by one, summed, divided by the cores; every run's time is shown as a multiple of it.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also say where each sync's seconds go: start-up until the first row, load, finish (index builds, ANALYZE).")] = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write an SVG chart of throughput per configuration here.")] = None,
     fmt: Annotated[BenchFormat, typer.Option("--format", help="text; json: one JSON object on stdout; markdown: the table for a doc.")] = BenchFormat.text,
     debug: DebugOpt = False,
 ) -> None:
     guard.run(lambda: _bench(source, target, env_dir, rows, shape, repeat, sweep, parallel, batch_size, pg_bin,
-                             pgcopydb, plot, fmt), debug, interrupted="interrupted: the scratch schema was dropped")
+                             pgcopydb, plot, fmt, server_settings, server_setting or [], floor, verbose), debug,
+              interrupted="interrupted: the scratch schema was dropped")
 
 
 def _bench(source, target, env_dir, rows, shape, repeat, sweep, parallel, batch_size, pg_bin, pgcopydb, plot,
-           fmt) -> int:
+           fmt, server_settings, server_setting, floor, verbose) -> int:
     from ..progress import stderr_console
 
     console = stderr_console()
@@ -65,9 +76,14 @@ def _bench(source, target, env_dir, rows, shape, repeat, sweep, parallel, batch_
     if pgcopydb and source is not None:
         raise ConfigError("--pgcopydb runs only on the throwaway servers",
                           "leave it out with --from/--to: pgcopydb clone would write outside the scratch schema")
+    if (server_settings is not None or server_setting) and source is not None:
+        raise ConfigError("--server-settings and --server-setting are for the throwaway servers",
+                          "leave them out with --from/--to: the report shows your servers' settings as they are")
+    settings = parse_server_settings(server_settings, list(server_setting))
     opts = Options(source=source, target=target, env_dir=str(env_dir), rows=rows, shape=_parse_shape(shape),
                    repeat=repeat, sweep=sweep, parallel=parallel or os.cpu_count() or 1,
                    batch_size=batch_size, pg_bin=str(pg_bin) if pg_bin else None, pgcopydb=pgcopydb,
+                   server_settings=settings, floor=floor, verbose=verbose,
                    command=shlex.join(["confiture-fast", *sys.argv[1:]]))
     report = run_bench(opts, lambda msg: print(Redactor.clean(msg), file=sys.stderr, flush=True))
     report.command = Redactor.clean(report.command)
