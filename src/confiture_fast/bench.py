@@ -162,6 +162,8 @@ class _RssSampler:
                 return
 
     def __enter__(self) -> "_RssSampler":
+        # a first sample at once: on a loaded machine the thread may first run after a short run ended
+        self.peak = _tree_rss(self.procs)
         self._thread.start()
         return self
 
