@@ -2,7 +2,12 @@
 and the physical floor next to each run. Never timings: the machine is shared."""
 
 import json
+import os
+import signal
+import subprocess
+import time
 
+from confiture_fast import bench
 from conftest import run_cli
 
 
@@ -58,3 +63,19 @@ def test_their_servers_settings_are_reported_as_they_are(pair):
     assert any(r["kind"] == "physical" for r in report["runs"])
     refused = run_cli("bench", "--from", pair.src, "--to", pair.dst, "--server-setting", "work_mem=8MB")
     assert refused.returncode == 2 and "for the throwaway servers" in refused.stderr
+
+
+def test_the_memory_sampler_sees_a_process_tree_at_once():
+    proc = subprocess.Popen(["sh", "-c", "sleep 5 & sleep 5 & wait"])
+    try:
+        deadline = time.monotonic() + 5
+        while len(bench._family(proc.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        family = bench._family(proc.pid)
+        assert family[0] == proc.pid and len(family) == 3
+        assert all(bench._rss(p) > 0 for p in family) and bench._tree_rss([proc.pid]) > 0
+    finally:
+        for pid in reversed(bench._family(proc.pid)):
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()
+    assert bench._rss(proc.pid) == 0 and bench._family(proc.pid) == [proc.pid]

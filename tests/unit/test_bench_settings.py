@@ -134,3 +134,4 @@ def test_with_verbose_the_report_says_where_each_syncs_seconds_went():
     assert ("where the time went, sync anonymized -p2 -b5000: start-up until the first row 0.50 s, load 3.00 s, "
             "finish after the last row 1.50 s") in md
     assert "index builds ran 1.20 s in all" in md
+
