@@ -254,12 +254,15 @@ def _mark(conn: psycopg.Connection) -> None:
     conn.execute(f"COMMENT ON SCHEMA \"{SCHEMA}\" IS '{_MARK}'")
 
 
-def _drop_scratch(side: Side) -> None:
+def _drop_scratch(side: Side) -> bool:
+    """Drops the scratch schema when it is the bench's (marked so); True when it did."""
     with _connect(side) as conn:
         row = conn.execute("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
                            (SCHEMA,)).fetchone()
         if row is not None and row[0] == _MARK:
             conn.execute(f'DROP SCHEMA "{SCHEMA}" CASCADE')
+            return True
+        return False
 
 
 class Dataset(msgspec.Struct, kw_only=True):
@@ -861,25 +864,27 @@ def _state_schema_exists(side: Side) -> bool:
 
 
 def _cleanup(src: Side, dst: Side, state_existed: bool, log: Callable[[str], None]) -> None:
-    """Drops the scratch schema on both sides, and the sync's bookkeeping schema when the bench made it."""
-    from .catalog import STATE_SCHEMA, quote_ident
+    """Drops the scratch schema on both sides; on the target, forgets the deferred statements a failed
+    contender left recorded for the scratch tables (they are gone: a later sync would report them as
+    not rebuilt forever), then drops the sync's state schema when the bench made it and nothing is
+    left in it."""
+    from . import target
+    from .catalog import STATE_SCHEMA, display_name
 
+    dropped_on_target = False
     for side in (src, dst):
         try:
-            _drop_scratch(side)
+            dropped_on_target = _drop_scratch(side) and side is dst
         except psycopg.Error as exc:
             log(f"warning: could not drop {SCHEMA} on {side.display}: {exc}")
-    if state_existed:
-        return
     try:
         with _connect(dst) as conn:
-            state = f"{quote_ident(STATE_SCHEMA)}.pending_ddl"
-            if conn.execute("SELECT to_regclass(%s)", (state,)).fetchone()[0] is not None:
-                if conn.execute(f"SELECT count(*) FROM {state}").fetchone()[0]:
-                    return
-            conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(STATE_SCHEMA)} CASCADE")
-    except psycopg.Error as exc:
-        log(f"warning: could not drop {STATE_SCHEMA} on {dst.display}: {exc}")
+            if dropped_on_target:
+                target.forget_tables(conn, [display_name(SCHEMA, t) for t in TABLES])
+            if not state_existed:
+                target.drop_state(conn)
+    except (psycopg.Error, ConfigError) as exc:
+        log(f"warning: could not drop {STATE_SCHEMA} on {dst.display}: {getattr(exc, 'message', exc)}")
 
 
 def _resolve_pair(opts: Options, log: Callable[[str], None]) -> tuple[Side, Side]:

@@ -256,6 +256,22 @@ def forget(conn: psycopg.Connection, id_: int) -> None:
     conn.execute(f"DELETE FROM {STATE_TABLE} WHERE id = %s", (id_,))
 
 
+def forget_tables(conn: psycopg.Connection, tables: list[str]) -> None:
+    """Forgets every record of `tables` (display names), which were dropped: nothing is left to rebuild."""
+    if check_state(conn).table:
+        conn.execute(f"DELETE FROM {STATE_TABLE} WHERE table_name = ANY(%s)", (tables,))
+
+
+def drop_state(conn: psycopg.Connection) -> bool:
+    """Drops our state schema when it holds no record; False, and kept, while one is left to finish."""
+    info = check_state(conn)
+    if info.table and conn.execute(f"SELECT count(*) FROM {STATE_TABLE}").fetchone()[0]:
+        return False
+    if info.schema:
+        conn.execute(f"DROP SCHEMA {quote_ident(STATE_SCHEMA)} CASCADE")
+    return True
+
+
 def why(exc: psycopg.Error) -> str:
     """A server error in one line: its primary message, without the detail (which may quote rows: production data)."""
     return (exc.diag.message_primary or str(exc).strip().splitlines()[0]).strip()

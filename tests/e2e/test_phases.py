@@ -105,3 +105,22 @@ def test_the_resume_of_a_killed_run_rebuilds_what_it_left_recorded(faulty):  # n
     assert_steps(res.stderr)
     assert (constraints(faulty), indexes(faulty)) == before
     assert faulty.qt("SELECT count(*) FROM _confiture_fast.pending_ddl") == [(0,)]
+
+
+def test_the_bench_cleanup_forgets_what_a_failed_run_left_recorded_for_its_dropped_tables(pair):
+    """The bench drops its scratch tables after each run: a deferred index left recorded for one of
+    them (it could not be rebuilt) would be reported by every later sync into that target, forever."""
+    from confiture_fast import bench
+
+    s = bench.SCHEMA
+    pair.both(f"CREATE SCHEMA {s}; COMMENT ON SCHEMA {s} IS '{bench._MARK}'; CREATE TABLE {s}.users (id int, email text)")
+    pair.target(f"CREATE UNIQUE INDEX users_email ON {s}.users (email)")
+    pair.source(f"INSERT INTO {s}.users VALUES (1, 'same'), (2, 'same')")
+    res = pair.sync("--include", f"{s}.*")
+    assert res.returncode == 1 and "users_email" in res.stderr, res.stderr
+    assert pair.qt("SELECT table_name FROM _confiture_fast.pending_ddl") == [(f"{s}.users",)]
+    notes: list[str] = []
+    bench._cleanup(*(bench.Side(uri, uri, uri, uri, None) for uri in (pair.src, pair.dst)), False, notes.append)
+    assert notes == []
+    assert not {s, "_confiture_fast"} & {n for n, in pair.qt("SELECT nspname FROM pg_namespace")}
+    assert s not in {n for n, in pair.qs("SELECT nspname FROM pg_namespace")}
