@@ -407,10 +407,11 @@ def physical_floor(parts: dict[str, float], cores: int) -> float:
 
 
 def _run_physical(ctx: Context, workdir: Path) -> Sample:
-    """The physical floor: each table's COPY TO alone (psql into a file), its COPY FROM (FREEZE) of
-    that file into the bare target table, then its constraint builds, one after the other, each on one
-    core (no parallel maintenance workers), summed and divided by the cores. The bench tables have no
-    foreign keys, so there is nothing to validate. The target tables end as they were: indexed."""
+    """The physical floor: each table's COPY TO alone (psql into a file, its start included), its
+    COPY FROM (FREEZE) of that file into the bare target table, then its constraint builds, one after
+    the other, each on one core (no parallel maintenance workers), summed and divided by the cores.
+    The bench tables have no foreign keys, so there is nothing to validate. The target tables end as
+    they were: indexed."""
     from .sample import bench_table_ddl
 
     ddl = bench_table_ddl(SCHEMA)
@@ -445,17 +446,19 @@ def _run_physical(ctx: Context, workdir: Path) -> Sample:
     return Sample(physical_floor(parts, os.cpu_count() or 1), cpu, None, 0, parts)
 
 
-def breakdown(ticks: list[tuple[float, bool, bool]], wall: float, every: float) -> dict[str, float]:
-    """Where a sync's `wall` seconds went, from polls of the target every `every` seconds, each
-    (seconds since the start, a COPY FROM running, an index build running): start-up until the first
-    row arrives, load until the last COPY ends, then the finish (index builds, ANALYZE, exit); and
-    how long index builds ran in all, during the load or after it. Empty when no COPY was seen."""
+def breakdown(ticks: list[tuple[float, bool, bool]], wall: float) -> dict[str, float]:
+    """Where a sync's `wall` seconds went, from polls of the target, each (seconds since the start, a
+    COPY FROM running, an index build running): start-up until the first row arrives, load until the
+    last COPY ends, then the finish (index builds, ANALYZE, exit); and how long index builds ran in
+    all, during the load or after it (a poll that sees one counts until the next poll). Empty when no
+    COPY was seen."""
     copying = [t for t, copy, _ in ticks if copy]
     if not copying:
         return {}
     first, last = copying[0], copying[-1]
+    ends = [t for t, _, _ in ticks[1:]] + [wall]
     return {"startup": first, "load": last - first, "finish": max(wall - last, 0.0),
-            "index_builds": every * sum(1 for _, _, index in ticks if index)}
+            "index_builds": sum(end - t for (t, _, index), end in zip(ticks, ends) if index)}
 
 
 class _TargetWatch:
@@ -492,7 +495,7 @@ class _TargetWatch:
         self._thread.join()
 
     def parts(self, wall: float) -> dict[str, float]:
-        return breakdown(self.ticks, wall, _WATCH_EVERY_S)
+        return breakdown(self.ticks, wall)
 
 
 def _run_sync(ctx: Context, c: Contender) -> Sample:

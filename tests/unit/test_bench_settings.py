@@ -119,9 +119,11 @@ def test_the_report_names_the_settings_and_the_floor_and_adds_its_column_only_wh
 def test_where_a_syncs_seconds_go_from_polls_of_the_target():
     ticks = [(0.0, False, False), (0.5, False, False), (1.0, True, False), (1.5, True, True),
              (2.0, True, False), (2.5, False, True), (3.0, False, True), (3.5, False, False)]
-    assert bench.breakdown(ticks, wall=4.0, every=0.5) == {"startup": 1.0, "load": 1.0, "finish": 2.0,
-                                                           "index_builds": 1.5}
-    assert bench.breakdown([(0.0, False, False), (0.5, False, True)], wall=1.0, every=0.5) == {}
+    assert bench.breakdown(ticks, wall=4.0) == {"startup": 1.0, "load": 1.0, "finish": 2.0, "index_builds": 1.5}
+    # a slow poll counts for as long as it took, the last one until the end
+    late = [(0.0, True, False), (0.2, True, True), (1.0, False, True)]
+    assert bench.breakdown(late, wall=1.5) == {"startup": 0.0, "load": 0.2, "finish": 1.3, "index_builds": 1.3}
+    assert bench.breakdown([(0.0, False, False), (0.5, False, True)], wall=1.0) == {}
 
 
 def test_with_verbose_the_report_says_where_each_syncs_seconds_went():
