@@ -107,8 +107,8 @@ cdef int64_t _finish(str side, PGconn* conn) except -1:
         PQclear(res)
 
 
-def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssize_t flush_rows=5000,
-         Py_ssize_t flush_bytes=1 << 23, int64_t[:] counters=None, Py_ssize_t slot=0, bint binary=False):
+def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssize_t batch_size=5000,
+         Py_ssize_t batch_bytes=1 << 23, int64_t[:] counters=None, Py_ssize_t slot=0, bint binary=False):
     """Streams one COPY from `src` to `dst`. Both connections must be idle in a transaction.
 
     `binary`: the statements use COPY's binary format, whose last message is the trailer, not a row
@@ -117,7 +117,7 @@ def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssi
     After an error the source may still be in COPY OUT: the caller discards both connections
     (the target's COPY was ended with an error, so its transaction only needs a rollback).
 
-    Rows are gathered and written to the target every `flush_rows` rows or `flush_bytes` bytes,
+    Rows are gathered and written to the target every `batch_size` rows or `batch_bytes` bytes,
     whichever comes first. `counters[2*slot]` and `counters[2*slot+1]` (shared memory) get the rows and bytes read so far,
     every PUBLISH_EVERY rows. Returns (rows_read, rows_written, bytes_read, bytes_written).
     """
@@ -131,14 +131,14 @@ def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssi
     PQsetnonblocking(s, 0)
     PQsetnonblocking(d, 0)
     try:
-        return _pump(s, d, copy_out, copy_in, rewriter, flush_rows, flush_bytes, counters, slot, binary)
+        return _pump(s, d, copy_out, copy_in, rewriter, batch_size, batch_bytes, counters, slot, binary)
     finally:
         PQsetnonblocking(s, s_nb)
         PQsetnonblocking(d, d_nb)
 
 
-cdef _pump(PGconn* s, PGconn* d, bytes copy_out, bytes copy_in, Rewriter rewriter, Py_ssize_t flush_rows,
-           Py_ssize_t flush_bytes, int64_t[:] counters, Py_ssize_t slot, bint binary):
+cdef _pump(PGconn* s, PGconn* d, bytes copy_out, bytes copy_in, Rewriter rewriter, Py_ssize_t batch_size,
+           Py_ssize_t batch_bytes, int64_t[:] counters, Py_ssize_t slot, bint binary):
     cdef PGresult* res
     cdef OutBuf out
     cdef char* row = NULL
@@ -153,8 +153,8 @@ cdef _pump(PGconn* s, PGconn* d, bytes copy_out, bytes copy_in, Rewriter rewrite
         if 2 * slot + 1 >= counters.shape[0]:
             raise IndexError("progress slot out of range")
         ctr = &counters[2 * slot]
-    if flush_bytes < 1 or flush_rows < 1:
-        raise ValueError("flush_rows and flush_bytes must be positive")
+    if batch_bytes < 1 or batch_size < 1:
+        raise ValueError("batch_size and batch_bytes must be positive")
 
     with nogil:
         res = PQexec(d, sql_in)
@@ -198,7 +198,7 @@ cdef _pump(PGconn* s, PGconn* d, bytes copy_out, bytes copy_in, Rewriter rewrite
                     out.len += <size_t>n
                 PQfreemem(row)
                 row = NULL
-                if failed == 0 and (gathered >= flush_rows or out.len >= <size_t>flush_bytes):
+                if failed == 0 and (gathered >= batch_size or out.len >= <size_t>batch_bytes):
                     if PQputCopyData(d, out.data, <int>out.len) != 1:
                         failed = 2
                     bytes_out += out.len

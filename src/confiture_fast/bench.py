@@ -32,6 +32,7 @@ import msgspec
 import psycopg
 
 from .errors import ConfigError, SyncError
+from .request import LoadOptions
 
 SCHEMA = "confiture_fast_bench"
 _MARK = "scratch schema of confiture-fast bench: dropped when the bench ends"
@@ -41,7 +42,6 @@ ROW_FACTOR = {"users": 1, "orders": 2, "events": 5, "wide": 1, "plain": 1}
 SHAPES = {"users": ("users",), "wide": ("wide",), "plain": ("plain",), "all": ("users", "wide", "plain")}
 INDEXES = {"users": 2, "orders": 1, "events": 1, "wide": 1, "plain": 1}
 DEFAULT_ROWS = 400_000
-DEFAULT_BATCH = 5000
 SWEEP_PARALLEL = (1, 2, 4)
 SWEEP_BATCH = (1000, 5000, 20000)
 BASELINE = "libpq pipe"
@@ -329,8 +329,7 @@ class Contender(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     kind: str
     anonymized: bool = False
-    parallel: int | None = None
-    batch_size: int | None = None
+    load: LoadOptions | None = None  # the sync's, None for the other pipes
 
 
 def _run_baseline(ctx: Context) -> Sample:
@@ -501,7 +500,7 @@ class _TargetWatch:
 def _run_sync(ctx: Context, c: Contender) -> Sample:
     cmd = [sys.executable, "-m", "confiture_fast", "sync", "--from", ctx.src.spec, "--to", ctx.dst.spec,
            "--env-dir", ctx.env_dir, "--include", f"{SCHEMA}.*", "--no-progress", "--format", "json",
-           "--parallel", str(c.parallel), "--batch-size", str(c.batch_size)]
+           *c.load.flags()]
     if c.anonymized:
         cmd += ["--anonymize-config", ctx.rules]
     with ExitStack() as stack:
@@ -654,7 +653,7 @@ def _recommend(runs: list[Run]) -> Recommendation | None:
     best = max(cands, key=lambda r: r.ratio)
     noise = max(best.ratio_spread, MIN_NOISE)
     ties = [r for r in cands if r.ratio >= best.ratio * (1 - noise)]
-    pick = min(ties, key=lambda r: (r.parallel, abs(r.batch_size - DEFAULT_BATCH), r.batch_size))
+    pick = min(ties, key=lambda r: (r.parallel, abs(r.batch_size - LoadOptions().batch_size), r.batch_size))
     if len(cands) == 1:
         why = "the only configuration measured: run with --sweep to compare --parallel and --batch-size values"
     elif pick is best:
@@ -699,8 +698,7 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     shape: tuple[str, ...] = ("users",)
     repeat: int = 3
     sweep: bool = False
-    parallel: int = os.cpu_count() or 1
-    batch_size: int = DEFAULT_BATCH
+    load: LoadOptions = LoadOptions()  # of the tool runs; --sweep varies parallel and batch_size
     pg_bin: str | None = None
     pgcopydb: bool = False
     # the throwaway servers' settings on top of ThrowawayServer's (parse_server_settings)
@@ -720,16 +718,17 @@ def _contenders(opts: Options, psql: str | None, anonymize: bool) -> list[Conten
         out.append(Contender(name="pgcopydb clone", kind="pgcopydb"))
     if opts.floor:
         out.append(Contender(name=PHYSICAL, kind="physical"))
-    default = (opts.parallel, opts.batch_size)
-    grid = [(p, b) for p in SWEEP_PARALLEL for b in SWEEP_BATCH] if opts.sweep else []
+    default = opts.load
+    grid = [msgspec.structs.replace(default, parallel=p, batch_size=b) for p in SWEEP_PARALLEL
+            for b in SWEEP_BATCH] if opts.sweep else []
     if default not in grid:
         grid.insert(0, default)
     if anonymize:
-        out.append(Contender(name=f"sync verbatim -p{default[0]} -b{default[1]}", kind="sync",
-                             parallel=default[0], batch_size=default[1]))
+        out.append(Contender(name=f"sync verbatim -p{default.parallel} -b{default.batch_size}", kind="sync",
+                             load=default))
     word = "anonymized" if anonymize else "verbatim"
-    out += [Contender(name=f"sync {word} -p{p} -b{b}", kind="sync", anonymized=anonymize, parallel=p, batch_size=b)
-            for p, b in grid]
+    out += [Contender(name=f"sync {word} -p{g.parallel} -b{g.batch_size}", kind="sync", anonymized=anonymize, load=g)
+            for g in grid]
     return out
 
 
@@ -774,8 +773,9 @@ def run_bench(opts: Options, log: Callable[[str], None]) -> Report:
         ctx = Context(src=src, dst=dst, dataset=dataset, env_dir=opts.env_dir, rules=str(rules), psql=psql,
                       child_env={config.SECRET_ENV_VAR: secret}, verbose=opts.verbose)
         contenders = _contenders(opts, psql, anonymize=rules_text is not None)
-        runs = {c.name: Run(name=c.name, kind=c.kind, anonymized=c.anonymized, parallel=c.parallel,
-                            batch_size=c.batch_size) for c in contenders}
+        runs = {c.name: Run(name=c.name, kind=c.kind, anonymized=c.anonymized,
+                            parallel=c.load.parallel if c.load else None,
+                            batch_size=c.load.batch_size if c.load else None) for c in contenders}
         # the first pass warms caches and fills dataset.bytes; it is not counted
         log("warm-up: one untimed run of the baseline")
         _measure(ctx, contenders[0], workdir)

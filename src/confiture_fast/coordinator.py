@@ -19,6 +19,7 @@ from .errors import ConfigError, Terminated
 from .finish import Finished, Finisher, Restored
 from .plan import Plan, Selection, TablePlan, select_tables
 from .progress import ProgressView
+from .request import LoadOptions
 from .worker import (APP_NAME, SOURCE_OPTIONS, UnitFailed, UnitResult, WorkerConfig, init_process, prepare_session,
                      resume_fix, run_unit)
 
@@ -261,10 +262,7 @@ class Session:
 
 
 class RunOptions(msgspec.Struct, frozen=True):
-    parallel: int = 1
-    flush_rows: int = 5000
-    flush_bytes: int = 1 << 23
-    retries: int = 2
+    load: LoadOptions = LoadOptions()
     checkpoint: Path | None = None
     checkpoint_state: ckpt.Checkpoint | None = None  # what to write (fresh, or the one being resumed)
     live_progress: bool = False
@@ -357,13 +355,12 @@ def load(session: Session, plan: Plan, opts: RunOptions, console, finisher: Fini
     Ctrl-C / SIGTERM (KeyboardInterrupt here) stop the workers at once, which rolls back their
     in-flight transactions; the interruption is recorded in the result, and finishing runs as after
     any other load."""
-    cfg = WorkerConfig(session.source_conninfo, session.target_conninfo, session.snapshot, mode,
-                       opts.flush_rows, opts.flush_bytes, opts.retries)
+    cfg = WorkerConfig(session.source_conninfo, session.target_conninfo, session.snapshot, mode, opts.load)
     with ProgressView(console, opts.live_progress, {t.name: t.est_rows for t in plan.tables},
                       quiet=opts.quiet) as view:
         state = Load(plan, opts, view, console, finisher)
         try:
-            _load(state, cfg, opts.parallel)
+            _load(state, cfg)
         except KeyboardInterrupt as exc:
             state.interrupted = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
             state.error = state.error or f"interrupted by {state.interrupted}: the tables being loaded were rolled back"
@@ -380,13 +377,13 @@ def report(load: Load, finished: Finished, seconds: float) -> SyncResult:
                       fix=(load.fix or resume_fix(load.opts.checkpoint)) if error is not None else None)
 
 
-def _load(state: Load, cfg: WorkerConfig, parallel: int) -> None:
+def _load(state: Load, cfg: WorkerConfig) -> None:
     """Hands the units to worker processes, largest first, and follows them until done or failed."""
     tasks = [(t, i) for t in state.todo for i in range(len(t.units))]
     tasks.sort(key=lambda ti: -ti[0].units[ti[1]].est_bytes)
     if not tasks:
         return
-    nworkers = max(1, min(parallel, len(tasks)))
+    nworkers = max(1, min(cfg.load.parallel, len(tasks)))
     ctx = mp.get_context("spawn")
     counters = ctx.RawArray("q", 2 * nworkers)
     current = ctx.RawArray("q", nworkers)

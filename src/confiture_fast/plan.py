@@ -11,6 +11,7 @@ from psycopg import sql
 from . import strategies, typediff
 from .catalog import Catalog, Column, ForeignKey, Index, Table, UniqueUse, display_name, qualify, quote_ident
 from .errors import ValidationError
+from .request import LoadOptions, Selection
 
 
 class Unit(msgspec.Struct, frozen=True):
@@ -101,12 +102,6 @@ class Plan(msgspec.Struct, frozen=True):
 
     def table(self, name: str) -> TablePlan:
         return next(t for t in self.tables if t.name == name)
-
-
-class Selection(msgspec.Struct, frozen=True):
-    tables: tuple[str, ...] = ()
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
 
 
 def _is_pattern(s: str) -> bool:
@@ -203,9 +198,9 @@ def _through_parent(src: Table, dst: Table) -> bool:
     return src.kind == "p" and (dst.kind != "p" or not {(x.schema, x.name) for x in src.leaves} <= dst_leaves)
 
 
-def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int, binary: bool) -> tuple[Unit, ...]:
+def _units(src: Table, dst: Table, columns: tuple[str, ...], max_bytes: int, binary: bool) -> tuple[Unit, ...]:
     """One unit per leaf (or for the table), each split into key or ctid ranges when larger than
-    `slice_bytes`. A unit that is alone on its relation empties it itself and loads with FREEZE.
+    `max_bytes`. A unit that is alone on its relation empties it itself and loads with FREEZE.
     Tables with user triggers on the target are never split: disabling them without replica mode
     takes a lock that would make the slices wait for each other.
     With no column to copy (a table of none, or only generated ones) the rows still count: COPY
@@ -227,7 +222,7 @@ def _units(src: Table, dst: Table, columns: tuple[str, ...], slice_bytes: int, b
     units = []
     for leaf in src.leaves:
         rel = leaf.qualified if src.kind == "p" else dst.qualified
-        n = max(1, min(leaf.pages, -(-leaf.est_bytes // slice_bytes)))
+        n = max(1, min(leaf.pages, -(-leaf.est_bytes // max_bytes)))
         if n == 1:
             alone = owns or src.kind == "p"
             units.append(Unit(src.display, rel, f"COPY {leaf.qualified}{listed} TO STDOUT{fmt}", copy_in(rel, alone),
@@ -357,8 +352,9 @@ def _rules_for(table: Table, target: Table, specs, secret, problems: list[str], 
 
 def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: bytes | None, *,
                cascade: bool = False, completed: frozenset[str] = frozenset(),
-               slice_bytes: int = 512 << 20) -> Plan:
+               slice_size: int = LoadOptions().slice_size) -> Plan:
     """Validates everything against both catalogs; raises ValidationError listing every problem.
+    Tables larger than `slice_size` MiB (--slice-size) are split into slices.
 
     `completed` tables (from a checkpoint being resumed) stay in the plan but are not emptied,
     loaded, or have their indexes rebuilt."""
@@ -476,7 +472,7 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
             inherited=tuple(f"{n.column} <- {n.origin}" for n in spread.get(src.key, ()) if not n.foreign_key),
             skipped_generated=tuple(c.name for c in src.columns if c.generated),
             extra_target_columns=tuple(extra),
-            units=_units(src, dst, tuple(columns), slice_bytes if not dst.user_triggers else 1 << 62,
+            units=_units(src, dst, tuple(columns), slice_size << 20 if not dst.user_triggers else 1 << 62,
                          _binary(src, dst, tuple(columns), bool(field_rules))),
             est_rows=src.est_rows, est_bytes=src.est_bytes, has_user_triggers=bool(dst.user_triggers),
             type_changes=tuple(type_changes)))

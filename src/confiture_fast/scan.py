@@ -21,6 +21,7 @@ from .catalog import Catalog, Table, read_catalog
 from .errors import ConfigError, ValidationError
 from .pii import TableScan, restore_statement_timeout, scan_table, set_statement_timeout
 from .redact import Redactor
+from .request import Scope
 
 DEFAULT_SAMPLE_ROWS = 200
 DEFAULT_TIMEOUT_S = 10.0
@@ -276,13 +277,7 @@ def check_output(output: Path, force: bool) -> None:
 class ScanRequest(msgspec.Struct, frozen=True, kw_only=True):
     """The scan's flags, parsed and typed once."""
 
-    source: str
-    tables: tuple[str, ...]
-    include: tuple[str, ...]
-    exclude: tuple[str, ...]
-    rules_path: Path | None  # --anonymize-config, or the default file when it exists
-    env_dir: Path
-    source_port: int | None
+    scope: Scope  # its rules_path: --anonymize-config, or the default file when it exists
     output: Path | None
     force: bool
     sample_rows: int
@@ -293,22 +288,22 @@ class ScanRequest(msgspec.Struct, frozen=True, kw_only=True):
 def run_scan(req: ScanRequest) -> int:
     """Scans the selected tables and writes the rules (or the findings) to -o or stdout."""
     from . import config
-    from .plan import Selection, select_tables
+    from .plan import select_tables
     from .progress import stderr_console
 
     console = stderr_console()
     if req.output is not None:
         check_output(req.output, req.force)
-    env = config.resolve_environment(req.source, req.env_dir, port=req.source_port)
+    env = config.resolve_environment(req.scope.source, req.scope.env_dir, port=req.scope.source_port)
     Redactor.add(env.password)
     if (w := env.ssl_warning()):
         console.print(f"warning: {w}", markup=False)
-    rules = load_rules_option(req.rules_path)
+    rules = load_rules_option(req.scope.rules_path)
     timeout_ms, rows = int(req.timeout * 1000), req.sample_rows
     with connect_read_only("source", env, timeout_ms) as conn:
         catalog = read_catalog(conn)
         problems: list[str] = []
-        chosen = select_tables(catalog, Selection(req.tables, req.include, req.exclude), problems)
+        chosen = select_tables(catalog, req.scope.selection, problems)
         problems += unreadable_problems(chosen, catalog.role, "source")
         if problems:
             raise ValidationError("the table selection does not match the source:", problems,

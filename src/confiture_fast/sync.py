@@ -21,6 +21,7 @@ import msgspec
 from . import checkpoint as ckpt
 from .errors import ConfigError
 from .redact import Redactor
+from .request import LoadOptions, Scope
 
 if TYPE_CHECKING:
     from .audit import AuditLog
@@ -42,30 +43,21 @@ def _fingerprint(*parts: object) -> str:
 class SyncRequest(msgspec.Struct, frozen=True, kw_only=True):
     """The sync's flags, parsed and typed once."""
 
-    source: str
+    scope: Scope  # --from, --env-dir, --source-port, the tables, --anonymize-config
     target: str
-    tables: tuple[str, ...]
-    include: tuple[str, ...]
-    exclude: tuple[str, ...]
-    rules_path: Path | None
-    secret_file: Path | None
-    env_dir: Path
-    source_port: int | None
-    cascade: bool
-    checkpoint: Path | None
-    resume: bool
-    show_progress: bool | None
-    parallel: int
-    batch_size: int
-    slice_bytes: int
-    retries: int
-    strict: bool | None
-    dry_run: bool
-    wait: bool  # for another sync into the same target to end (else fail at once)
-    log_file: Path | None
-    json: bool
-    verbose: bool
-    quiet: bool
+    load: LoadOptions = LoadOptions()
+    secret_file: Path | None = None
+    cascade: bool = False
+    checkpoint: Path | None = None
+    resume: bool = False
+    show_progress: bool | None = None
+    strict: bool | None = None
+    dry_run: bool = False
+    wait: bool = True  # for another sync into the same target to end (else fail at once)
+    log_file: Path | None = None
+    json: bool = False
+    verbose: bool = False
+    quiet: bool = False
 
 
 class Phase(msgspec.Struct, frozen=True):
@@ -97,9 +89,9 @@ def _resolve(r: SyncRun) -> None:
     from . import config
     from .audit import AuditLog
 
-    req = r.req
-    r.src_env = config.resolve_environment(req.source, req.env_dir, port=req.source_port)
-    r.dst_env = config.resolve_environment(req.target, req.env_dir)
+    req, scope = r.req, r.req.scope
+    r.src_env = config.resolve_environment(scope.source, scope.env_dir, port=scope.source_port)
+    r.dst_env = config.resolve_environment(req.target, scope.env_dir)
     Redactor.add(r.src_env.password)
     Redactor.add(r.dst_env.password)
     if r.dst_env.protected:
@@ -111,11 +103,11 @@ def _resolve(r: SyncRun) -> None:
     if req.checkpoint is not None:
         ckpt.check_writable(req.checkpoint)
     r.rules = None
-    if req.rules_path is not None:
-        if not req.rules_path.exists():
-            raise ConfigError(f"anonymization rules file {req.rules_path} does not exist",
+    if scope.rules_path is not None:
+        if not scope.rules_path.exists():
+            raise ConfigError(f"anonymization rules file {scope.rules_path} does not exist",
                               "create it (see the user guide) or pass --anonymize-config PATH")
-        r.rules = config.load_rules(req.rules_path)
+        r.rules = config.load_rules(scope.rules_path)
     r.secret = None
     if r.rules is not None:
         try:
@@ -134,7 +126,8 @@ def _resolve(r: SyncRun) -> None:
     r.audit = AuditLog(req.log_file, source=r.src_env.display(), target=r.dst_env.display(),
                        anonymize=r.rules is not None, rules_fingerprint=r.rules_fp,
                        secret_fingerprint=r.secret.fingerprint() if r.secret else None, dry_run=req.dry_run)
-    r.audit.write("start", tables=list(req.tables), include=list(req.include), exclude=list(req.exclude))
+    sel = scope.selection
+    r.audit.write("start", tables=list(sel.tables), include=list(sel.include), exclude=list(sel.exclude))
 
 
 def _connect(r: SyncRun) -> None:
@@ -146,7 +139,7 @@ def _connect(r: SyncRun) -> None:
     resumed = ckpt.read(req.checkpoint) if req.resume else None
     r.session = r.stack.enter_context(coordinator.Session(r.src_env.conninfo(), r.dst_env.conninfo(),
                                                           r.src_env.display(), r.dst_env.display()))
-    r.session.refuse_protected_target(r.src_env, r.dst_env, req.env_dir, r.warn)
+    r.session.refuse_protected_target(r.src_env, r.dst_env, req.scope.env_dir, r.warn)
     expected = ckpt.new(r.src_env.display(), r.dst_env.display(), r.rules_fp, "",
                         r.secret.fingerprint() if r.secret else "",
                         source_identity=_identity_fingerprint(r.session.src_identity),
@@ -163,14 +156,14 @@ def _plan(r: SyncRun) -> None:
     """The plan from both catalogs (the source's under the snapshot), checked against the checkpoint
     being resumed, then against the target's state and triggers (prepare.preflight)."""
     from . import prepare
-    from .plan import Selection, build_plan
+    from .plan import build_plan
 
     req = r.req
-    selection = Selection(req.tables, req.include, req.exclude)
+    selection = req.scope.selection
     r.src_cat, dst_cat = r.session.catalogs(selection)
     plan = build_plan(r.src_cat, dst_cat, selection, r.rules,
                       r.secret.value if r.secret else None, cascade=req.cascade,
-                      completed=frozenset(r.state.completed_tables), slice_bytes=req.slice_bytes)
+                      completed=frozenset(r.state.completed_tables), slice_size=req.load.slice_size)
     selected = _selection_fingerprint(plan)
     if r.resumed is not None:
         ckpt.check_selection(r.resumed, selected, req.checkpoint)
@@ -229,10 +222,9 @@ def _load(r: SyncRun) -> None:
 
     req = r.req
     live = req.show_progress if req.show_progress is not None else r.console.is_terminal
-    opts = coordinator.RunOptions(parallel=req.parallel, flush_rows=req.batch_size, retries=req.retries,
-                                  checkpoint=req.checkpoint, checkpoint_state=r.state if req.checkpoint else None,
+    opts = coordinator.RunOptions(load=req.load, checkpoint=req.checkpoint, checkpoint_state=r.state if req.checkpoint else None,
                                   live_progress=live and not req.quiet, quiet=req.quiet)
-    r.finisher = Finisher(r.session.dst, r.session.target_conninfo, req.parallel, r.keys)
+    r.finisher = Finisher(r.session.dst, r.session.target_conninfo, req.load.parallel, r.keys)
     r.load = coordinator.load(r.session, r.plan, opts, r.console, r.finisher, r.mode)
 
 
@@ -240,7 +232,7 @@ def _finish(r: SyncRun) -> None:
     from . import finish
 
     r.finished = finish.finish(r.session.src, r.session.dst, r.session.target_conninfo, r.plan, r.finisher,
-                               r.load.loaded(), r.keys, r.req.parallel, r.load.error, r.console, r.req.quiet)
+                               r.load.loaded(), r.keys, r.req.load.parallel, r.load.error, r.console, r.req.quiet)
 
 
 def _report(r: SyncRun) -> None:

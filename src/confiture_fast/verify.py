@@ -25,6 +25,7 @@ from .catalog import Column, Table, quote_ident, read_catalog
 from .errors import ConfigError, ValidationError
 from .pii import KIND_LABELS, LEAK_KINDS, content_kinds, name_kind, pii_kind, review_reason, sampled
 from .redact import Redactor
+from .request import Scope
 from .worker import read_failed
 
 DEFAULT_MAX_VALUES = 5_000_000
@@ -553,14 +554,8 @@ def _open(what: str, env) -> psycopg.Connection:
 class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True):
     """The verify's flags, parsed and typed once."""
 
-    source: str
+    scope: Scope  # its rules_path: --anonymize-config, or the default file when it exists
     target: str
-    tables: tuple[str, ...]
-    include: tuple[str, ...]
-    exclude: tuple[str, ...]
-    rules_path: Path | None  # --anonymize-config, or the default file when it exists
-    env_dir: Path
-    source_port: int | None
     pii: bool
     max_values: int
     pii_rows: int
@@ -571,18 +566,19 @@ class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True):
 def run_verify(req: VerifyRequest) -> int:
     """Compares the selected tables of both sides; 0 when every check passed, else 1."""
     from . import config
-    from .plan import Selection, ambiguous, select_tables
+    from .plan import ambiguous, select_tables
     from .progress import stderr_console
     from .scan import coverage, load_rules_option, unreadable_problems
 
     console = stderr_console()
-    src_env = config.resolve_environment(req.source, req.env_dir, port=req.source_port)
-    dst_env = config.resolve_environment(req.target, req.env_dir)
+    scope = req.scope
+    src_env = config.resolve_environment(scope.source, scope.env_dir, port=scope.source_port)
+    dst_env = config.resolve_environment(req.target, scope.env_dir)
     Redactor.add(src_env.password)
     Redactor.add(dst_env.password)
     if (w := src_env.ssl_warning()):
         console.print(f"warning: {w}", markup=False)
-    rules = load_rules_option(req.rules_path)
+    rules = load_rules_option(scope.rules_path)
     if rules is None and not req.quiet:
         console.print("no anonymization rules: checking that every column is an identical copy", markup=False)
     src_conn = _open("source", src_env)
@@ -594,7 +590,7 @@ def run_verify(req: VerifyRequest) -> int:
     with src_conn, dst_conn:
         src_cat, dst_cat = read_catalog(src_conn), read_catalog(dst_conn)
         problems: list[str] = []
-        chosen = select_tables(src_cat, Selection(req.tables, req.include, req.exclude), problems)
+        chosen = select_tables(src_cat, scope.selection, problems)
         problems += unreadable_problems(chosen, src_cat.role, "source")
         problems += unreadable_problems([d for t in chosen if (d := dst_cat.tables.get(t.key)) is not None],
                                         dst_cat.role, "target")

@@ -13,6 +13,7 @@ import psycopg
 from . import _pump
 from .catalog import quote_ident
 from .plan import TablePlan, Unit
+from .request import BATCH_BYTES, LoadOptions
 from .strategies import Rewriter
 
 APP_NAME = "confiture-fast"  # every session we open is named so (pg_stat_activity), plus its purpose
@@ -35,9 +36,7 @@ class WorkerConfig(msgspec.Struct, frozen=True):
     target: str
     snapshot: str
     trigger_mode: str
-    flush_rows: int
-    flush_bytes: int
-    retries: int = 0
+    load: LoadOptions
 
 
 class UnitResult(msgspec.Struct, frozen=True):
@@ -270,13 +269,13 @@ class Worker:
     def load(self, table: TablePlan, unit: Unit) -> UnitResult:
         """Loads one unit, retrying transient failures up to `retries` times with backoff."""
         notes: list[str] = []
-        for attempt in range(self.cfg.retries + 1):
+        for attempt in range(self.cfg.load.retries + 1):
             try:
                 result = self._load_once(table, unit)
             except UnitFailed as exc:
-                if attempt >= self.cfg.retries or not exc.transient:
+                if attempt >= self.cfg.load.retries or not exc.transient:
                     raise
-                notes.append(f"{table.name} ({unit.relation}), attempt {attempt + 2} of {self.cfg.retries + 1}, "
+                notes.append(f"{table.name} ({unit.relation}), attempt {attempt + 2} of {self.cfg.load.retries + 1}, "
                              f"after: {exc.message}")
                 time.sleep(min(2 ** attempt, 30))
             else:
@@ -298,8 +297,8 @@ class Worker:
             if unit.owns_relation:  # FREEZE (in copy_in) needs the table emptied in this transaction
                 dst.execute(f"TRUNCATE ONLY {unit.relation}")
             rows_out, rows_in, bytes_in, bytes_out = _pump.pump(
-                self.src, dst, unit.copy_out.encode(), unit.copy_in.encode(), rewriter, self.cfg.flush_rows,
-                self.cfg.flush_bytes, self.counters, self.slot, unit.binary)
+                self.src, dst, unit.copy_out.encode(), unit.copy_in.encode(), rewriter, self.cfg.load.batch_size,
+                BATCH_BYTES, self.counters, self.slot, unit.binary)
             if rows_out != rows_in:
                 raise UnitFailed(table.name, f"row count mismatch on {unit.relation}: read {rows_out} rows "
                                              f"from the source, the target took {rows_in}")

@@ -237,6 +237,7 @@ def test_zero_column_copy_statements_on_real_servers(request, tmp_path, version,
     from conftest import Pair
     from confiture_fast.catalog import read_catalog
     from confiture_fast.plan import _units, build_plan
+    from confiture_fast.request import LoadOptions
     from confiture_fast.worker import Worker, WorkerConfig
 
     if version == "18":
@@ -252,7 +253,7 @@ def test_zero_column_copy_statements_on_real_servers(request, tmp_path, version,
         plan = build_plan(src_cat, dst_cat, Selection(), None, None)
         s.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = s.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        worker = Worker(WorkerConfig(p.src, p.dst, snapshot, "replica", 10000, 1 << 20))
+        worker = Worker(WorkerConfig(p.src, p.dst, snapshot, "replica", LoadOptions(batch_size=10000)))
         try:
             for name, want in (("nothing", 20000), ("only_generated", 20001)):
                 key = ("public", name)

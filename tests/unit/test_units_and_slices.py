@@ -15,11 +15,11 @@ from .catalog_builder import SECRET, catalog, col, leaf, rules, table
 MB = 1 << 20
 
 
-def plan_of(*tables, target=None, slice_bytes=64 * MB, rule_spec=None, **kw):
+def plan_of(*tables, target=None, slice_size=64, rule_spec=None, **kw):
     src = catalog(*tables)
     dst = catalog(*(target or tables))
     return build_plan(src, dst, Selection(), rules(rule_spec) if rule_spec else None, SECRET,
-                      slice_bytes=slice_bytes, **kw)
+                      slice_size=slice_size, **kw)
 
 
 def big(name="events", *, key="id", key_range=(1, 1000), size=400 * MB, pages=51200, **kw):
@@ -176,5 +176,5 @@ def test_tables_are_planned_largest_first():
 
 
 def test_a_smaller_slice_size_gives_more_slices():
-    assert len(plan_of(big(), slice_bytes=32 * MB).tables[0].units) == 13
-    assert len(plan_of(big(), slice_bytes=1 << 40).tables[0].units) == 1
+    assert len(plan_of(big(), slice_size=32).tables[0].units) == 13
+    assert len(plan_of(big(), slice_size=1 << 20).tables[0].units) == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -11,12 +10,13 @@ from typing import Annotated, Optional
 import msgspec
 import typer
 
-from ..bench import (DEFAULT_BATCH, DEFAULT_ROWS, PRODUCTION_SETTINGS, BenchFormat, Options, _parse_shape, markdown,
+from ..bench import (DEFAULT_ROWS, PRODUCTION_SETTINGS, BenchFormat, Options, _parse_shape, markdown,
                      parse_server_settings, render, run_bench, svg_chart)
 from ..errors import ConfigError
 from ..redact import Redactor
 from . import guard
-from .options import DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt
+from ..request import LoadOptions
+from .options import DEFAULT_ENV_DIR, BatchSizeOpt, DebugOpt, EnvDirOpt, ParallelOpt, load_options
 
 HELP = """Measure this tool against a raw COPY pipe on the same machine, and find the best settings.
 
@@ -47,8 +47,8 @@ def command(
     shape: Annotated[str, typer.Option("--shape", help="users, wide, plain, all (users+wide+plain), or a list of tables: users,orders,events.")] = "users",
     repeat: Annotated[int, typer.Option("--repeat", min=1, help="Interleaved rounds; medians and spreads over them.")] = 3,
     sweep: Annotated[bool, typer.Option("--sweep", help="Run the sync (anonymized when the tables have rules) with --parallel 1,2,4 x --batch-size 1000,5000,20000, and recommend one.")] = False,
-    parallel: Annotated[Optional[int], typer.Option("--parallel", min=1, max=64, help="Workers of the tool runs (default: number of cores).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per write of the tool runs.")] = DEFAULT_BATCH,
+    parallel: ParallelOpt = None,
+    batch_size: BatchSizeOpt = LoadOptions().batch_size,
     pg_bin: Annotated[Optional[Path], typer.Option("--pg-bin", help="PostgreSQL bin folder of the throwaway servers (default: the embedded PostgreSQL 18).")] = None,
     pgcopydb: Annotated[bool, typer.Option("--pgcopydb", help="Also time `pgcopydb clone` of the same tables (its pg_dump must handle the servers' version).")] = False,
     server_settings: Annotated[Optional[str], typer.Option("--server-settings", metavar="PROFILE", help="Settings of the throwaway servers: production (the default: shared_buffers 1GB, max_wal_size 8GB, checkpoint_timeout 30min, synchronous_commit off) or default (the server's own, as earlier benches ran).")] = None,
@@ -81,8 +81,8 @@ def _bench(source, target, env_dir, rows, shape, repeat, sweep, parallel, batch_
                           "leave them out with --from/--to: the report shows your servers' settings as they are")
     settings = parse_server_settings(server_settings, list(server_setting))
     opts = Options(source=source, target=target, env_dir=str(env_dir), rows=rows, shape=_parse_shape(shape),
-                   repeat=repeat, sweep=sweep, parallel=parallel or os.cpu_count() or 1,
-                   batch_size=batch_size, pg_bin=str(pg_bin) if pg_bin else None, pgcopydb=pgcopydb,
+                   repeat=repeat, sweep=sweep, load=load_options(parallel, batch_size=batch_size),
+                   pg_bin=str(pg_bin) if pg_bin else None, pgcopydb=pgcopydb,
                    server_settings=settings, floor=floor, verbose=verbose,
                    command=shlex.join(["confiture-fast", *sys.argv[1:]]))
     report = run_bench(opts, lambda msg: print(Redactor.clean(msg), file=sys.stderr, flush=True))

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from ..errors import ConfigError
+from ..request import LoadOptions, Scope, Selection
 
 DEFAULT_RULES = Path("db/sync/anonymization.yaml")
 DEFAULT_ENV_DIR = Path("db/environments")
@@ -19,6 +23,13 @@ ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", help="Leav
 EnvDirOpt = Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")]
 SourcePortOpt = Annotated[Optional[int], typer.Option("--source-port", help="Override the source port (SSH tunnel).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+# How a sync loads; checked by load_options, not by typer, so that a bad value is one of our one-line errors.
+ParallelOpt = Annotated[Optional[int], typer.Option("--parallel", help="Worker processes, 1 to 64 (default: number of cores).")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Rows gathered before each write to the target (also capped at 8 MiB).")]
+SliceSizeOpt = Annotated[int, typer.Option("--slice-size", help="Tables larger than this many MiB are split into slices loaded in parallel.")]
+RetriesOpt = Annotated[int, typer.Option("--retries", help="Retries, 0 to 10, of a table or slice after a transient connection error.")]
+
+_LIMITS = {"parallel": (1, 64), "batch_size": (1, None), "slice_size": (1, None), "retries": (0, 10)}
 
 
 class Format(str, enum.Enum):
@@ -36,3 +47,27 @@ def rules_or_default(rules_path: Path | None) -> Path | None:
     if rules_path is not None:
         return rules_path
     return DEFAULT_RULES if DEFAULT_RULES.exists() else None
+
+
+def load_options(parallel: int | None = None, **values: int) -> LoadOptions:
+    """The load flags, checked once: a value out of range is a ConfigError naming the flag and its range.
+    --parallel left out is the number of cores."""
+    values["parallel"] = parallel if parallel is not None else os.cpu_count() or 1
+    default = LoadOptions()
+    for name, value in values.items():
+        low, high = _LIMITS[name]
+        if value < low or (high is not None and value > high):
+            flag = "--" + name.replace("_", "-")
+            allowed = f"{low} to {high}" if high is not None else f"{low} or more"
+            unit = " (MiB)" if name == "slice_size" else ""
+            raise ConfigError(f"{flag} {value} is out of range: it takes {allowed}{unit}",
+                              f"pass {flag} {allowed}, or leave it out (default: "
+                              f"{'the number of cores' if name == 'parallel' else getattr(default, name)})")
+    return LoadOptions(**values)
+
+
+def scope(source: str, env_dir: Path, source_port: int | None, tables: list[str] | None, include: list[str] | None,
+          exclude: list[str] | None, rules_path: Path | None) -> Scope:
+    """The source and table flags sync, scan and verify share, parsed into one Scope."""
+    return Scope(source=source, env_dir=env_dir, source_port=source_port,
+                 selection=Selection(csv(tables), csv(include), csv(exclude)), rules_path=rules_path)

@@ -12,7 +12,7 @@ from ..scan import DEFAULT_SAMPLE_ROWS, DEFAULT_TIMEOUT_S, ScanRequest, run_scan
 from ..worker import read_failed
 from . import guard
 from .options import (DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt, SourceOpt, SourcePortOpt,
-                      TablesOpt, csv, rules_or_default)
+                      TablesOpt, rules_or_default, scope)
 
 HELP = """Find PII in the source and print the anonymization rules it calls for.
 
@@ -39,8 +39,7 @@ def command(
     fmt: Annotated[Format, typer.Option("--format", help="text: a rules YAML; json: the findings.")] = Format.text,
     debug: DebugOpt = False,
 ) -> None:
-    req = ScanRequest(source=source, tables=csv(tables), include=csv(include), exclude=csv(exclude),
-                      rules_path=rules_or_default(rules_path), env_dir=env_dir, source_port=source_port,
+    req = ScanRequest(scope=scope(source, env_dir, source_port, tables, include, exclude, rules_or_default(rules_path)),
                       output=output, force=force, sample_rows=rows, timeout=timeout, json=fmt is Format.json)
     guard.run(lambda: _scan(req), debug)
 

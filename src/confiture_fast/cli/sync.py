@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,10 +10,12 @@ import msgspec
 import typer
 
 from ..redact import Redactor
+from ..request import LoadOptions
 from ..sync import DryRun, SyncRequest, run_sync
 from . import guard
-from .options import (DEFAULT_ENV_DIR, DEFAULT_RULES, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt, SourceOpt,
-                      SourcePortOpt, TablesOpt, TargetOpt, csv)
+from .options import (DEFAULT_ENV_DIR, DEFAULT_RULES, BatchSizeOpt, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt,
+                      ParallelOpt, RetriesOpt, SliceSizeOpt, SourceOpt, SourcePortOpt, TablesOpt, TargetOpt, load_options,
+                      scope)
 
 HELP = """Sync tables from --from to --to, anonymizing the columns that the rules name.
 
@@ -44,10 +45,10 @@ def command(
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Write progress here after every table, for --resume.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip the tables the --checkpoint file lists as completed.")] = False,
     show_progress: Annotated[Optional[bool], typer.Option("--show-progress/--no-progress", help="Progress bars (default: on a terminal).")] = None,
-    parallel: Annotated[Optional[int], typer.Option("--parallel", min=1, max=64, help="Worker processes (default: number of cores).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows gathered before each write to the target (also capped at 8 MiB).")] = 5000,
-    slice_mb: Annotated[int, typer.Option("--slice-size", min=1, help="Tables larger than this many MB are split into slices loaded in parallel.")] = 512,
-    retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retries of a table or slice after a transient connection error.")] = 2,
+    parallel: ParallelOpt = None,
+    batch_size: BatchSizeOpt = LoadOptions().batch_size,
+    slice_size: SliceSizeOpt = LoadOptions().slice_size,
+    retries: RetriesOpt = LoadOptions().retries,
     strict: Annotated[Optional[bool], typer.Option("--strict/--no-strict", help="Refuse to start while a column that `scan` flags as PII has no rule (default: the source environment's strict:).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit without writing anything.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once if another sync into the target is running (default: wait for it).")] = False,
@@ -57,13 +58,21 @@ def command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    req = SyncRequest(source=source, target=target, tables=csv(tables), include=csv(include), exclude=csv(exclude),
-                      rules_path=anonymize_config or (DEFAULT_RULES if anonymize else None), secret_file=secret_file,
-                      env_dir=env_dir, source_port=source_port, cascade=cascade, checkpoint=checkpoint, resume=resume,
-                      show_progress=show_progress, parallel=parallel or os.cpu_count() or 1, batch_size=batch_size,
-                      slice_bytes=slice_mb << 20, retries=retries, strict=strict, dry_run=dry_run, wait=not no_wait,
-                      log_file=log_file, json=fmt is Format.json, verbose=verbose, quiet=quiet)
-    guard.run(lambda: _sync(req), debug, interrupted="interrupted before the load started: the target was not changed")
+    flags = dict(locals())
+    guard.run(lambda: _sync(_request(flags)), debug, interrupted="interrupted before the load started: the target was not changed")
+
+
+def _request(flags: dict) -> SyncRequest:
+    """A flag named like a SyncRequest field lands in it as it is (adding a flag: a parameter above and a
+    field of that name); the others are parsed here, inside the error wrapper, checked once."""
+    derived = dict(
+        scope=scope(flags["source"], flags["env_dir"], flags["source_port"], flags["tables"], flags["include"],
+                    flags["exclude"], flags["anonymize_config"] or (DEFAULT_RULES if flags["anonymize"] else None)),
+        load=load_options(flags["parallel"], batch_size=flags["batch_size"], slice_size=flags["slice_size"],
+                          retries=flags["retries"]),
+        json=flags["fmt"] is Format.json, wait=not flags["no_wait"])
+    same = {name: flags[name] for name in SyncRequest.__struct_fields__ if name in flags and name not in derived}
+    return SyncRequest(**same, **derived)
 
 
 def _sync(req: SyncRequest) -> int:

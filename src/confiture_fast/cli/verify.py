@@ -12,7 +12,7 @@ from ..verify import DEFAULT_MAX_VALUES, DEFAULT_PII_ROWS, VerifyRequest, run_ve
 from ..worker import read_failed
 from . import guard
 from .options import (DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt, SourceOpt, SourcePortOpt,
-                      TablesOpt, TargetOpt, csv, rules_or_default)
+                      TablesOpt, TargetOpt, rules_or_default, scope)
 
 HELP = """Check a synced copy: row counts, untouched columns identical, anonymized
 columns changed, in format, with their NULLs and uniqueness, and no PII left in the other text columns.
@@ -39,8 +39,8 @@ def command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors (the problems found); the exit code is the same.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    req = VerifyRequest(source=source, target=target, tables=csv(tables), include=csv(include), exclude=csv(exclude),
-                        rules_path=rules_or_default(rules_path), env_dir=env_dir, source_port=source_port, pii=pii,
+    req = VerifyRequest(scope=scope(source, env_dir, source_port, tables, include, exclude, rules_or_default(rules_path)),
+                        target=target, pii=pii,
                         max_values=max_values, pii_rows=pii_rows, json=fmt is Format.json, quiet=quiet)
     guard.run(lambda: _verify(req), debug)
 
