@@ -14,8 +14,8 @@ from ..bench import (DEFAULT_ROWS, PRODUCTION_SETTINGS, BenchFormat, Options, _p
                      parse_server_settings, render, run_bench, svg_chart)
 from ..errors import ConfigError
 from ..redact import Redactor
-from . import guard
 from ..request import LoadOptions
+from . import guard
 from .options import DEFAULT_ENV_DIR, BatchSizeOpt, DebugOpt, EnvDirOpt, ParallelOpt, load_options
 
 HELP = """Measure this tool against a raw COPY pipe on the same machine, and find the best settings.

@@ -59,7 +59,8 @@ def command(
     debug: DebugOpt = False,
 ) -> None:
     flags = dict(locals())
-    guard.run(lambda: _sync(_request(flags)), debug, interrupted="interrupted before the load started: the target was not changed")
+    guard.run(lambda: _sync(_request(flags)), debug,
+              interrupted="interrupted before the load started: the target was not changed")
 
 
 def _request(flags: dict) -> SyncRequest:

@@ -39,9 +39,10 @@ def command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors (the problems found); the exit code is the same.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    req = VerifyRequest(scope=scope(source, env_dir, source_port, tables, include, exclude, rules_or_default(rules_path)),
-                        target=target, pii=pii,
-                        max_values=max_values, pii_rows=pii_rows, json=fmt is Format.json, quiet=quiet)
+    req = VerifyRequest(scope=scope(source, env_dir, source_port, tables, include, exclude,
+                                    rules_or_default(rules_path)),
+                        target=target, pii=pii, max_values=max_values, pii_rows=pii_rows, json=fmt is Format.json,
+                        quiet=quiet)
     guard.run(lambda: _verify(req), debug)
 
 
