@@ -222,8 +222,8 @@ def _load(r: SyncRun) -> None:
 
     req = r.req
     live = req.show_progress if req.show_progress is not None else r.console.is_terminal
-    opts = coordinator.RunOptions(load=req.load, checkpoint=req.checkpoint, checkpoint_state=r.state if req.checkpoint else None,
-                                  live_progress=live and not req.quiet, quiet=req.quiet)
+    opts = coordinator.RunOptions(load=req.load, checkpoint=req.checkpoint,
+                                  checkpoint_state=r.state if req.checkpoint else None, live_progress=live and not req.quiet, quiet=req.quiet)
     r.finisher = Finisher(r.session.dst, r.session.target_conninfo, req.load.parallel, r.keys)
     r.load = coordinator.load(r.session, r.plan, opts, r.console, r.finisher, r.mode)
 
