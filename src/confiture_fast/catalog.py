@@ -433,11 +433,15 @@ WHERE i.indisprimary AND i.indnkeyatts = 1 AND a.atttypid IN ('int2'::regtype, '
 """
 
 # pg_get_indexdef() writes "ON ONLY" for the index of a partitioned table: rebuilt so, it would stay
-# invalid and leave the partitions without their indexes. Here it is rewritten to recurse.
+# invalid and leave the partitions without their indexes. Here it is rewritten to recurse (the index
+# is `i` (pg_index), its relation `ic`; the query ends with INDEX_DEF_FROM).
+INDEX_DEF = """CASE WHEN ic.relkind = 'I' AND starts_with(d.def, d.head || ' ON ONLY ')
+            THEN d.head || ' ON ' || substr(d.def, length(d.head || ' ON ONLY ') + 1) ELSE d.def END"""
+INDEX_DEF_FROM = """CROSS JOIN LATERAL (SELECT pg_get_indexdef(i.indexrelid) AS def,
+                           'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
+                           || quote_ident(ic.relname) AS head) d"""
 _INDEXES_SQL = """
-SELECT i.indrelid, ic.relname,
-       CASE WHEN ic.relkind = 'I' AND starts_with(d.def, d.head || ' ON ONLY ')
-            THEN d.head || ' ON ' || substr(d.def, length(d.head || ' ON ONLY ') + 1) ELSE d.def END,
+SELECT i.indrelid, ic.relname, """ + INDEX_DEF + """,
        con.conname, pg_get_constraintdef(con.oid), ts.spcname,
        obj_description(i.indexrelid, 'pg_class'), obj_description(con.oid, 'pg_constraint'),
        i.indisclustered, i.indisreplident,
@@ -449,9 +453,7 @@ FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
 LEFT JOIN pg_tablespace ts ON ts.oid = ic.reltablespace
 LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
      AND con.contype IN ('p', 'u', 'x')
-CROSS JOIN LATERAL (SELECT pg_get_indexdef(i.indexrelid) AS def,
-                           'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
-                           || quote_ident(ic.relname) AS head) d
+""" + INDEX_DEF_FROM + """
 WHERE i.indrelid = ANY(%(oids)s::oid[])
 ORDER BY i.indrelid, ic.relname
 """

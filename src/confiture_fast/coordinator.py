@@ -45,6 +45,8 @@ class SyncResult(msgspec.Struct, frozen=True):
     interrupted: str | None = None  # SIGINT or SIGTERM
     fix: str | None = None  # what to do about `error`: a rerun only when it is transient
     sequences_not_reset: list[str] = []  # by name, with why (their table failed, or setval did)
+    created: list[str] = []  # --create-schema: what was created ('table public.users', ...)
+    not_created: list[str] = []  # --create-schema: views, functions and the like left out, with why
 
 
 def _identity(conn: psycopg.Connection) -> tuple[str, str]:

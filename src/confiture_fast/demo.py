@@ -1,7 +1,8 @@
 """`confiture-fast demo`: the whole product on a machine with nothing else installed.
 
-A throwaway PostgreSQL, a sample shop database full of fake PII ("production"), an empty copy of its
-schema ("local"), an anonymized sync through the real command line, and a before/after look.
+A throwaway PostgreSQL, a sample shop database full of fake PII ("production"), an empty database
+("local"), an anonymized sync through the real command line that also creates the schema there
+(--create-schema), and a before/after look.
 """
 
 from __future__ import annotations
@@ -36,15 +37,16 @@ def run_demo(sync: Callable[[list[str]], int], users: int = 30_000, keep: bool =
         prod = server.create_database("production")
         local = server.create_database("local")
         counts = sample.create_shop(prod, users=users)
-        sample.create_shop_schema(local)
         console.print("[bold]2.[/] 'production' filled with fake PII: "
-                      + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()) + "; 'local' has the schema, empty")
+                      + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()) + "; 'local' is an empty database")
         work = Path(tempfile.mkdtemp(prefix="confiture-fast-demo-"))
         rules = work / "anonymization.yaml"
         rules.write_text(sample.SHOP_RULES_YAML)
         os.environ.setdefault("ANONYMIZATION_SECRET", secrets.token_hex(32))
-        console.print(f"[bold]3.[/] confiture-fast sync --from production --to local --anonymize-config {rules}")
-        code = sync(["--from", prod, "--to", local, "--anonymize-config", str(rules), "--show-progress"])
+        console.print(f"[bold]3.[/] confiture-fast sync --from production --to local --create-schema "
+                      f"--anonymize-config {rules}")
+        code = sync(["--from", prod, "--to", local, "--create-schema", "--anonymize-config", str(rules),
+                     "--show-progress"])
         if code:
             raise SyncError("the demo's sync failed (see above)")
         before, after = _peek(prod), _peek(local)

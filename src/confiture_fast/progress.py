@@ -106,7 +106,7 @@ class ProgressView:
 
 
 class step:
-    """With -v, says each phase of a run as a numbered step when it starts ("[3/8] plan: read both
+    """With -v, says each phase of a run as a numbered step when it starts ("[3/9] plan: read both
     catalogs and plan"), and how long it took when it ends; a skipped step says why."""
 
     def __init__(self, console: Console, verbose: bool, index: int, total: int, name: str, title: str,

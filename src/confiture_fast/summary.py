@@ -22,12 +22,19 @@ def render(result, console, checkpoint: Path | None) -> None:
     table.add_row("total", f"{result.total_rows:,}", f"{sum(t.bytes for t in result.tables) / 1e6:,.1f}",
                   f"{result.seconds:.2f}", rate, "", "ok" if result.ok else "FAILED")
     console.print(table)
+    if result.created or result.not_created:
+        console.print(f"--create-schema: created {len(result.created)} object(s) on the target "
+                      f"(owned by the target user; grants and roles are not copied)", markup=False)
+        for n in result.not_created:
+            console.print(f"  not created: {n}", markup=False, soft_wrap=True)
     if checkpoint:
         console.print(f"checkpoint: {checkpoint}")
 
 
-def render_plan(plan, trigger_mode: str, console) -> None:
+def render_plan(plan, trigger_mode: str, console, schema=None) -> None:
     """--dry-run: everything the sync would do, in load order, and nothing done."""
+    if schema is not None:
+        render_schema(schema, console)
     table = Table(title="confiture-fast sync --dry-run: the plan (nothing was written)", title_justify="left")
     for col, justify in (("#", "right"), ("table", "left"), ("rows (est.)", "right"), ("MB (est.)", "right"),
                          ("units", "right"), ("rules", "left"), ("notes", "left")):
@@ -79,11 +86,24 @@ def render_plan(plan, trigger_mode: str, console) -> None:
         console.print(f"  {c}", markup=False, soft_wrap=True)
 
 
-def plan_json(plan) -> str:
+def render_schema(schema, console) -> None:
+    """--dry-run --create-schema: what would be created, in order, and what would not."""
+    console.print(f"--create-schema: {schema.count} object(s) would be created on the target (owned by the target "
+                  "user; grants and roles are not copied)", markup=False)
+    for line in schema.listing():
+        console.print(f"  {line}", markup=False, soft_wrap=True)
+    for n in schema.not_created:
+        console.print(f"  not created: {n}", markup=False, soft_wrap=True)
+
+
+def plan_json(plan, schema=None) -> str:
     """--dry-run --format json: the plan without the rules' keys, which are derived from the secret
     (with one, anyone could test guesses against the pseudonyms)."""
     data = msgspec.to_builtins(plan)
     for table in data["tables"]:
         for rule in table["rules"]:
             del rule["key"]
+    if schema is not None:
+        data["create_schema"] = {"create": schema.listing(), "not_created": list(schema.not_created),
+                                 "count": schema.count}
     return msgspec.json.encode(data).decode()

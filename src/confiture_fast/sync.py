@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .audit import AuditLog
     from .coordinator import SyncResult
     from .plan import Plan
+    from .schema import SchemaPlan
 
 
 class DryRun(msgspec.Struct, frozen=True):
@@ -34,6 +35,7 @@ class DryRun(msgspec.Struct, frozen=True):
 
     plan: Plan
     trigger_mode: str
+    schema: SchemaPlan | None = None  # --create-schema: what would be created
 
 
 def _fingerprint(*parts: object) -> str:
@@ -53,6 +55,7 @@ class SyncRequest(msgspec.Struct, frozen=True, kw_only=True):
     show_progress: bool | None = None
     strict: bool | None = None
     dry_run: bool = False
+    create_schema: bool = False  # create on the target what the selected tables need and it lacks
     wait: bool = True  # for another sync into the same target to end (else fail at once)
     log_file: Path | None = None
     json: bool = False
@@ -154,16 +157,23 @@ def _connect(r: SyncRun) -> None:
 
 def _plan(r: SyncRun) -> None:
     """The plan from both catalogs (the source's under the snapshot), checked against the checkpoint
-    being resumed, then against the target's state and triggers (prepare.preflight)."""
+    being resumed, then against the target's state and triggers (prepare.preflight). With
+    --create-schema, against the target as it will be: the tables it lacks as the source has them."""
     from . import prepare
-    from .plan import build_plan
+    from .plan import select_tables
 
     req = r.req
-    selection = req.scope.selection
-    r.src_cat, dst_cat = r.session.catalogs(selection)
-    plan = build_plan(r.src_cat, dst_cat, selection, r.rules,
-                      r.secret.value if r.secret else None, cascade=req.cascade,
-                      completed=frozenset(r.state.completed_tables), slice_size=req.load.slice_size)
+    r.selection = req.scope.selection
+    r.src_cat, dst_cat = r.session.catalogs(r.selection)
+    r.schema = None
+    if req.create_schema:
+        from . import schema
+
+        selected = [t.key for t in select_tables(r.src_cat, r.selection, [])]
+        r.schema = schema.plan_schema(schema.read_source(r.session.src, selected),
+                                      schema.read_existing(r.session.dst, r.keys))
+        dst_cat = schema.as_planned(dst_cat, r.src_cat, r.schema)
+    plan = _build(r, dst_cat)
     selected = _selection_fingerprint(plan)
     if r.resumed is not None:
         ckpt.check_selection(r.resumed, selected, req.checkpoint)
@@ -171,9 +181,40 @@ def _plan(r: SyncRun) -> None:
         r.state = msgspec.structs.replace(r.state, selection_fingerprint=selected)
     for w in plan.warnings:
         r.console.print(f"warning: {w}", markup=False, soft_wrap=True)
-    r.plan = prepare.preflight(r.session.dst, plan, r.keys,
-                               lambda msg: r.console.print(f"warning: {msg}", markup=False))
+    warn = lambda msg: r.console.print(f"warning: {msg}", markup=False)  # noqa: E731
+    if r.schema is not None:  # the tables still to create are not there to check
+        made = set(r.schema.tables)
+        checked = prepare.preflight(r.session.dst, msgspec.structs.replace(
+            plan, tables=tuple(t for t in plan.tables if t.key not in made)), r.keys, warn)
+        r.plan = msgspec.structs.replace(plan, deferred=checked.deferred)
+    else:
+        r.plan = prepare.preflight(r.session.dst, plan, r.keys, warn)
     r.mode = prepare.trigger_mode(r.session.dst)
+
+
+def _build(r: SyncRun, dst_cat):
+    from .plan import build_plan
+
+    return build_plan(r.src_cat, dst_cat, r.selection, r.rules, r.secret.value if r.secret else None,
+                      cascade=r.req.cascade, completed=frozenset(r.state.completed_tables),
+                      slice_size=r.req.load.slice_size)
+
+
+def _no_schema(r: SyncRun) -> str | None:
+    if not r.req.create_schema:
+        return "no --create-schema"
+    return None if r.schema.count else "the target has everything the selected tables need"
+
+
+def _create_schema(r: SyncRun) -> None:
+    """Creates what the plan phase found missing (schema.apply: one transaction), then plans again
+    against the target as it now is, and checks it as the plan phase does."""
+    from . import prepare, schema
+    from .catalog import read_catalog
+
+    schema.apply(r.session.dst, r.schema, r.keys)
+    r.plan = prepare.preflight(r.session.dst, _build(r, read_catalog(r.session.dst)), r.keys,
+                               lambda msg: r.console.print(f"warning: {msg}", markup=False))
 
 
 def _strict_off(r: SyncRun) -> str | None:
@@ -241,9 +282,11 @@ def _report(r: SyncRun) -> None:
 
     if r.req.dry_run:
         r.audit.write("end", outcome="dry-run", tables=[t.name for t in r.plan.tables])
-        r.outcome = DryRun(r.plan, r.mode)
+        r.outcome = DryRun(r.plan, r.mode, r.schema)
         return
     result = coordinator.report(r.load, r.finished, time.perf_counter() - r.started)
+    if r.schema is not None:
+        result = msgspec.structs.replace(result, created=r.schema.listing(), not_created=list(r.schema.not_created))
     r.audit.write("end", outcome="ok" if result.ok else ("interrupted" if result.interrupted else "failed"),
                   error=Redactor.clean(result.error) if result.error else None, total_rows=result.total_rows,
                   seconds=round(result.seconds, 3),
@@ -257,6 +300,8 @@ PHASES: tuple[Phase, ...] = (
     Phase("connect", "connect to both databases, check them, take the target's run lock", _connect),
     Phase("plan", "read both catalogs and plan", _plan),
     Phase("strict", "scan the selected tables for unruled PII", _strict, skip=_strict_off),
+    Phase("schema", "--create-schema: create what the selected tables need and the target lacks", _create_schema,
+          writes=True, skip=_no_schema),
     Phase("prepare", "prepare the target: defer indexes and constraints, empty tables", _prepare, writes=True),
     Phase("load", "load the rows in worker processes", _load, writes=True),
     Phase("finish", "rebuild indexes and constraints, reset sequences and ANALYZE", _finish, writes=True),

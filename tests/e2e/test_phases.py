@@ -1,4 +1,4 @@
-"""The sync's phases on a real run: `-v` prints the eight numbered steps in order, each timed, and
+"""The sync's phases on a real run: `-v` prints the nine numbered steps in order, each timed, and
 finishing is one step that runs whatever happened to the load (SIGTERM mid-load, a unit failing after
 others finished, the --resume of a killed run), ending with every deferred index and constraint
 rebuilt, or recorded on the target for the next run."""
@@ -11,18 +11,18 @@ import signal
 from conftest import run_cli
 from test_faults import assert_resumes, assert_rolled_back, constraints, faulty, indexes, start_mid_big  # noqa: F401
 
-ORDER = ["resolve", "connect", "plan", "strict", "prepare", "load", "finish", "report"]
+ORDER = ["resolve", "connect", "plan", "strict", "schema", "prepare", "load", "finish", "report"]
 
 
 def steps(stderr: str) -> list[tuple[int, str, str]]:
     """(number, phase, what) of every step line, in the order printed."""
-    return [(int(n), name, what) for n, name, what in re.findall(r"^\d\d:\d\d:\d\d \[(\d)/8\] (\w+): (.*)$",
+    return [(int(n), name, what) for n, name, what in re.findall(r"^\d\d:\d\d:\d\d \[(\d)/9\] (\w+): (.*)$",
                                                                stderr, re.M)]
 
 
 def assert_steps(stderr: str, skipped: dict[str, str] | None = None) -> None:
-    """Every phase in order, numbered 1 to 8: started then done (with its time), or skipped with why."""
-    skipped = {"strict": "--strict is off"} if skipped is None else skipped
+    """Every phase in order, numbered 1 to 9: started then done (with its time), or skipped with why."""
+    skipped = {"strict": "--strict is off", "schema": "no --create-schema"} if skipped is None else skipped
     seen = steps(stderr)
     expected = []
     for i, name in enumerate(ORDER, 1):
@@ -46,7 +46,7 @@ def test_verbose_prints_the_numbered_steps_in_order(pair):
     res = pair.sync("-v")
     assert res.returncode == 0, res.stderr
     assert_steps(res.stderr)
-    assert "[3/8] plan: read both catalogs and plan" in res.stderr
+    assert "[3/9] plan: read both catalogs and plan" in res.stderr
     assert pair.qt("SELECT count(*) FROM _confiture_fast.pending_ddl") == [(0,)]
     assert pair.qt("SELECT count(*) FROM b") == [(50,)]
 
@@ -56,8 +56,8 @@ def test_a_verbose_dry_run_skips_the_steps_that_write(pair):
     pair.source("INSERT INTO a VALUES (1, 'x')")
     res = pair.sync("-v", "--dry-run")
     assert res.returncode == 0, res.stderr
-    assert_steps(res.stderr, {"strict": "--strict is off", "prepare": "--dry-run", "load": "--dry-run",
-                              "finish": "--dry-run"})
+    assert_steps(res.stderr, {"strict": "--strict is off", "schema": "--dry-run", "prepare": "--dry-run",
+                              "load": "--dry-run", "finish": "--dry-run"})
     assert pair.qt("SELECT count(*) FROM a") == [(0,)]
     assert pair.qt("SELECT to_regclass('a_v')::text") == [("a_v",)]
 
@@ -67,7 +67,7 @@ def test_strict_is_a_step_of_its_own_when_on(pair):
     pair.source("INSERT INTO a VALUES (1, 2)")
     res = pair.sync("-v", "--strict")
     assert res.returncode == 0, res.stderr
-    assert_steps(res.stderr, skipped={})
+    assert_steps(res.stderr, skipped={"schema": "no --create-schema"})
 
 
 def test_sigterm_mid_load_still_runs_the_finish_step(faulty):  # noqa: F811

@@ -19,7 +19,7 @@ from confiture_fast import sync
 from confiture_fast.errors import ConfigError
 
 PACKAGE = Path(confiture_fast.__file__).parent
-ORDER = ("resolve", "connect", "plan", "strict", "prepare", "load", "finish", "report")
+ORDER = ("resolve", "connect", "plan", "strict", "schema", "prepare", "load", "finish", "report")
 # a statement that changes a database: its first word (of a string, or after a ';'), or a setval anywhere
 WRITES = r"(?:^|;)\s*(?:CREATE|DROP|ALTER|TRUNCATE|ANALYZE|INSERT|UPDATE|DELETE|COPY|VACUUM|REINDEX|GRANT|SET)\b|setval"
 
@@ -48,8 +48,8 @@ def test_the_phase_table_is_complete_and_in_order():
     assert all(p.title and callable(p.run) for p in sync.PHASES)
 
 
-def test_only_prepare_load_and_finish_write_so_a_dry_run_skips_exactly_them():
-    assert {p.name for p in sync.PHASES if p.writes} == {"prepare", "load", "finish"}
+def test_only_schema_prepare_load_and_finish_write_so_a_dry_run_skips_exactly_them():
+    assert {p.name for p in sync.PHASES if p.writes} == {"schema", "prepare", "load", "finish"}
 
 
 def _run(phases, *, verbose=True, dry_run=False, audit=None):

@@ -51,6 +51,7 @@ def command(
     retries: RetriesOpt = LoadOptions().retries,
     strict: Annotated[Optional[bool], typer.Option("--strict/--no-strict", help="Refuse to start while a column that `scan` flags as PII has no rule (default: the source environment's strict:).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit without writing anything.")] = False,
+    create_schema: Annotated[bool, typer.Option("--create-schema", help="Create on the target, from the source's catalog, the tables (and their types, sequences, keys, indexes, triggers, views) it lacks; grants and roles are not copied.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once if another sync into the target is running (default: wait for it).")] = False,
     log_file: Annotated[Optional[Path], typer.Option("--log-file", help="Append a JSON-lines audit record of the run to this file.")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="text, or json: one JSON object on stdout.")] = Format.text,
@@ -84,9 +85,9 @@ def _sync(req: SyncRequest) -> int:
     if isinstance(outcome, DryRun):
         from ..summary import plan_json, render_plan
 
-        render_plan(outcome.plan, outcome.trigger_mode, console)
+        render_plan(outcome.plan, outcome.trigger_mode, console, outcome.schema)
         if req.json:
-            sys.stdout.write(plan_json(outcome.plan) + "\n")
+            sys.stdout.write(plan_json(outcome.plan, outcome.schema) + "\n")
         return 0
     _report(outcome, req.json, console, req.checkpoint, req.quiet)
     if outcome.interrupted:
