@@ -1,6 +1,7 @@
 """The sync use case, as an ordered table of phases (PHASES): resolve, connect, plan, strict, schema
-(--create-schema), prepare, load, finish, report. Each phase is a small function here that hands the SyncRun to the module that
-does the work (config, coordinator.Session, plan, scan, prepare, coordinator.load, finish); one loop
+(--create-schema), prepare, load, finish, report. Each phase is a small function here that hands the
+SyncRun to the module that does the work (config, coordinator.Session, plan, scan, schema, prepare,
+coordinator.load, finish); one loop
 runs them in order and, with -v, prints them as numbered, timed steps. The command line
 (cli/sync.py) parses the flags into a SyncRequest and renders what run_sync returns.
 
