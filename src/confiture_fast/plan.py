@@ -407,7 +407,8 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
     for src in selected:
         dst = target.tables.get(src.key)
         if dst is None:
-            problems.append(f"{src.display}: missing on the target (create it first, or --exclude it)")
+            problems.append(f"{src.display}: missing on the target (pass --create-schema to create it from the "
+                            "source, create it yourself, or --exclude it)")
             continue
         if not src.can_read:
             problems.append(f"{src.display}: permission denied on the source: GRANT SELECT ON {src.qualified} "

@@ -6,8 +6,12 @@ from __future__ import annotations
 import pytest
 
 from confiture_fast.errors import ValidationError
+from confiture_fast.plan import Selection, build_plan
 from confiture_fast.schema import (ColumnFact, ConFact, Existing, FuncFact, IndexFact, SeqFact, Source, TableFact,
-                                   TriggerFact, TypeFact, ViewFact, plan_schema)
+                                   TriggerFact, TypeFact, ViewFact, as_planned, plan_schema)
+
+from .catalog_builder import catalog, col, pk_index, rules
+from .catalog_builder import table as catalog_table
 
 
 def table(oid, name, *columns, schema="public", root=None, **kw) -> TableFact:
@@ -182,3 +186,20 @@ def test_objects_that_reference_each_other_in_a_cycle_are_an_error():
                  deps={("rel", 1): (("type", 100),), ("type", 100): (("type", 101),), ("type", 101): (("type", 100),)})
     with pytest.raises(ValidationError, match="cycle"):
         plan_schema(src, Existing())
+
+
+def test_a_table_missing_on_the_target_points_at_create_schema_and_is_planned_against_the_sources_columns():
+    users = catalog_table("users", col("id", "int4"), col("email"), indexes=(pk_index("users"),))
+    src, empty = catalog(users), catalog()
+    with pytest.raises(ValidationError) as e:
+        build_plan(src, empty, Selection(), None, None)
+    assert e.value.problems == ["users: missing on the target (pass --create-schema to create it from the source, "
+                                "create it yourself, or --exclude it)"]
+    created = plan_schema(source(table(1, "users")), Existing())
+    plan = build_plan(src, as_planned(empty, src, created), Selection(), None, None)
+    assert [t.columns for t in plan.tables] == [("id", "email")]
+    assert plan.deferred == ()  # its keys come after the load, from create-schema's records
+    with pytest.raises(ValidationError) as e:  # a rule that cannot fit the source's column: before any DDL
+        build_plan(src, as_planned(empty, src, created), Selection(), rules({"users": {"id": "redact"}}), None)
+    assert e.value.problems == ["anonymization.yaml:1: users.id: redact writes text, which column id of type integer "
+                                "cannot hold"]
