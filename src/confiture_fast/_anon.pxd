@@ -10,56 +10,31 @@ cdef struct OutBuf:
 cdef int outbuf_reserve(OutBuf* b, size_t extra) noexcept nogil
 cdef void outbuf_free(OutBuf* b) noexcept nogil
 
-# A list of values (fake_* strategies): item i is data[off[i]:off[i + 1]].
+# A list of values a strategy picks from: item i is data[off[i]:off[i + 1]].
 cdef struct Pool:
     const char* data
     const unsigned int* off
     size_t n
 
-# One step of a json strategy path: kind 0 key, 1 index, 2 any key, 3 any index.
-cdef struct JsonStep:
-    int kind
-    const char* key
-    size_t key_len
-    long long index
-
-cdef struct FieldSpec
-
-# A json strategy path and the rule applied where it matches.
-cdef struct JsonPath:
-    const JsonStep* steps
-    int nsteps
-    FieldSpec* spec
-
-# An open object or array while a json value is walked.
-cdef struct JsonLevel:
-    bint is_object
-    const uint8_t* key      # the current member's key, as written (between the quotes)
-    size_t key_len
-    bint key_escaped
-    long long index
-    int outer_active        # the path in force outside this container
-    size_t start
-    bint to_null            # a null rule matched the whole container
-
-# How one column is rewritten; code 0 means copied through untouched.
+# How one column is rewritten; code 0 means copied through untouched. What the parameter fields
+# hold is up to the strategy: its compiled file (_compiled/*.pxi) fills them in its setup function.
 cdef struct FieldSpec:
-    int code
+    int code                # the strategy's entry in the dispatch table (_anon.CODES)
+    bint keyed              # its function reads the PRF digest
     uint64_t k0
     uint64_t k1
-    int length              # hex digits (email, hash, fake_email)
-    const char* text        # domain, constant value or mask character
+    int length              # hex digits written
+    const char* text        # a text parameter, e.g. a domain or a mask character
     size_t text_len
-    long long a             # keep_first / keep_prefix / days / IPv4 prefix
-    long long b             # keep_last / keep_suffix / relative noise flag / IPv6 prefix
-    double x                # noise bound
+    long long a             # integer parameters
+    long long b
+    double x                # a real parameter
     size_t max_out          # longest output of the fixed-shape strategies, in bytes
     Py_ssize_t key_index    # column whose value keys the PRF instead of the field's own, or -1
     bint is_array           # apply to each element of an array literal
     bint ascii_out          # the output never needs COPY escaping
     Pool pools[2]
-    const JsonPath* jpaths
-    int njpaths
+    void* ext               # what a strategy compiles for itself, kept alive by the Rewriter
 
 cdef class Rewriter:
     cdef object registry       # confiture_fast.strategies.COMPILED
@@ -77,9 +52,8 @@ cdef class Rewriter:
     cdef OutBuf keybuf       # the unescaped value of its key column
     cdef OutBuf result       # the strategy's output before escaping
     cdef OutBuf tmp          # a strategy's own scratch space
-    cdef OutBuf arraybuf     # the rewritten array literal before escaping
-    cdef OutBuf elembuf      # one array element, unquoted, or one JSON string, unescaped
-    cdef JsonLevel jstack[64]
+    cdef OutBuf arraybuf     # the rewritten array literal (or document) before escaping
+    cdef OutBuf elembuf      # one array element, unquoted, or a strategy's unescaped piece
     cdef OutBuf pybuf        # output of the Python-level rewrite()
     cdef bytearray tail      # partial row carried over between rewrite() calls
     cdef list keep_alive     # Python objects whose buffers FieldSpecs point into
@@ -98,14 +72,6 @@ cdef class Rewriter:
     cdef int _field(self, Py_ssize_t col, const char* f, size_t n, OutBuf* out) noexcept nogil
     cdef int _array(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
                     const uint8_t* kv, size_t kn, OutBuf* out) noexcept nogil
-    cdef int _json(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
-                   OutBuf* out) noexcept nogil
-    cdef int _json_match(self, FieldSpec* spec, int depth) noexcept nogil
-    cdef size_t _json_key(self, JsonLevel* lv, const uint8_t* v, size_t vn, size_t i) noexcept nogil
-    cdef _set_json(self, FieldSpec* spec, rule)
-    cdef int _json_leaf(self, Py_ssize_t col, FieldSpec* sub, const uint8_t* v, size_t vn, bint number,
-                        OutBuf* doc) noexcept nogil
     cdef int _apply(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
                     const uint8_t* kv, size_t kn, OutBuf* dst) noexcept nogil
-    cdef void _fake(self, FieldSpec* spec, const uint8_t* h, OutBuf* res) noexcept nogil
     cdef _set_spec(self, FieldSpec* spec, rule)

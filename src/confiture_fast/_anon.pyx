@@ -5,6 +5,10 @@ Per row nothing touches Python: one SSE2 pass finds the separators, the bytes be
 are copied as blocks, and a ruled field is unescaped (only when it has a backslash), checked to be
 UTF-8, handed to its strategy and written back in PostgreSQL's own COPY TO escaping (see
 docs/strategies.md). The pure-Python twin in tests/anon_ref.py defines the expected output byte for byte.
+
+This file is the row and field machinery only. Each strategy's compiled part (its C function and its
+glue) is a file of its own in _compiled/, included below, that registers itself in the dispatch
+table under its strategy's name, as asyncpg's codecs do.
 """
 
 from array import array
@@ -23,58 +27,9 @@ cdef extern from "_scan.h" nogil:
     size_t cf_find_tabs(const char* s, size_t n, size_t* pos, size_t max, int* suspect)
     bint cf_is_plain(const char* s, size_t n)
 
-cdef extern from "_json.h" nogil:
-    size_t CF_JSON_BAD
-    size_t cf_json_ws(const uint8_t* s, size_t n, size_t i)
-    size_t cf_json_string(const uint8_t* s, size_t n, size_t i, char* dst, size_t* dlen)
-    size_t cf_json_number(const uint8_t* s, size_t n, size_t i)
-    size_t cf_json_quote(const char* s, size_t n, char* dst)
-
-cdef extern from "_strategies.h" nogil:
-    int CF_BAD_DATE, CF_BAD_CALENDAR, CF_BAD_NUMBER, CF_TOO_LARGE, CF_BAD_IP
-    size_t cf_partial(const uint8_t* v, size_t n, size_t keep_first, size_t keep_last, const char* mask,
-                      size_t mask_len, char* out)
-    void cf_preserve_format(const uint8_t* v, size_t n, const uint8_t* digest, size_t keep_prefix,
-                            size_t keep_suffix, char* out)
-    void cf_uuid(const uint8_t* digest, char* out)
-    long cf_date_shift(const uint8_t* v, size_t n, long long shift, char* out)
-    long cf_noise(const uint8_t* v, size_t n, const uint8_t* digest, int relative, double param, char* tmp,
-                  char* out, size_t cap)
-    long cf_ip(const uint8_t* v, size_t n, const uint8_t* digest, int keep4, int keep6, char* out)
-
-# Not a strategy's problem but the array parser's (an E_VALUE detail like the CF_* codes).
+# Not a strategy's problem but the array parser's (an E_VALUE detail like the strategies' own).
 cdef enum:
     CF_BAD_ARRAY = -20
-    CF_BAD_JSON = -21
-    JSON_SKIP = -2  # the "path in force" inside a keep or null match: nothing is rewritten
-    JSON_NOMEM = -3
-
-# Strategy codes of FieldSpec.code: the compiled dispatch table, indexed by each strategy's `code`.
-cdef enum:
-    S_PASS = 0
-    S_EMAIL
-    S_PHONE
-    S_NAME
-    S_REDACT
-    S_HASH
-    S_NULL
-    S_CONSTANT
-    S_PARTIAL
-    S_PRESERVE_FORMAT
-    S_UUID
-    S_DATE_SHIFT
-    S_NOISE
-    S_IP
-    S_FAKE_NAME
-    S_FAKE_FIRST_NAME
-    S_FAKE_LAST_NAME
-    S_FAKE_EMAIL
-    S_FAKE_ADDRESS
-    S_FAKE_COMPANY
-    S_JSON
-
-# One past the last code: each strategy's module names its code (the registry checks the range).
-N_CODES = S_JSON + 1
 
 # Error codes kept in the Rewriter until raise_error() turns them into a RewriteError.
 cdef enum:
@@ -103,15 +58,8 @@ for _c in range(256):
 for _c, _letter in ((8, b"b"), (9, b"t"), (10, b"n"), (11, b"v"), (12, b"f"), (13, b"r"), (92, b"\\")):
     ESCAPES[_c] = _letter[0]
 
-_VALUE_PROBLEMS = {
-    CF_BAD_DATE: "not an ISO date or timestamp (set DateStyle to ISO)",
-    CF_BAD_CALENDAR: "not a valid calendar date",
-    CF_BAD_NUMBER: "not a plain decimal number",
-    CF_TOO_LARGE: "value too large for noise",
-    CF_BAD_IP: "not an IP address",
-    CF_BAD_ARRAY: "not an array literal in PostgreSQL's output form",
-    CF_BAD_JSON: "not valid JSON",
-}
+# E_VALUE details -> the problem they mean; each compiled strategy adds its own (problem()).
+_VALUE_PROBLEMS = {CF_BAD_ARRAY: "not an array literal in PostgreSQL's output form"}
 
 
 cdef int outbuf_reserve(OutBuf* b, size_t extra) noexcept nogil:
@@ -213,12 +161,6 @@ cdef int array_quote_append(OutBuf* b, const char* s, size_t n) noexcept nogil:
 cdef inline bint is_null_word(const char* s) noexcept nogil:
     """True for NULL in any letter case (4 bytes)."""
     return ((s[0] | 32) == c'n' and (s[1] | 32) == c'u' and (s[2] | 32) == c'l' and (s[3] | 32) == c'l')
-
-
-cdef inline void put_pick(OutBuf* b, const Pool* pool, uint64_t u) noexcept nogil:
-    """Appends item u mod n of the pool; room is reserved."""
-    cdef size_t i = u % pool.n
-    put(b, pool.data + pool.off[i], pool.off[i + 1] - pool.off[i])
 
 
 cdef inline bint odd_backslashes_before(const char* start, const char* end) noexcept nogil:
@@ -332,6 +274,83 @@ cdef Py_ssize_t utf8_error(const uint8_t* s, size_t n) noexcept nogil:
     return -1
 
 
+# -- the dispatch table --------------------------------------------------------------------------
+# A strategy's function appends its output for one non-empty, non-NULL unescaped value v to dst,
+# which has (3 + spec.text_len) * vn + 512 + spec.max_out + spec.text_len bytes of room; h is the
+# PRF digest (16 bytes) when the rule is keyed, else NULL; tmp is scratch space it may grow.
+# Returns 0, OUT_NULL when the output is NULL, OUT_NOMEM, or a negative problem code of its own.
+ctypedef int (*apply_fn)(const FieldSpec* spec, const uint8_t* v, size_t vn, const uint8_t* h, OutBuf* tmp,
+                         OutBuf* dst) noexcept nogil
+# A strategy that reads the whole field its own way (documents) writes it COPY-escaped to out
+# itself; 0, or -1 with the error set in the rewriter.
+ctypedef int (*field_fn)(Rewriter rw, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
+                         OutBuf* out) noexcept nogil
+# Fills the fields of spec the strategy reads from the rule's params.
+ctypedef int (*setup_fn)(Rewriter rw, FieldSpec* spec, object rule) except -1
+
+cdef struct Entry:
+    apply_fn apply
+    field_fn field
+    setup_fn setup
+    int flags
+
+cdef enum:
+    PASS = 0            # the code of a column copied through: no rule, or a rule that keeps the value
+    MAX_CODES = 64
+    OUT_NULL = 1
+    OUT_NOMEM = -1
+    F_ASCII_OUT = 1     # the output never needs COPY escaping
+    F_NULL_ALL = 2      # writes NULL for every value: an array or a JSON container becomes one NULL
+    F_NUMBER = 4        # inside JSON, the output is a number, not a string
+
+cdef Entry ENTRIES[MAX_CODES]
+
+# Strategy name -> its code in ENTRIES, as the compiled files registered them; COPIED for the rest.
+CODES = {}
+COPIED = PASS
+
+
+cdef register(str name, int flags, apply_fn apply, setup_fn setup, field_fn field):
+    """Gives the compiled strategy `name` the next code of the dispatch table."""
+    code = len(CODES) + 1
+    if name in CODES or code >= MAX_CODES or (apply == NULL) == (field == NULL):
+        raise RuntimeError(f"compiled strategy {name!r}: registered twice, table full, or not one function")
+    ENTRIES[code].apply = apply
+    ENTRIES[code].field = field
+    ENTRIES[code].setup = setup
+    ENTRIES[code].flags = flags
+    CODES[name] = code
+
+
+cdef problem(int detail, str text):
+    """Names a strategy's negative return code for the RewriteError."""
+    if detail in _VALUE_PROBLEMS or detail >= OUT_NOMEM:
+        raise RuntimeError(f"problem code {detail} already used: {text}")
+    _VALUE_PROBLEMS[detail] = text
+
+
+cdef set_text(Rewriter rw, FieldSpec* spec, bytes raw):
+    """Points spec.text at raw, which the rewriter keeps alive."""
+    rw.keep_alive.append(raw)
+    spec.text = raw
+    spec.text_len = len(raw)
+
+
+include "_compiled/pseudonyms.pxi"
+include "_compiled/masks.pxi"
+include "_compiled/date_shift.pxi"
+include "_compiled/noise.pxi"
+include "_compiled/ip.pxi"
+include "_compiled/fake.pxi"
+include "_compiled/json.pxi"
+
+
+def compiled_flags() -> dict:
+    """Strategy name -> the names of its compiled entry's flags (the registry's tests compare them)."""
+    names = {F_ASCII_OUT: "ascii_out", F_NULL_ALL: "null_all", F_NUMBER: "number"}
+    return {name: {n for f, n in names.items() if ENTRIES[code].flags & f} for name, code in CODES.items()}
+
+
 def siphash24(key: bytes, data: bytes, int outlen=16) -> bytes:
     """SipHash-2-4 of `data` under a 16-byte key (8- or 16-byte output): the C PRF, for the tests."""
     cdef uint8_t out[16]
@@ -378,7 +397,7 @@ cdef class Rewriter:
         if self.specs == NULL or self.tabs == NULL or self.touched == NULL:
             raise MemoryError()
         for i in range(self.ncols):
-            self.specs[i].code = S_PASS
+            self.specs[i].code = PASS
         seen = set()
         for rule in rules:
             if not 0 <= rule.index < self.ncols or columns[rule.index] != rule.column:
@@ -394,57 +413,41 @@ cdef class Rewriter:
             self._set_spec(&self.specs[rule.index], rule)
         self.ntouched = 0
         for i in range(self.ncols):
-            if self.specs[i].code != S_PASS:
+            if self.specs[i].code != PASS:
                 self.touched[self.ntouched] = i
                 self.ntouched += 1
 
     cdef _set_spec(self, FieldSpec* spec, rule):
-        """Fills the C description of one rule; Python objects it points into go to keep_alive."""
+        """Fills the C description of one rule: the generic fields here, the strategy's own in its
+        setup function; Python objects it points into go to keep_alive."""
         cdef const uint8_t* k
         cdef const char* text
+        cdef Entry* entry
         p = rule.params
-        spec.code = self.registry.codes[rule.strategy]
+        code = self.registry.codes[rule.strategy]
+        if code != PASS and code not in CODES.values():
+            raise ValueError(f"{self.table}.{rule.column}: {rule.strategy!r} has no compiled function (code {code})")
+        spec.code = code
+        entry = &ENTRIES[spec.code]
         spec.key_index = rule.key_index
-        # null and keep act on the whole value; the others element by element on arrays
-        spec.is_array = rule.is_array and spec.code != S_NULL
-        spec.ascii_out = spec.code in (S_EMAIL, S_HASH, S_PHONE, S_NAME, S_REDACT, S_NULL, S_UUID)
+        spec.is_array = rule.is_array and not entry.flags & F_NULL_ALL
+        spec.ascii_out = entry.flags & F_ASCII_OUT
+        spec.keyed = rule.strategy in self.registry.keyed
         spec.k0 = spec.k1 = 0
         spec.text = NULL
         spec.text_len = spec.max_out = 0
-        if rule.strategy in self.registry.keyed:
+        spec.length = 0
+        spec.a = spec.b = 0
+        spec.x = 0
+        spec.ext = NULL
+        if spec.keyed:
             if len(rule.key) != 16:
                 raise ValueError(f"{self.table}.{rule.column}: the key must be 16 bytes")
             k = rule.key
             spec.k0 = cf_load64le(k)
             spec.k1 = cf_load64le(k + 8)
-        raw = None
-        if spec.code in (S_EMAIL, S_FAKE_EMAIL):
-            raw = p.domain.encode("ascii")
-        elif spec.code == S_CONSTANT:
-            raw = p.value.encode()
-        elif spec.code == S_PARTIAL:
-            raw = p.mask_char.encode()
-        if raw is not None:
-            self.keep_alive.append(raw)
-            text = raw
-            spec.text = text
-            spec.text_len = len(raw)
-        if spec.code in (S_EMAIL, S_HASH, S_FAKE_EMAIL):
-            spec.length = p.length
-        if spec.code == S_PARTIAL:
-            spec.a, spec.b = p.keep_first, p.keep_last
-        elif spec.code == S_PRESERVE_FORMAT:
-            spec.a, spec.b = p.keep_prefix, p.keep_suffix
-        elif spec.code == S_DATE_SHIFT:
-            spec.a = p.days
-        elif spec.code == S_NOISE:
-            spec.b = p.relative is not None
-            spec.x = p.relative if p.relative is not None else p.absolute
-        elif spec.code == S_IP:
-            spec.a, spec.b = p.prefix, p.prefix_v6
-        spec.njpaths = 0
-        if spec.code == S_JSON:
-            self._set_json(spec, rule)
+        if entry.setup != NULL:
+            entry.setup(self, spec, rule)
         pools = self.registry.pools(rule.strategy, p)
         if pools is not None:
             for i, values in enumerate(pools):
@@ -460,43 +463,6 @@ cdef class Rewriter:
                 spec.pools[i].n = len(encoded)
                 spec.max_out += max(map(len, encoded))
             spec.max_out += 64 + spec.text_len
-
-    cdef _set_json(self, FieldSpec* spec, rule):
-        """Compiles the json rule's paths; their steps and sub-rules live in bytearrays in keep_alive."""
-        cdef JsonPath* paths
-        cdef JsonStep* steps
-        cdef FieldSpec* sub
-        cdef char* buf
-        compiled = self.registry.inner_rules(rule.params)
-        path_mem = bytearray(sizeof(JsonPath) * len(compiled))
-        self.keep_alive.append(path_mem)
-        buf = path_mem
-        paths = <JsonPath*>buf
-        kinds = {"key": 0, "index": 1, "any_key": 2, "any_index": 3}
-        for n, (path_steps, name, params) in enumerate(compiled):
-            step_mem = bytearray(sizeof(JsonStep) * max(1, len(path_steps)))
-            sub_mem = bytearray(sizeof(FieldSpec))
-            self.keep_alive += [step_mem, sub_mem]
-            buf = step_mem
-            steps = <JsonStep*>buf
-            for k, (kind, arg) in enumerate(path_steps):
-                steps[k].kind = kinds[kind]
-                steps[k].index = arg if kind == "index" else 0
-                steps[k].key = NULL
-                steps[k].key_len = 0
-                if kind == "key":
-                    key = arg.encode()
-                    self.keep_alive.append(key)
-                    steps[k].key = key
-                    steps[k].key_len = len(key)
-            buf = sub_mem
-            sub = <FieldSpec*>buf
-            self._set_spec(sub, self.registry.inner_rule(rule, name, params))
-            paths[n].steps = steps
-            paths[n].nsteps = len(path_steps)
-            paths[n].spec = sub
-        spec.jpaths = paths
-        spec.njpaths = len(compiled)
 
     def __dealloc__(self):
         free(self.specs)
@@ -628,14 +594,14 @@ cdef class Rewriter:
                 return self._fail(E_UTF8, col, bad)
             if memchr(v, 0, vn) != NULL:
                 return self._fail(E_NUL, col, 0)
-        if kcol >= 0:  # the PRF reads another column of the row (date_shift per_row_key)
+        if kcol >= 0:  # the PRF reads another column of the row (a per-row key)
             kf = self.cur_row + (self.tabs[kcol - 1] + 1 if kcol > 0 else 0)
             kn = (self.tabs[kcol] if kcol < self.ncols - 1 else self.cur_n - 1) - (kf - self.cur_row)
             if not (kn == 2 and kf[0] == c'\\' and kf[1] == c'N'):
                 if self._value(kcol, kf, kn, &self.keybuf, &kv, &kn) < 0:
                     return -1
-        if spec.code == S_JSON:
-            return self._json(col, spec, v, vn, out)
+        if ENTRIES[spec.code].field != NULL:  # the strategy reads the whole value its own way
+            return ENTRIES[spec.code].field(self, col, spec, v, vn, out)
         if spec.is_array:
             return self._array(col, spec, v, vn, kv, kn, out)
         if spec.ascii_out:  # output needs no escaping: straight into the row
@@ -759,285 +725,28 @@ cdef class Rewriter:
             i += 1
         return self._fail(E_NOMEM, col, 0) if escape_append(out, arr.data, arr.len) < 0 else 0
 
-    cdef int _json(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
-                   OutBuf* out) noexcept nogil:
-        """Walks a json/jsonb value, rewriting the strings and numbers at the rule's paths (all of them
-        inside a matched object or array); every other byte is copied. Written COPY-escaped to out."""
-        cdef OutBuf* doc = &self.arraybuf
-        cdef JsonLevel* lv
-        cdef size_t i, end, copied = 0, elen = 0
-        cdef int depth = 0, m, active = -1
-        cdef uint8_t c, close
-        cdef FieldSpec* sub
-        doc.len = 0
-        if outbuf_reserve(&self.elembuf, vn) < 0 or outbuf_reserve(doc, vn) < 0:
-            return self._fail(E_NOMEM, col, 0)
-        i = cf_json_ws(v, vn, 0)
-        while True:
-            # a value starts at i
-            m = active if active != -1 else self._json_match(spec, depth)
-            if m == JSON_NOMEM:
-                return self._fail(E_NOMEM, col, 0)
-            sub = spec.jpaths[m].spec if m >= 0 else NULL
-            if sub != NULL and sub.code == S_PASS:  # keep
-                m = JSON_SKIP
-                sub = NULL
-            if i >= vn:
-                return self._fail(E_VALUE, col, CF_BAD_JSON)
-            c = v[i]
-            if c == c'{' or c == c'[':
-                if depth == 64:
-                    return self._fail(E_VALUE, col, CF_BAD_JSON)
-                lv = &self.jstack[depth]
-                depth += 1
-                lv.is_object = c == c'{'
-                lv.index = 0
-                lv.start = i
-                lv.outer_active = active
-                lv.to_null = sub != NULL and sub.code == S_NULL
-                active = JSON_SKIP if lv.to_null else m
-                i = cf_json_ws(v, vn, i + 1)
-                close = c'}' if lv.is_object else c']'
-                if not (i < vn and v[i] == close):
-                    if lv.is_object:
-                        i = self._json_key(lv, v, vn, i)
-                        if i == CF_JSON_BAD:
-                            return self._fail(E_VALUE, col, CF_BAD_JSON)
-                    continue
-            elif c == c'"':
-                end = cf_json_string(v, vn, i, self.elembuf.data, &elen)
-                if end == CF_JSON_BAD:
-                    return self._fail(E_VALUE, col, CF_BAD_JSON)
-                if sub != NULL and elen > 0:
-                    if append(doc, <const char*>v + copied, i - copied) < 0:
-                        return self._fail(E_NOMEM, col, 0)
-                    if self._json_leaf(col, sub, <const uint8_t*>self.elembuf.data, elen, False, doc) < 0:
-                        return -1
-                    copied = end
-                i = end
-            elif c == c'-' or c'0' <= c <= c'9':
-                end = cf_json_number(v, vn, i)
-                if end == CF_JSON_BAD:
-                    return self._fail(E_VALUE, col, CF_BAD_JSON)
-                if sub != NULL:
-                    if append(doc, <const char*>v + copied, i - copied) < 0:
-                        return self._fail(E_NOMEM, col, 0)
-                    if self._json_leaf(col, sub, v + i, end - i, True, doc) < 0:
-                        return -1
-                    copied = end
-                i = end
-            elif vn - i >= 4 and memcmp(v + i, b"true", 4) == 0:
-                i += 4
-            elif vn - i >= 5 and memcmp(v + i, b"false", 5) == 0:
-                i += 5
-            elif vn - i >= 4 and memcmp(v + i, b"null", 4) == 0:
-                i += 4
-            else:
-                return self._fail(E_VALUE, col, CF_BAD_JSON)
-            # after a value: close containers, then a comma (next member) or the end
-            while True:
-                i = cf_json_ws(v, vn, i)
-                if depth == 0:
-                    if i != vn:
-                        return self._fail(E_VALUE, col, CF_BAD_JSON)
-                    if append(doc, <const char*>v + copied, vn - copied) < 0:
-                        return self._fail(E_NOMEM, col, 0)
-                    return self._fail(E_NOMEM, col, 0) if escape_append(out, doc.data, doc.len) < 0 else 0
-                lv = &self.jstack[depth - 1]
-                close = c'}' if lv.is_object else c']'
-                if i < vn and v[i] == c',':
-                    lv.index += 1
-                    i = cf_json_ws(v, vn, i + 1)
-                    if lv.is_object:
-                        i = self._json_key(lv, v, vn, i)
-                        if i == CF_JSON_BAD:
-                            return self._fail(E_VALUE, col, CF_BAD_JSON)
-                    break
-                if not (i < vn and v[i] == close):
-                    return self._fail(E_VALUE, col, CF_BAD_JSON)
-                i += 1
-                depth -= 1
-                active = lv.outer_active
-                if lv.to_null:
-                    if append(doc, <const char*>v + copied, lv.start - copied) < 0 or append(doc, b"null", 4) < 0:
-                        return self._fail(E_NOMEM, col, 0)
-                    copied = i
-
-    cdef size_t _json_key(self, JsonLevel* lv, const uint8_t* v, size_t vn, size_t i) noexcept nogil:
-        """Reads `"key" :` at i into lv; returns where the member's value starts, or CF_JSON_BAD."""
-        cdef size_t end
-        if i >= vn or v[i] != c'"':
-            return CF_JSON_BAD
-        end = cf_json_string(v, vn, i, NULL, NULL)
-        if end == CF_JSON_BAD:
-            return CF_JSON_BAD
-        lv.key = v + i + 1
-        lv.key_len = end - i - 2
-        lv.key_escaped = memchr(lv.key, c'\\', lv.key_len) != NULL
-        end = cf_json_ws(v, vn, end)
-        if end >= vn or v[end] != c':':
-            return CF_JSON_BAD
-        return cf_json_ws(v, vn, end + 1)
-
-    cdef int _json_match(self, FieldSpec* spec, int depth) noexcept nogil:
-        """The first path that names the current location (jstack[:depth]), -1 for none, or
-        JSON_NOMEM."""
-        cdef int p, k
-        cdef const JsonPath* path
-        cdef const JsonStep* step
-        cdef JsonLevel* lv
-        cdef const char* key
-        cdef size_t key_len
-        for p in range(spec.njpaths):
-            path = &spec.jpaths[p]
-            if path.nsteps != depth:
-                continue
-            for k in range(depth):
-                step = &path.steps[k]
-                lv = &self.jstack[k]
-                if step.kind == 2 or step.kind == 3:
-                    if lv.is_object != (step.kind == 2):
-                        break
-                elif step.kind == 1:
-                    if lv.is_object or lv.index != step.index:
-                        break
-                else:
-                    if not lv.is_object:
-                        break
-                    key = <const char*>lv.key
-                    key_len = lv.key_len
-                    if lv.key_escaped:  # compare the unescaped key
-                        self.tmp.len = 0
-                        if outbuf_reserve(&self.tmp, lv.key_len) < 0:
-                            return JSON_NOMEM
-                        cf_json_string(lv.key - 1, lv.key_len + 2, 0, self.tmp.data, &key_len)
-                        key = self.tmp.data
-                    if key_len != step.key_len or memcmp(key, step.key, key_len) != 0:
-                        break
-            else:
-                return p
-        return -1
-
-    cdef int _json_leaf(self, Py_ssize_t col, FieldSpec* sub, const uint8_t* v, size_t vn, bint number,
-                        OutBuf* doc) noexcept nogil:
-        """Appends the rule's output for one JSON string (unescaped) or number to doc: a JSON string,
-        null, or for noise on a number the new number."""
-        cdef int rc
-        self.result.len = 0
-        rc = self._apply(col, sub, v, vn, NULL, 0, &self.result)
-        if rc < 0:
-            return -1
-        if rc == 1:
-            return self._fail(E_NOMEM, col, 0) if append(doc, b"null", 4) < 0 else 0
-        if number and sub.code == S_NOISE:
-            return self._fail(E_NOMEM, col, 0) if append(doc, self.result.data, self.result.len) < 0 else 0
-        if outbuf_reserve(doc, 6 * self.result.len + 2) < 0:
-            return self._fail(E_NOMEM, col, 0)
-        doc.len += cf_json_quote(self.result.data, self.result.len, doc.data + doc.len)
-        return 0
-
     cdef int _apply(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
                     const uint8_t* kv, size_t kn, OutBuf* dst) noexcept nogil:
-        """Appends the strategy's output for a non-empty, non-NULL value v to dst, unescaped.
-        The PRF reads kv (the key column's value) when given, else v. Returns 0, 1 when the output
-        is NULL, or -1 with the error set."""
+        """Appends the strategy's output for a non-empty, non-NULL value v to dst, unescaped, through
+        the dispatch table. A keyed rule's PRF reads kv (the key column's value) when given, else v.
+        Returns 0, 1 when the output is NULL, or -1 with the error set."""
         cdef uint8_t h[16]
-        cdef uint64_t x
-        cdef long long shift
-        cdef long r = 0
-        cdef OutBuf* tmp = &self.tmp
+        cdef const uint8_t* digest = NULL
+        cdef int rc
         if outbuf_reserve(dst, (3 + spec.text_len) * vn + 512 + spec.max_out + spec.text_len) < 0:
             return self._fail(E_NOMEM, col, 0)
-        if spec.code == S_REDACT:
-            put(dst, b"[REDACTED]", 10)
-            return 0
-        if spec.code == S_NULL:
-            return 1
-        if spec.code == S_CONSTANT:
-            put(dst, spec.text, spec.text_len)
-            return 0
-        if spec.code == S_PARTIAL:
-            dst.len += cf_partial(v, vn, <size_t>spec.a, <size_t>spec.b, spec.text, spec.text_len,
-                                  dst.data + dst.len)
-            return 0
-        if kv == NULL:
-            cf_siphash(spec.k0, spec.k1, v, vn, h, 16)
-        else:
-            cf_siphash(spec.k0, spec.k1, kv, kn, h, 16)
-        if spec.code == S_EMAIL:
-            put(dst, b"user_", 5)
-            put_hex(dst, h, spec.length, False)
-            put(dst, b"@", 1)
-            put(dst, spec.text, spec.text_len)
-        elif spec.code == S_HASH:
-            put_hex(dst, h, spec.length, False)
-        elif spec.code == S_PHONE:
-            x = cf_load64le(h) % 10000
-            put(dst, b"+1-555-", 7)
-            dst.data[dst.len] = <char>(c'0' + x // 1000)
-            dst.data[dst.len + 1] = <char>(c'0' + x // 100 % 10)
-            dst.data[dst.len + 2] = <char>(c'0' + x // 10 % 10)
-            dst.data[dst.len + 3] = <char>(c'0' + x % 10)
-            dst.len += 4
-        elif spec.code == S_NAME:
-            put(dst, b"User ", 5)
-            put_hex(dst, h, 4, True)
-        elif spec.code == S_UUID:
-            cf_uuid(h, dst.data + dst.len)
-            dst.len += 36
-        elif spec.code == S_PRESERVE_FORMAT:
-            cf_preserve_format(v, vn, h, <size_t>spec.a, <size_t>spec.b, dst.data + dst.len)
-            dst.len += vn
-        elif spec.code == S_DATE_SHIFT:
-            x = cf_load64le(h) % <uint64_t>(2 * spec.a)
-            shift = <long long>x - spec.a if <long long>x < spec.a else <long long>x - spec.a + 1
-            r = cf_date_shift(v, vn, shift, dst.data + dst.len)
-        elif spec.code == S_NOISE:
-            if outbuf_reserve(tmp, vn + 2) < 0:
-                return self._fail(E_NOMEM, col, 0)
-            r = cf_noise(v, vn, h, <int>spec.b, spec.x, tmp.data, dst.data + dst.len, vn + 400)
-        elif spec.code == S_IP:
-            r = cf_ip(v, vn, h, <int>spec.a, <int>spec.b, dst.data + dst.len)
-        else:
-            self._fake(spec, h, dst)
-        if r < 0:
-            return self._fail(E_VALUE, col, r)
-        dst.len += r
-        return 0
-
-    cdef void _fake(self, FieldSpec* spec, const uint8_t* h, OutBuf* res) noexcept nogil:
-        """Writes a fake_* value picked by the digest h to res (sized by spec.max_out)."""
-        cdef uint64_t u0 = cf_load64le(h), u1 = cf_load64le(h + 8)
-        cdef char number[8]
-        cdef int i, k
-        if spec.code == S_FAKE_FIRST_NAME or spec.code == S_FAKE_COMPANY:
-            put_pick(res, &spec.pools[0], u0)
-        elif spec.code == S_FAKE_LAST_NAME:
-            put_pick(res, &spec.pools[1], u1)
-        elif spec.code == S_FAKE_NAME:
-            put_pick(res, &spec.pools[0], u0)
-            put(res, b" ", 1)
-            put_pick(res, &spec.pools[1], u1)
-        elif spec.code == S_FAKE_EMAIL:
-            put_pick(res, &spec.pools[0], u0)
-            put(res, b".", 1)
-            put_pick(res, &spec.pools[1], u1)
-            put(res, b".", 1)
-            put_hex(res, h, spec.length, False)
-            put(res, b"@", 1)
-            put(res, spec.text, spec.text_len)
-        elif spec.code == S_FAKE_ADDRESS:
-            k = <int>(1 + u0 % 9999)
-            i = 8
-            while k:
-                i -= 1
-                number[i] = <char>(c'0' + k % 10)
-                k //= 10
-            put(res, number + i, 8 - i)
-            put(res, b" ", 1)
-            put_pick(res, &spec.pools[0], u1)
-            put(res, b", ", 2)
-            put_pick(res, &spec.pools[1], u1 >> 32)
+        if spec.keyed:
+            if kv == NULL:
+                cf_siphash(spec.k0, spec.k1, v, vn, h, 16)
+            else:
+                cf_siphash(spec.k0, spec.k1, kv, kn, h, 16)
+            digest = h
+        rc = ENTRIES[spec.code].apply(spec, v, vn, digest, &self.tmp, dst)
+        if rc == OUT_NOMEM:
+            return self._fail(E_NOMEM, col, 0)
+        if rc < 0:
+            return self._fail(E_VALUE, col, rc)
+        return rc
 
     def rewrite(self, data) -> bytes:
         """Rewrites the complete rows in `data` (any chunking); a trailing partial row waits for more."""

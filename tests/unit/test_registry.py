@@ -35,15 +35,19 @@ def test_every_registered_strategy_declares_every_part():
         assert strategy.params_type.__struct_config__.tag == name
 
 
-def test_compiled_codes_are_distinct_and_inside_the_compiled_dispatch_table():
-    codes = [s.code for s in STRATEGIES.values()]
-    assert len(set(codes)) == len(codes)
-    assert set(codes) == set(range(_anon.N_CODES)), "a compiled function without a strategy, or the reverse"
-    assert strategies.COMPILED_CODES == {n: s.code for n, s in STRATEGIES.items()}
+def test_every_strategy_has_its_compiled_function_and_every_compiled_function_a_strategy():
+    copied = {n for n, s in STRATEGIES.items() if s.identity}
+    assert set(_anon.CODES) == set(STRATEGIES) - copied, "a compiled function without a strategy, or the reverse"
+    assert sorted(_anon.CODES.values()) == list(range(1, len(_anon.CODES) + 1))
+    assert strategies.COMPILED_CODES == {n: _anon.COPIED if n in copied else _anon.CODES[n] for n in STRATEGIES}
 
 
 def _family(*declared):
     return types.SimpleNamespace(__name__="tests.fake_family", STRATEGIES=declared)
+
+
+# The compiled functions the probes below have (name -> dispatch code).
+_COMPILED = {"registry_probe": 1, "other": 2}
 
 
 class _TaggedParams(Params, tag="registry_probe"):
@@ -56,7 +60,7 @@ class _OtherParams(Params, tag="other"):
 
 def _probe(**parts):
     """A strategy with every part, minus or plus the given ones."""
-    body = dict(name="registry_probe", code=99, params_type=_TaggedParams, summary="s", output="o",
+    body = dict(name="registry_probe", params_type=_TaggedParams, summary="s", output="o",
                 equal_by_design=None, scan_ranks={},
                 reference=lambda self, p, v, d: v, output_format=lambda self, p: None)
     body.update(parts)
@@ -68,22 +72,40 @@ def _probe(**parts):
 _MISSING = object()
 
 
-@pytest.mark.parametrize("part", ["name", "code", "params_type", "summary", "output", "equal_by_design",
+@pytest.mark.parametrize("part", ["name", "params_type", "summary", "output", "equal_by_design",
                                   "scan_ranks", "reference", "output_format"])
 def test_a_strategy_lacking_a_part_is_refused_loudly(part):
     with pytest.raises(IncompleteStrategy, match=part):
-        strategies._register([_family(_probe(**{part: _MISSING}))])
+        strategies._register([_family(_probe(**{part: _MISSING}))], {"registry_probe": 1})
 
 
-def test_two_strategies_on_one_compiled_code_are_refused():
-    with pytest.raises(IncompleteStrategy, match="compiled code"):
-        strategies._register([_family(_probe()), _family(_probe(name="other", params_type=_OtherParams))])
+def test_two_strategies_of_one_name_are_refused():
+    with pytest.raises(IncompleteStrategy, match="already used"):
+        strategies._register([_family(_probe()), _family(_probe())], {"registry_probe": 1})
     with pytest.raises(IncompleteStrategy, match="tagged"):
-        strategies._register([_family(_probe(name="other"))])
+        strategies._register([_family(_probe(name="other"))], _COMPILED)
+
+
+def test_a_strategy_and_its_compiled_function_must_find_each_other():
+    with pytest.raises(IncompleteStrategy, match="lacks a compiled function"):
+        strategies._register([_family(_probe())], {})
+    with pytest.raises(IncompleteStrategy, match="compiled functions without a strategy: other"):
+        strategies._register([_family(_probe())], _COMPILED)
+    with pytest.raises(IncompleteStrategy, match="needs no compiled function"):
+        strategies._register([_family(_probe(identity=True))], {"registry_probe": 1})
+    assert list(strategies._register([_family(_probe(identity=True))], {})) == ["registry_probe"]
 
 
 def test_a_complete_strategy_registers():
-    assert list(strategies._register([_family(_probe())])) == ["registry_probe"]
+    assert list(strategies._register([_family(_probe())], {"registry_probe": 1})) == ["registry_probe"]
+
+
+def test_the_compiled_flags_agree_with_the_registry():
+    """What the row machinery does around a strategy (a NULL for a whole array or JSON container, a
+    number inside JSON) is flagged by its compiled file; the registry says the same of it."""
+    flags = _anon.compiled_flags()
+    assert {n for n, f in flags.items() if "null_all" in f} == set(strategies.NULLING)
+    assert {n for n, f in flags.items() if "number" in f} == set(strategies.NUMERIC_OUT)
 
 
 @pytest.mark.parametrize("name", [n for n, s in STRATEGIES.items() if not s.documents])
@@ -130,9 +152,13 @@ def test_docs_strategies_table_matches_the_registry():
 
 
 def test_the_compiled_layer_imports_no_application_module():
-    """_anon learns every strategy from the registry object it is given, never by importing one."""
-    source = Path(_anon.__file__).with_name("_anon.pyx").read_text()
-    imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+    """_anon (and every file it includes from _compiled/) learns the rules from the registry object it
+    is given, never by importing an application module."""
+    here = Path(_anon.__file__).parent
+    sources = [here / "_anon.pyx", *sorted((here / "_compiled").glob("*.pxi"))]
+    assert len(sources) > 1
+    imports = [line for f in sources for line in f.read_text().splitlines()
+               if line.lstrip().startswith(("import ", "from ", "cimport "))]
     assert not [line for line in imports if "confiture_fast" in line], imports
     with pytest.raises(TypeError):
         _anon.Rewriter("t", ["v"], [])  # no registry, no rewriter

@@ -7,8 +7,8 @@ import pytest
 import anon_ref
 from confiture_fast import _anon, copytext, strategies
 from confiture_fast.catalog import Column
-from confiture_fast.strategies import (STRATEGIES, EmailParams, FieldRule, HashParams, Rewriter, derive_key,
-                                       parse_params)
+from confiture_fast.strategies import STRATEGIES, FieldRule, Rewriter, derive_key, parse_params
+from confiture_fast.strategies.pseudonyms import EmailParams, HashParams
 
 # SipHash-2-4 reference vectors: key 00 01 .. 0f, message i = bytes 00 01 .. (i-1).
 # Source: https://github.com/veorq/SipHash/blob/master/vectors.h (vectors_sip64, vectors_sip128).

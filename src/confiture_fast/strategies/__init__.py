@@ -3,12 +3,14 @@
 Each family module (pseudonyms, masks, typed, fake, documents) declares its strategies completely
 (see `base.Strategy`). Everything else is derived here: the parameter union a FieldRule carries, the
 compiled dispatch codes, verify's output formats and exemptions, scan's suggestions and the table in
-docs/strategies.md. Adding a strategy touches its module, its compiled function and its tests.
+docs/strategies.md. Adding a strategy touches its module, its compiled file (_compiled/, which
+registers its function in _anon's dispatch table under the strategy's name) and its tests; this
+module names no strategy.
 """
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 import msgspec
 
@@ -16,43 +18,50 @@ from confiture_fast import _anon
 from confiture_fast.strategies import documents, fake, masks, pseudonyms, typed
 from confiture_fast.strategies.base import (MAX_HEX, UNIQUE_HEX_FLOOR, Params, RewriteError, Strategy,
                                             derive_key, siphash24)
-from confiture_fast.strategies.documents import JsonParams
 from confiture_fast.strategies.fake import FAKE_POOL_DRAWS
-from confiture_fast.strategies.masks import KeepParams
-from confiture_fast.strategies.pseudonyms import EmailParams, HashParams
 
 FAMILIES = (pseudonyms, masks, typed, fake, documents)
 
 
 class IncompleteStrategy(TypeError):
-    """A strategy module forgot a part, or two strategies claim the same name or code."""
+    """A strategy module forgot a part, two strategies claim the same name, or a strategy and its
+    compiled function miss each other."""
 
 
-def _register(families) -> dict[str, Strategy]:
-    """Strategies by name, in compiled-code order; refuses an incomplete or clashing declaration."""
+def _register(families, compiled: Mapping[str, int]) -> dict[str, Strategy]:
+    """Strategies by name, in the families' order; refuses an incomplete or clashing declaration. Every
+    strategy but those copied through (identity) needs a function of its name in `compiled` (the
+    compiled layer's name -> dispatch code), and every compiled function a strategy."""
     found: dict[str, Strategy] = {}
-    codes: dict[int, str] = {}
     for family in families:
         for strategy in family.STRATEGIES:
             missing = strategy.missing()
             if missing:
-                raise IncompleteStrategy(f"strategy {getattr(strategy, 'name', type(strategy).__name__)!r} "
-                                         f"in {family.__name__} lacks {', '.join(missing)}")
+                raise IncompleteStrategy(f"strategy {type(strategy).__name__} in {family.__name__} lacks "
+                                         f"{', '.join(missing)}")
             tag = strategy.params_type.__struct_config__.tag
             if tag != strategy.name:
                 raise IncompleteStrategy(f"{strategy.name}: its params are tagged {tag!r}")
-            if strategy.name in found or strategy.code in codes:
-                raise IncompleteStrategy(f"{strategy.name}: name or compiled code {strategy.code} already used "
-                                         f"by {codes.get(strategy.code) or strategy.name}")
+            if strategy.name in found:
+                raise IncompleteStrategy(f"{strategy.name}: name already used in {family.__name__}")
             if strategy.same_row_by_design and strategy.equal_by_design is None:
                 raise IncompleteStrategy(f"{strategy.name}: same_row_by_design needs equal_by_design")
+            if strategy.identity == (strategy.name in compiled):
+                raise IncompleteStrategy(f"{strategy.name}: " + (
+                    "writes its input back, so the rewriter copies it: it needs no compiled function"
+                    if strategy.identity else
+                    "lacks a compiled function (a file in _compiled/ registering one under its name)"))
             found[strategy.name] = strategy
-            codes[strategy.code] = strategy.name
-    return dict(sorted(found.items(), key=lambda item: item[1].code))
+    orphans = sorted(set(compiled) - set(found))
+    if orphans:
+        raise IncompleteStrategy(f"compiled functions without a strategy: {', '.join(orphans)}")
+    return found
 
 
-STRATEGIES: dict[str, Strategy] = _register(FAMILIES)
-documents.JsonStrategy.lookup = staticmethod(STRATEGIES.get)
+STRATEGIES: dict[str, Strategy] = _register(FAMILIES, _anon.CODES)
+for _strategy in STRATEGIES.values():
+    if _strategy.documents:  # it parses the rules it applies inside documents through the registry
+        type(_strategy).lookup = staticmethod(STRATEGIES.get)
 
 AnyParams = Union[tuple(s.params_type for s in STRATEGIES.values())]  # type: ignore[misc]
 
@@ -77,7 +86,7 @@ def parse_params(name: str, raw: dict | None) -> tuple[Params | None, list[str]]
     return strategy.parse_params(raw)
 
 
-def json_rules(p: JsonParams) -> list[tuple[list, str, Params]]:
+def json_rules(p: Params) -> list[tuple[list, str, Params]]:
     """The json strategy's (path steps, strategy name, params) in the order given; ValueError on
     the first problem."""
     return documents.inner_rules(p, STRATEGIES.get)
@@ -92,7 +101,9 @@ def draws_from_pools(name: str) -> bool:
     return hasattr(STRATEGIES[name], "pool_kind")
 
 
-COMPILED_CODES: dict[str, int] = {name: s.code for name, s in STRATEGIES.items()}
+# name -> entry in the compiled dispatch table; a strategy that writes its input back is copied through.
+COMPILED_CODES: dict[str, int] = {name: _anon.COPIED if s.identity else _anon.CODES[name]
+                                  for name, s in STRATEGIES.items()}
 
 
 class _Compiled:
@@ -197,7 +208,7 @@ def _required_examples(strategy: Strategy) -> dict[str, Any]:
     return {f.name: examples.get(f.type, "x") for f in msgspec.structs.fields(strategy.params_type) if f.required}
 
 
-__all__ = ["AnyParams", "COMPILED", "COMPILED_CODES", "EmailParams", "FAKE_POOL_DRAWS", "FieldRule", "HashParams",
-           "IncompleteStrategy", "KeepParams", "MAX_HEX", "Params", "RewriteError", "Rewriter", "STRATEGIES",
-           "Strategy", "UNIQUE_HEX_FLOOR", "derive_key", "doc_table", "fake_pools", "json_rules",
-           "output_format", "parse_params", "siphash24"]
+__all__ = ["AnyParams", "COMPILED", "COMPILED_CODES", "FAKE_POOL_DRAWS", "FieldRule", "IncompleteStrategy",
+           "MAX_HEX", "Params", "RewriteError", "Rewriter", "STRATEGIES", "Strategy", "UNIQUE_HEX_FLOOR",
+           "derive_key", "doc_table", "fake_pools", "json_rules", "output_format", "parse_params",
+           "siphash24"]

@@ -146,15 +146,16 @@ class Strategy:
     """Everything about one strategy; the registry derives the rest of the program from these parts.
 
     A subclass must give every part listed in `REQUIRED` (the registry refuses it otherwise):
-    `name` (the config word), `code` (its entry in the compiled dispatch table, the S_* enum of
-    _anon.pyx), `params_type` (a Params Struct tagged with the name), `summary` and `output` (the
-    docs/strategies.md table), `equal_by_design` (why verify must not call an output equal to a
-    source value a leak, or None when it is one), `scan_ranks` (PII kind -> rank among scan's
-    suggestions, 0 first), `reference` (the executable definition of the output, which the compiled
-    function must match byte for byte) and `output_format` (the shape verify checks, or None).
+    `name` (the config word, and the name its compiled function registers under in _anon's dispatch
+    table, from its own file in _compiled/), `params_type` (a Params Struct tagged with the name),
+    `summary` and `output` (the docs/strategies.md table), `equal_by_design` (why verify must not
+    call an output equal to a source value a leak, or None when it is one), `scan_ranks` (PII kind
+    -> rank among scan's suggestions, 0 first), `reference` (the executable definition of the
+    output, which the compiled function must match byte for byte) and `output_format` (the shape
+    verify checks, or None).
     """
 
-    REQUIRED: ClassVar[tuple[str, ...]] = ("name", "code", "params_type", "summary", "output", "equal_by_design",
+    REQUIRED: ClassVar[tuple[str, ...]] = ("name", "params_type", "summary", "output", "equal_by_design",
                                            "scan_ranks", "reference", "output_format")
 
     keyed: bool = True  # needs the secret
@@ -165,7 +166,7 @@ class Strategy:
     scan_unique_rank: int | None = None  # rank among the fallbacks scan tries on a unique column
     scan_fallback: bool = False  # scan suggests it for a kind no strategy ranks
     scan_whole_value: bool = False  # scan suggests it where no strategy rewrites inside the value
-    identity: bool = False  # writes the input back: the column counts as reviewed, not anonymized
+    identity: bool = False  # writes the input back: reviewed, not anonymized; copied through, nothing compiled
     writes_null: bool = False  # writes NULL for every value, arrays included
     documents: bool = False  # applies other strategies inside json/jsonb documents
     numeric_out: bool = False  # its output inside JSON is a number, not a string

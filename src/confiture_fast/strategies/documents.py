@@ -37,7 +37,7 @@ def inner_rules(p: JsonParams, lookup: Callable[[str], Strategy | None]) -> list
 class JsonStrategy(Strategy):
     """Applies other strategies at paths inside json/jsonb values; the rest stays byte-identical."""
 
-    name, code, params_type = "json", 20, JsonParams
+    name, params_type = "json", JsonParams
     categories = frozenset("U")
     documents = True
     summary = "other strategies applied at JSON paths; the rest of the document byte-identical"

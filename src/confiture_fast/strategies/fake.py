@@ -121,7 +121,7 @@ class FakeEmailParams(Params, tag="fake_email"):
 
 
 class FakeNameStrategy(FakeStrategy):
-    name, code, params_type = "fake_name", 14, FakeNameParams
+    name, params_type = "fake_name", FakeNameParams
     summary = "a first and a last name of the locale"
     output = "`First Last`"
     scan_ranks = {"full_name": 1}
@@ -136,7 +136,7 @@ class FakeNameStrategy(FakeStrategy):
 
 
 class FakeFirstNameStrategy(FakeStrategy):
-    name, code, params_type = "fake_first_name", 15, FakeFirstNameParams
+    name, params_type = "fake_first_name", FakeFirstNameParams
     summary = "a first name of the locale"
     output = "one pool value"
     scan_ranks = {"first_name": 0}
@@ -149,7 +149,7 @@ class FakeFirstNameStrategy(FakeStrategy):
 
 
 class FakeLastNameStrategy(FakeStrategy):
-    name, code, params_type = "fake_last_name", 16, FakeLastNameParams
+    name, params_type = "fake_last_name", FakeLastNameParams
     summary = "a last name of the locale"
     output = "one pool value"
     scan_ranks = {"last_name": 0}
@@ -164,7 +164,7 @@ class FakeLastNameStrategy(FakeStrategy):
 class FakeEmailStrategy(FakeStrategy):
     """first.last.<hex>@domain: the hex part keeps distinct inputs distinct."""
 
-    name, code, params_type, unique = "fake_email", 17, FakeEmailParams, True
+    name, params_type, unique = "fake_email", FakeEmailParams, True
     pool_kind = "ascii_people"
     summary = "a realistic address whose hex part keeps distinct inputs distinct"
     output = "`first.last.<length hex>@<domain>`"
@@ -194,7 +194,7 @@ class FakeEmailStrategy(FakeStrategy):
 
 
 class FakeAddressStrategy(FakeStrategy):
-    name, code, params_type = "fake_address", 18, FakeAddressParams
+    name, params_type = "fake_address", FakeAddressParams
     pool_kind = "addresses"
     summary = "a house number, a street and a city of the locale"
     output = "`1234 Street Name, City`"
@@ -212,7 +212,7 @@ class FakeAddressStrategy(FakeStrategy):
 
 
 class FakeCompanyStrategy(FakeStrategy):
-    name, code, params_type = "fake_company", 19, FakeCompanyParams
+    name, params_type = "fake_company", FakeCompanyParams
     pool_kind = "companies"
     summary = "a company name of the locale"
     output = "one pool value"

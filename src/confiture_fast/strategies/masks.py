@@ -37,7 +37,7 @@ class PreserveFormatParams(Params, tag="preserve_format"):
 
 
 class RedactStrategy(Strategy):
-    name, code, params_type, keyed = "redact", 4, RedactParams, False
+    name, params_type, keyed = "redact", RedactParams, False
     summary = "one fixed marker"
     output = "`[REDACTED]`"
     equal_by_design = None
@@ -59,7 +59,7 @@ class RedactStrategy(Strategy):
 class NullStrategy(Strategy):
     """Replaces the whole value (an array too) by NULL."""
 
-    name, code, params_type, keyed = "null", 6, NullParams, False
+    name, params_type, keyed = "null", NullParams, False
     summary = "NULL, on arrays the whole array"
     output = "NULL"
     equal_by_design = "every value is NULL"
@@ -83,7 +83,7 @@ class NullStrategy(Strategy):
 class KeepStrategy(Strategy):
     """Identity: says the column was reviewed and holds no PII."""
 
-    name, code, params_type, keyed, unique = "keep", 0, KeepParams, False, True
+    name, params_type, keyed, unique = "keep", KeepParams, False, True
     summary = "the input, untouched (the column was reviewed)"
     output = "the input"
     equal_by_design = None  # verify compares a kept column like an untouched one
@@ -106,7 +106,7 @@ _BOOL_VALUES = {"t", "f", "true", "false", "yes", "no", "on", "off", "1", "0", "
 
 
 class ConstantStrategy(Strategy):
-    name, code, params_type, keyed = "constant", 7, ConstantParams, False
+    name, params_type, keyed = "constant", ConstantParams, False
     summary = "one given value for every row"
     output = "`value`"
     equal_by_design = "one value for all rows"
@@ -138,7 +138,7 @@ class ConstantStrategy(Strategy):
 
 
 class PartialStrategy(Strategy):
-    name, code, params_type, keyed = "partial", 8, PartialParams, False
+    name, params_type, keyed = "partial", PartialParams, False
     summary = "first and last characters kept, the rest masked"
     output = "e.g. `****1234`"
     equal_by_design = None
@@ -161,7 +161,7 @@ class PartialStrategy(Strategy):
 
 
 class PreserveFormatStrategy(Strategy):
-    name, code, params_type = "preserve_format", 9, PreserveFormatParams
+    name, params_type = "preserve_format", PreserveFormatParams
     summary = "same length, ASCII digits and letters re-drawn in place"
     output = "e.g. `AB-1234` -> `QX-8812`"
     equal_by_design = "short codes re-drawn in place can match other rows"

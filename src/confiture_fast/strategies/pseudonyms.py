@@ -31,7 +31,7 @@ class UuidParams(Params, tag="uuid"):
 
 
 class EmailStrategy(Strategy):
-    name, code, params_type, unique = "email", 1, EmailParams, True
+    name, params_type, unique = "email", EmailParams, True
     summary = "hex pseudonym in an email address"
     output = "`user_<length hex>@<domain>`"
     equal_by_design = None
@@ -55,7 +55,7 @@ class EmailStrategy(Strategy):
 
 
 class PhoneStrategy(Strategy):
-    name, code, params_type = "phone", 2, PhoneParams
+    name, params_type = "phone", PhoneParams
     summary = "a fictional North American number"
     output = "`+1-555-XXXX`"
     equal_by_design = None
@@ -72,7 +72,7 @@ class PhoneStrategy(Strategy):
 
 
 class NameStrategy(Strategy):
-    name, code, params_type = "name", 3, NameParams
+    name, params_type = "name", NameParams
     summary = "a placeholder person name"
     output = "`User XXXX` (4 uppercase hex)"
     equal_by_design = None
@@ -89,7 +89,7 @@ class NameStrategy(Strategy):
 
 
 class HashStrategy(Strategy):
-    name, code, params_type, unique = "hash", 5, HashParams, True
+    name, params_type, unique = "hash", HashParams, True
     summary = "hex pseudonym"
     output = "`<length hex>`"
     equal_by_design = None
@@ -114,7 +114,7 @@ class HashStrategy(Strategy):
 
 
 class UuidStrategy(Strategy):
-    name, code, params_type, unique = "uuid", 10, UuidParams, True
+    name, params_type, unique = "uuid", UuidParams, True
     summary = "a version-4-shaped UUID from the PRF"
     output = "`xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`"
     equal_by_design = None

@@ -60,7 +60,7 @@ def shift_days(digest: bytes, days: int) -> int:
 
 
 class DateShiftStrategy(TypedStrategy):
-    name, code, params_type = "date_shift", 11, DateShiftParams
+    name, params_type = "date_shift", DateShiftParams
     base_types = ("date", "timestamp", "timestamptz")
     summary = "the date moved by a keyed shift of 1..days days, either way; time and zone kept"
     output = "a date/timestamp"
@@ -83,7 +83,7 @@ _INT_LIMITS = (32767.0, 2147483647.0, 9223372036854774784.0)  # int2, int4, int8
 
 
 class NoiseStrategy(TypedStrategy):
-    name, code, params_type = "noise", 12, NoiseParams
+    name, params_type = "noise", NoiseParams
     base_types = ("int2", "int4", "int8", "numeric")
     summary = "the number moved by at most the relative or absolute bound, scale and range kept"
     output = "a number"
@@ -156,7 +156,7 @@ def ip_text(value: int, bits: int) -> str:
 
 
 class IpStrategy(TypedStrategy):
-    name, code, params_type = "ip", 13, IpParams
+    name, params_type = "ip", IpParams
     base_types = ("inet", "cidr")
     summary = "the network prefix kept, the host bits re-drawn"
     output = "an address of the same network"
