@@ -438,7 +438,8 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
         else:
             # Containers too: their COPY text holds the strings inside (hstore values, xml, lexemes).
             checks_leaks = pii_rows if sampled(c) and rule is None else 0
-            report = ColumnReport(column=c.name, mode="keep" if rule is not None else "untouched",
+            # a rule here writes its input back (an identity strategy): the mode is its name
+            report = ColumnReport(column=c.name, mode=rule.strategy if rule is not None else "untouched",
                                   strategy=rule.strategy if rule is not None else None)
             if pii_rows and rule is None and (kind := name_kind(src.display, c)) is not None:
                 report.name_suggests = KIND_LABELS[kind]
