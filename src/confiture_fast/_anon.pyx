@@ -7,8 +7,8 @@ UTF-8, handed to its strategy and written back in PostgreSQL's own COPY TO escap
 docs/strategies.md). The pure-Python twin in tests/anon_ref.py defines the expected output byte for byte.
 
 This file is the row and field machinery only. Each strategy's compiled part (its C function and its
-glue) is a file of its own in _compiled/, included below, that registers itself in the dispatch
-table under its strategy's name, as asyncpg's codecs do.
+glue) is in the file of its family in _compiled/ (the twin of its module in strategies/), included
+below, which registers it in the dispatch table under the strategy's name, as asyncpg's codecs do.
 """
 
 from array import array
@@ -279,6 +279,7 @@ cdef Py_ssize_t utf8_error(const uint8_t* s, size_t n) noexcept nogil:
 # which has (3 + spec.text_len) * vn + 512 + spec.max_out + spec.text_len bytes of room; h is the
 # PRF digest (16 bytes) when the rule is keyed, else NULL; tmp is scratch space it may grow.
 # Returns 0, OUT_NULL when the output is NULL, OUT_NOMEM, or a negative problem code of its own.
+# The output is the strategy's `reference` (in its module), byte for byte.
 ctypedef int (*apply_fn)(const FieldSpec* spec, const uint8_t* v, size_t vn, const uint8_t* h, OutBuf* tmp,
                          OutBuf* dst) noexcept nogil
 # A strategy that reads the whole field its own way (documents) writes it COPY-escaped to out
@@ -336,13 +337,12 @@ cdef set_text(Rewriter rw, FieldSpec* spec, bytes raw):
     spec.text_len = len(raw)
 
 
+# One file per family of strategies, as in strategies/ (a new family adds its line here).
 include "_compiled/pseudonyms.pxi"
 include "_compiled/masks.pxi"
-include "_compiled/date_shift.pxi"
-include "_compiled/noise.pxi"
-include "_compiled/ip.pxi"
+include "_compiled/typed.pxi"
 include "_compiled/fake.pxi"
-include "_compiled/json.pxi"
+include "_compiled/documents.pxi"
 
 
 def compiled_flags() -> dict:

@@ -1,5 +1,6 @@
-"""Each strategy is named in at most two source files: its module in strategies/ and its compiled file
-in _compiled/ (issue 13, "Done when"). Adding a strategy then touches those two files and its tests.
+"""Each strategy is named in at most two source files: its module in strategies/ and its compiled file,
+the twin of that module in _compiled/ (issue 13, "Done when"). Adding a strategy to a family then
+touches those two files and its tests.
 
 What "names it" means here, for a strategy called X, in a source file under src/ (.py .pyx .pxd
 .pxi .h), reading its code only (comments are prose; C embedded in a Cython file as verbatim code,
@@ -121,27 +122,26 @@ def files_naming(name: str, root: Path = PACKAGE) -> dict[str, list[str]]:
     return found
 
 
-def _module_file(name: str) -> str:
-    return "strategies/" + type(STRATEGIES[name]).__module__.rsplit(".", 1)[1] + ".py"
+def _family(name: str) -> str:
+    return type(STRATEGIES[name]).__module__.rsplit(".", 1)[1]
 
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_a_strategy_is_named_only_in_its_module_and_its_compiled_file(name):
     found = files_naming(name)
-    assert _module_file(name) in found, (name, found)
-    others = {f: how for f, how in found.items() if f != _module_file(name)}
-    compiled = [f for f in others if f.startswith("_compiled/")]
-    assert len(found) <= 2 and len(compiled) == len(others), (
-        f"{name} is named outside its module and its compiled file: {others}")
+    module, compiled = f"strategies/{_family(name)}.py", f"_compiled/{_family(name)}.pxi"
+    assert module in found, (name, found)
+    others = {f: how for f, how in found.items() if f not in (module, compiled)}
+    assert not others, f"{name} is named outside {module} and {compiled}: {others}"
 
 
-def test_the_compiled_strategies_are_named_in_their_own_files_only():
-    """_anon.pyx and _anon.pxd are the row and field machinery: they name no strategy, and every
-    compiled strategy (all but the ones copied through) has its file."""
+def test_the_row_machinery_names_no_strategy_and_each_compiled_one_is_in_its_family_file():
+    """_anon.pyx and _anon.pxd name no strategy; each compiled strategy (all but the ones copied
+    through) is in the _compiled/ twin of its module."""
     for name, strategy in STRATEGIES.items():
         found = files_naming(name)
         assert not {"_anon.pyx", "_anon.pxd"} & set(found), (name, found)
-        assert strategy.identity or any(f.startswith("_compiled/") for f in found), (name, found)
+        assert strategy.identity or f"_compiled/{_family(name)}.pxi" in found, (name, found)
 
 
 def test_the_definition_reads_code_not_prose(tmp_path):
