@@ -18,8 +18,9 @@ What "names it" means here, for a strategy called X, in a source file under src/
 
 A one-word literal is read as that other meaning, and not counted, only in the files listed in
 OTHER_MEANINGS, where the word is a PII kind, a column of the sample schema, a PostgreSQL type, an
-output format, a config key or a YAML word: there a literal of the strategy itself would go unseen,
-the price of not guessing meanings; everywhere else, and for identifiers everywhere, it counts.
+output format or a YAML word ("name", a key everywhere, is never counted as a literal): there a
+literal of the strategy itself would go unseen, the price of not guessing meanings; everywhere
+else, and for identifiers everywhere, it counts.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ OTHER_MEANINGS: dict[str, dict[str, str]] = {
     "uuid": {"pii.py": _PG_TYPE, "strategies/base.py": _PG_TYPE, "strategies/masks.py": _PG_TYPE},
     "json": {"pii.py": _PG_TYPE + ", and how scan reads a column", "strategies/base.py": _PG_TYPE,
              "strategies/masks.py": _PG_TYPE, "bench.py": "an output format", "cli/options.py": "an output format"},
-    "name": {"config.py": "a key of the config file", "target.py": "a field of our state records",
-             "pii.py": "a word of a column name", "strategies/base.py": "the attribute every strategy has"},
+    # the commonest key and attribute of all (config keys, record fields, SQL parameters): everywhere
+    "name": {"*": "a key, field or attribute called name"},
     "null": {"scan.py": "a YAML word", "verify.py": "the name of verify's NULL-positions check"},
 }
 
@@ -115,7 +116,7 @@ def files_naming(name: str, root: Path = PACKAGE) -> dict[str, list[str]]:
         rel = path.relative_to(root).as_posix()
         idents, literals = code_tokens(path)
         how = sorted(i for i in idents if spells(i, name))
-        if name in literals and rel not in OTHER_MEANINGS.get(name, {}):
+        if name in literals and not {rel, "*"} & set(OTHER_MEANINGS.get(name, {})):
             how.append(repr(name))
         if how:
             found[rel] = how

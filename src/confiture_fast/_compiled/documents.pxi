@@ -4,7 +4,7 @@
 cdef extern from *:
     r"""
     /* JSON pieces: strings (read and written the way PostgreSQL writes them), numbers and white
-     * space. The json strategy's reference (anon_ref.py) has the Python definitions these match. */
+     * space. The json strategy's reference (tests/anon_ref.py) has the Python definitions these match. */
     #include <stddef.h>
     #include <stdint.h>
 
