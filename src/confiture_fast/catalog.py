@@ -232,6 +232,12 @@ def display_name(schema: str, name: str) -> str:
     return name if schema == "public" else f"{_display_part(schema)}.{name}"
 
 
+def ambiguous(catalog: Catalog, hits: list[Table]) -> str:
+    """The end of the message for a name that designates several tables: how to write each."""
+    return "ambiguous, it names " + " and ".join(catalog.spelling(t) for t in sorted(hits, key=lambda t: t.key)) + \
+        ": write the one you mean as shown (in YAML, single-quote a key that starts with a double quote)"
+
+
 STATE_SCHEMA = "_confiture_fast"  # our bookkeeping on the target; never synced
 KEY_RANGE_MIN_BYTES = 1 << 20  # below this a table is never split, so its key range is not read
 

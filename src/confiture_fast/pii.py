@@ -19,7 +19,7 @@ import psycopg
 
 from . import copytext, strategies
 from .catalog import Column, Table, quote_ident
-from .plan import unique_conflict
+from .rules import unique_conflict
 from .worker import server_error
 
 # --------------------------------------------------------------------------- names

@@ -9,9 +9,10 @@ import msgspec
 from psycopg import sql
 
 from . import strategies, typediff
-from .catalog import Catalog, Column, ForeignKey, Index, Table, UniqueUse, display_name, qualify, quote_ident
+from .catalog import Catalog, Column, ForeignKey, Index, Table, ambiguous, display_name, qualify, quote_ident
 from .errors import ValidationError
 from .request import LoadOptions, Selection
+from .rules import Origin, resolve
 
 
 class Unit(msgspec.Struct, frozen=True):
@@ -33,8 +34,7 @@ class TablePlan(msgspec.Struct, frozen=True):
     relation: str  # quoted, qualified
     columns: tuple[str, ...]  # copied, by name, in this order on both sides
     rules: tuple[strategies.FieldRule, ...]
-    propagated: tuple[str, ...]  # columns whose rule came through a foreign key, 'col <- table.col'
-    inherited: tuple[str, ...]  # columns whose rule is their parent table's, 'col <- parent.col'
+    origins: tuple[Origin, ...]  # where each rule comes from: origins[i] is that of rules[i]
     skipped_generated: tuple[str, ...]
     extra_target_columns: tuple[str, ...]
     units: tuple[Unit, ...]
@@ -110,12 +110,6 @@ def _is_pattern(s: str) -> bool:
 
 def _matches(table: Table, pattern: str) -> bool:
     return fnmatch.fnmatchcase(table.display, pattern) or fnmatch.fnmatchcase(f"{table.schema}.{table.name}", pattern)
-
-
-def ambiguous(catalog: Catalog, hits: list[Table]) -> str:
-    """The end of the message for a name that designates several tables: how to write each."""
-    return "ambiguous, it names " + " and ".join(catalog.spelling(t) for t in sorted(hits, key=lambda t: t.key)) + \
-        ": write the one you mean as shown (in YAML, single-quote a key that starts with a double quote)"
 
 
 def _unknown(catalog: Catalog, name: str) -> str:
@@ -268,88 +262,6 @@ def _slice_conditions(leaf, n: int) -> list[str]:
             for k in range(n)]
 
 
-def _fit_problem(spec, params, col: Column, dst_col: Column) -> str | None:
-    """Why a rule's output cannot go into the target column `dst_col` (its type through domains, its
-    length, NOT NULL), or could break a unique index that reads the column."""
-    fit = strategies.STRATEGIES[spec.strategy].check_column(params, dst_col)
-    if fit or spec.allow_duplicates:
-        return fit
-    return unique_conflict(spec.strategy, params, col, dst_col)
-
-
-def unique_conflict(name: str, params, col: Column, dst_col: Column | None = None) -> str | None:
-    """Why strategy `name` could make two rows equal under a unique index that reads the column, on
-    the source (`col`: the target may get its indexes rebuilt) or the target (`dst_col`), else None."""
-    if name in strategies.IDENTITY:
-        return None
-    dst_col = dst_col or col
-    uses = [(u, "source") for u in col.unique_indexes if u not in dst_col.unique_indexes]
-    uses += [(u, "target" if dst_col is not col else "") for u in dst_col.unique_indexes]
-    if not uses and (col.unique or dst_col.unique):
-        uses = [(UniqueUse("of a PRIMARY KEY or UNIQUE key", "key"), "")]
-    unique = strategies.STRATEGIES[name].is_unique(params)
-    return next((why for use, side in uses if (why := _unique_problem(name, unique, use, side)) is not None), None)
-
-
-def _unique_problem(name: str, unique: bool, use, side: str) -> str | None:
-    """Whether a rule can make two rows equal under a unique index that reads its column: a non-unique
-    strategy on a key or inside a key expression; a unique one inside an expression other than lower()
-    or upper() of the column (left(email, 8) of two pseudonyms can be equal); any rule on a column of
-    the predicate of a partial index, which decides the rows it covers (only the null strategy, when
-    the predicate only tests the column for NULL: every other strategy keeps NULL and non-NULL); any
-    rule on what an exclusion constraint compares with another operator than `=`."""
-    index = use.index + (f" ({side})" if side else "")
-    fix = "or add allow_duplicates: true"
-    if use.role in ("key", "expression") and not unique:
-        inside = f", inside its key {use.expression}" if use.role == "expression" else ""
-        return (f"{name!r} can map different values to the same output, but the column is in a UNIQUE index or "
-                f"constraint ({index}{inside}): use a unique-preserving strategy (email, hash, uuid) {fix}")
-    if use.role == "expression" and not use.case_only:
-        return (f"{name!r} keeps different values different, but the UNIQUE index {index} keys on {use.expression}, "
-                f"which can map two of its outputs to one: key the index on the column (or lower()/upper() of it) {fix}")
-    if use.role == "exclusion":
-        return (f"{name!r} changes values that the exclusion constraint {index} compares ({use.expression}), which "
-                f"can make two rows conflict: keep the column {fix}")
-    if use.role == "predicate" or (use.role == "null_test" and name in strategies.NULLING):
-        return (f"{name!r} changes which rows the partial UNIQUE index {index} covers (the column is in its WHERE), "
-                f"which can bring rows with equal keys under it: keep the column {fix}")
-    return None
-
-
-def _rules_for(table: Table, target: Table, specs, secret, problems: list[str], path: str) -> dict[str, tuple]:
-    """Validated rules of one table: column -> (spec, params)."""
-    out = {}
-    for spec in specs:
-        where = f"{path}:{spec.line}: {table.display}.{spec.column}"
-        col = table.column(spec.column)
-        if col is None:
-            problems.append(f"{where}: no such column on the source")
-            continue
-        if col.generated:
-            problems.append(f"{where}: generated column, computed on the target: anonymize the columns it is computed from")
-            continue
-        strategy = strategies.STRATEGIES.get(spec.strategy)
-        if strategy is None:
-            problems.append(f"{where}: unknown strategy {spec.strategy!r} (known: {', '.join(sorted(strategies.STRATEGIES))})")
-            continue
-        params, param_problems = strategies.parse_params(spec.strategy, {**spec.params, "allow_duplicates": spec.allow_duplicates})
-        problems.extend(f"{where}: {p}" for p in param_problems)
-        if param_problems:
-            continue
-        key_col = getattr(params, "per_row_key", None)
-        if key_col is not None and (table.column(key_col) is None or table.column(key_col).generated):
-            problems.append(f"{where}: per_row_key {key_col!r} is not a copied column of {table.display}")
-            continue
-        fit = _fit_problem(spec, params, col, target.column(spec.column) or col)
-        if fit:
-            problems.append(f"{where}: {fit}")
-            continue
-        if strategy.keyed and secret is None:
-            continue  # reported once by the caller
-        out[spec.column] = (spec, params)
-    return out
-
-
 def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: bytes | None, *,
                cascade: bool = False, completed: frozenset[str] = frozenset(),
                slice_size: int = LoadOptions().slice_size) -> Plan:
@@ -363,43 +275,13 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
     keys = {t.key for t in selected}
     names = {t.display for t in selected}
 
-    # Rules: every key must name a source table, every rule a real column and a fitting strategy.
-    table_rules: dict[tuple[str, str], dict[str, tuple]] = {}
-    needs_secret = False
-    rules_path = str(rules.path) if rules is not None else ""
-    written_as: dict[tuple[str, str], str] = {}
-    for key, specs in (rules.tables.items() if rules is not None else ()):
-        hits = source.find(key)
-        where = f"{rules_path}:{specs[0].line if specs else 0}: {key}"
-        if len(hits) != 1:
-            problems.append(f"{where}: {'no such table on the source' if not hits else ambiguous(source, hits)}")
-            continue
-        table = hits[0]
-        if table.key in written_as:
-            problems.append(f"{where}: names the same table as {written_as[table.key]}: put its rules under one key")
-            continue
-        written_as[table.key] = key
-        target_table = target.tables.get(table.key)
-        table_rules[table.key] = _rules_for(table, target_table or table, specs, secret, problems, rules_path)
-        needs_secret |= any(strategies.STRATEGIES[s.strategy].keyed for s in specs if s.strategy in strategies.STRATEGIES)
-    if needs_secret and secret is None:
+    resolution = resolve(source, rules, target)
+    problems += resolution.problems
+    if secret is None and any(strategies.STRATEGIES[r.strategy].keyed for r in resolution.rules + resolution.refused
+                              if r.strategy in strategies.STRATEGIES):
         problems.append("the rules use keyed strategies (email, phone, name, hash, ...) but no secret was given: "
                         "export ANONYMIZATION_SECRET=$(openssl rand -hex 32), or pass --secret-file PATH")
-
-    spread = spread_rules(source, table_rules, _same_rule, problems)
-    for tkey, notes in spread.items():
-        table = source.tables[tkey]
-        target_table = target.tables.get(tkey) or table
-        for note in notes:
-            spec, params = table_rules[tkey][note.column]
-            where = (f"{rules_path}:{spec.line}: {table.display}.{note.column} (rule "
-                     f"{'propagated' if note.foreign_key else 'inherited'} from {note.origin})")
-            col = table.column(note.column)
-            key_col = getattr(params, "per_row_key", None)
-            if col is not None and (fit := _fit_problem(spec, params, col, target_table.column(note.column) or col)):
-                problems.append(f"{where}: {fit}")
-            elif key_col is not None and (table.column(key_col) is None or table.column(key_col).generated):
-                problems.append(f"{where}: per_row_key {key_col!r} is not a copied column of {table.display}")
+    table_rules = resolution.by_table()
 
     # Schema verification, all differences together.
     plans: list[TablePlan] = []
@@ -424,7 +306,8 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
                             f"TRUNCATE on {dst.qualified}")
         columns: list[str] = []
         type_changes: list[str] = []
-        ruled = {c for c, (spec, _) in table_rules.get(src.key, {}).items() if spec.strategy not in strategies.IDENTITY}
+        rules_here = table_rules.get(src.key, {})
+        ruled = {c for c, r in rules_here.items() if r.strategy not in strategies.IDENTITY}
         for col in src.columns:
             tcol = dst.column(col.name)
             if col.generated:
@@ -458,19 +341,17 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
                             f"columns into the target's {', '.join(own)}: drop them on the target (or make them "
                             "generated there too), or --exclude it")
         index = {c: i for i, c in enumerate(columns)}
-        rules_here = table_rules.get(src.key, {})
-        warnings += [w for c, (spec, _) in rules_here.items() if c in index
-                     for w in _check_warnings(src.display, c, spec.strategy, dst)]
+        applied = [r for c, r in rules_here.items() if c in index]
+        warnings += [w for r in applied for w in _check_warnings(src.display, r.column, r.strategy, dst)]
         field_rules = tuple(
-            strategies.FieldRule(index=index[c], column=c, strategy=spec.strategy,
-                                 key=strategies.derive_key(secret, spec.seed) if secret is not None else b"\0" * 16,
-                                 params=params, is_array=src.column(c).is_array,
-                                 key_index=index.get(getattr(params, "per_row_key", None) or "", -1))
-            for c, (spec, params) in rules_here.items() if c in index)
+            strategies.FieldRule(index=index[r.column], column=r.column, strategy=r.strategy,
+                                 key=strategies.derive_key(secret, r.spec.seed) if secret is not None else b"\0" * 16,
+                                 params=r.params, is_array=src.column(r.column).is_array,
+                                 key_index=index.get(getattr(r.params, "per_row_key", None) or "", -1))
+            for r in applied)
         plans.append(TablePlan(
             name=src.display, key=src.key, relation=dst.qualified, columns=tuple(columns), rules=field_rules,
-            propagated=tuple(f"{n.column} <- {n.origin}" for n in spread.get(src.key, ()) if n.foreign_key),
-            inherited=tuple(f"{n.column} <- {n.origin}" for n in spread.get(src.key, ()) if not n.foreign_key),
+            origins=tuple(r.origin for r in applied),
             skipped_generated=tuple(c.name for c in src.columns if c.generated),
             extra_target_columns=tuple(extra),
             units=_units(src, dst, tuple(columns), slice_size << 20 if not dst.user_triggers else 1 << 62,
@@ -618,55 +499,3 @@ def _deferred(target: Catalog, loaded: set[tuple[str, str]], emptied: set[tuple[
                 out.append(Deferred(t.display, name, 1, f"DROP INDEX {qualify(t.schema, ix.name)}", _index_sql(t, ix),
                                     t.key))
     return tuple(out), tuple(kept)
-
-
-class Spread(msgspec.Struct, frozen=True):
-    """A rule a column gets from another table's column (see spread_rules)."""
-
-    column: str
-    origin: str  # 'table.column' (display) it comes from
-    foreign_key: str | None  # the foreign key it comes through; None: inherited from a parent table
-
-
-def _same_rule(a: tuple, b: tuple) -> bool:
-    (spec_a, params_a), (spec_b, params_b) = a, b
-    return (spec_a.strategy, spec_a.seed, params_a) == (spec_b.strategy, spec_b.seed, params_b)
-
-
-def spread_rules(catalog: Catalog, ruled: dict, same, problems: list[str]) -> dict[tuple[str, str], list[Spread]]:
-    """Extends `ruled` ((schema, name) -> column -> rule) in place, to a fixed point, and says what it added.
-
-    A rule on a column of an inheritance parent covers that column in every descendant at any depth
-    (a child is a table of its own: COPY of the parent reads none of its rows), with the same seed so
-    that pseudonyms agree; a rule on a referenced column covers the referencing columns, so that joins
-    still match on the target. A different rule already there (written, or from another parent) is a
-    problem; `same(a, b)` compares two rules. The one resolution behind sync, scan --strict and verify."""
-    notes: dict[tuple[str, str], list[Spread]] = {}
-
-    def arrive(t: Table, col: str, rule, origin: str, fk: str | None) -> bool:
-        mine = ruled.setdefault(t.key, {})
-        if col not in mine:
-            mine[col] = rule
-            notes.setdefault(t.key, []).append(Spread(col, origin, fk))
-            return True
-        if not same(mine[col], rule):
-            how = f"which it references ({fk})" if fk is not None else "which it inherits"
-            problems.append(f"{t.display}.{col}: its rule differs from the rule on {origin}, {how}: "
-                            "use the same strategy and seed, or remove it")
-            mine[col] = rule  # report once
-        return False
-
-    changed = True
-    while changed:
-        changed = False
-        for t in catalog.tables.values():
-            for parent in t.parents:
-                for col, rule in list(ruled.get(parent, {}).items()):
-                    if t.column(col) is not None:
-                        changed |= arrive(t, col, rule, f"{display_name(*parent)}.{col}", None)
-            for fk in t.foreign_keys:
-                theirs = ruled.get(fk.ref_table, {})
-                for col, ref_col in zip(fk.columns, fk.ref_columns):
-                    if ref_col in theirs:
-                        changed |= arrive(t, col, theirs[ref_col], f"{display_name(*fk.ref_table)}.{ref_col}", fk.name)
-    return notes

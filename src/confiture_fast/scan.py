@@ -22,6 +22,7 @@ from .errors import ConfigError, ValidationError
 from .pii import TableScan, restore_statement_timeout, scan_table, set_statement_timeout
 from .redact import Redactor
 from .request import Scope
+from .rules import Resolution, resolve
 
 DEFAULT_SAMPLE_ROWS = 200
 DEFAULT_TIMEOUT_S = 10.0
@@ -30,42 +31,12 @@ DEFAULT_TIMEOUT_S = 10.0
 # --------------------------------------------------------------------------- coverage
 
 
-class Covered(msgspec.Struct, frozen=True):
-    strategy: str
-    # 'FILE:LINE'; 'via foreign key NAME' for a rule propagated through a foreign key; 'inherited from
-    # TABLE.COLUMN' for a parent table's rule
-    where: str
-    params: dict[str, Any] = {}
-    allow_duplicates: bool = False
-
-
-def coverage(catalog: Catalog, rules) -> dict[tuple[tuple[str, str], str], Covered]:
-    """(table key, column) -> the rule that covers it, spread as a sync spreads it (plan.spread_rules:
-    inheritance children, foreign keys). Rule keys that name no single table, and rules that conflict,
-    are left to the planner to report: here the first one stays."""
-    from .plan import spread_rules
-
-    ruled: dict[tuple[str, str], dict[str, Covered]] = {}
-    if rules is None:
-        return {}
-    for key, specs in rules.tables.items():
-        hits = catalog.find(key)
-        if len(hits) != 1:
-            continue
-        for spec in specs:
-            ruled.setdefault(hits[0].key, {})[spec.column] = Covered(
-                spec.strategy, f"{rules.path}:{spec.line}", dict(spec.params), spec.allow_duplicates)
-    for key, notes in spread_rules(catalog, ruled, lambda a, b: True, []).items():
-        for n in notes:
-            ruled[key][n.column] = msgspec.structs.replace(
-                ruled[key][n.column],
-                where=f"via foreign key {n.foreign_key}" if n.foreign_key else f"inherited from {n.origin}")
-    return {(key, col): c for key, cols in ruled.items() for col, c in cols.items()}
-
-
 def scan_tables(conn: psycopg.Connection, tables: list[Table], rows: int, timeout_ms: int,
-                covered: dict[tuple[tuple[str, str], str], Covered]) -> list[TableScan]:
-    """Findings of every table, each sample under `timeout_ms`; marks the ones the rules cover."""
+                resolution: Resolution) -> list[TableScan]:
+    """Findings of every table, each sample under `timeout_ms`; marks the ones the rules cover, as a
+    sync resolves them (inheritance children, foreign keys). A rule the planner refuses still marks its
+    column reviewed: the planner says what is wrong with it."""
+    covered = resolution.covering()
     ruled: dict[tuple[str, str], dict[str, str]] = {}
     for (table, column), c in covered.items():
         ruled.setdefault(table, {})[column] = c.strategy
@@ -77,7 +48,7 @@ def scan_tables(conn: psycopg.Connection, tables: list[Table], rows: int, timeou
     for t, s in zip(tables, scans):
         for f in s.findings:
             if (c := covered.get((t.key, f.column))) is not None:
-                f.covered = f"{c.where} ({c.strategy})"
+                f.covered = f"{c.origin.describe()} ({c.strategy})"
     return scans
 
 
@@ -88,7 +59,8 @@ def strict_problems(src_conn: psycopg.Connection, catalog: Catalog, tables: list
     Each problem names table.column, why it was flagged and the rule scan suggests. Any rule counts,
     `keep` included: it records that someone looked at the column. Safe inside the caller's snapshot
     transaction: each sample runs in a savepoint and the statement timeout is put back afterwards."""
-    scans = scan_tables(src_conn, tables, DEFAULT_SAMPLE_ROWS, int(DEFAULT_TIMEOUT_S * 1000), coverage(catalog, rules))
+    scans = scan_tables(src_conn, tables, DEFAULT_SAMPLE_ROWS, int(DEFAULT_TIMEOUT_S * 1000),
+                        resolve(catalog, rules))
     problems = []
     for s in scans:
         for f in s.findings:
@@ -308,7 +280,7 @@ def run_scan(req: ScanRequest) -> int:
         if problems:
             raise ValidationError("the table selection does not match the source:", problems,
                                   "fix --tables / --include / --exclude")
-        scans = scan_tables(conn, chosen, rows, timeout_ms, coverage(catalog, rules))
+        scans = scan_tables(conn, chosen, rows, timeout_ms, resolve(catalog, rules))
     text = (render_json(scans, env.display(), rows) if req.json
             else render_yaml(scans, rules, catalog, env.display(), rows))
     if req.output is not None:

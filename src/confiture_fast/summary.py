@@ -7,6 +7,8 @@ from pathlib import Path
 import msgspec
 from rich.table import Table
 
+from .rules import Declared
+
 
 def render(result, console, checkpoint: Path | None) -> None:
     table = Table(title="confiture-fast sync", title_justify="left")
@@ -40,9 +42,8 @@ def render_plan(plan, trigger_mode: str, console, schema=None) -> None:
                          ("units", "right"), ("rules", "left"), ("notes", "left")):
         table.add_column(col, justify=justify)
     for n, t in enumerate(plan.tables, 1):
-        came = {c: f" (propagated from {o})" for c, o in (p.split(" <- ", 1) for p in t.propagated)}
-        came |= {c: f" (inherited from {o})" for c, o in (p.split(" <- ", 1) for p in t.inherited)}
-        rules = "\n".join(f"{r.column}: {r.strategy}{came.get(r.column, '')}" for r in t.rules) or "-"
+        rules = "\n".join(f"{r.column}: {r.strategy}" + ("" if isinstance(o, Declared) else f" ({o.describe()})")
+                          for r, o in zip(t.rules, t.origins, strict=True)) or "-"
         notes = []
         if t.name in plan.completed:
             notes.append("skipped: completed in the checkpoint")

@@ -380,7 +380,7 @@ def _rows_of(table: Table) -> str:
 
 def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[str, Any],
                  max_values: int, pii_rows: int) -> TableReport:
-    """All the checks for one table; `rules` maps column -> scan.Covered."""
+    """All the checks for one table; `rules` maps column -> its resolved rule (rules.Rule)."""
     rep = TableReport(table=src.display)
     if dst is None:
         rep.problems.append("missing on the target")
@@ -414,12 +414,9 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
     for c in columns:
         rule = rules.get(c.name)
         if c.name in anonymized:
-            params, errs = strategies.parse_params(rule.strategy, {**rule.params,
-                                                                    "allow_duplicates": rule.allow_duplicates})
             report = ColumnReport(column=c.name, mode="anonymized", strategy=rule.strategy)
             values = seen.get(c.name) or _HashSet(1)
-            checker = _Anonymized(report, None if errs else params, c.is_array, values, aligned=bool(order),
-                                  leak_rows=pii_rows)
+            checker = _Anonymized(report, rule.params, c.is_array, values, aligned=bool(order), leak_rows=pii_rows)
             if rule.strategy in strategies.DOCUMENTS:
                 report.value_check = "per ruled path, against the same place in the row's source document"
             elif rule.strategy in _NO_SET_CHECK:
@@ -567,9 +564,10 @@ class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True):
 def run_verify(req: VerifyRequest) -> int:
     """Compares the selected tables of both sides; 0 when every check passed, else 1."""
     from . import config
-    from .plan import ambiguous, select_tables
+    from .plan import select_tables
     from .progress import stderr_console
-    from .scan import coverage, load_rules_option, unreadable_problems
+    from .rules import resolve
+    from .scan import load_rules_option, unreadable_problems
 
     console = stderr_console()
     scope = req.scope
@@ -595,25 +593,16 @@ def run_verify(req: VerifyRequest) -> int:
         problems += unreadable_problems(chosen, src_cat.role, "source")
         problems += unreadable_problems([d for t in chosen if (d := dst_cat.tables.get(t.key)) is not None],
                                         dst_cat.role, "target")
-        for key, specs in (rules.tables.items() if rules is not None else ()):
-            hits = src_cat.find(key)
-            if len(hits) != 1:
-                problems.append(f"{rules.path}:{specs[0].line if specs else 0}: {key}: "
-                                + ("no such table on the source" if not hits else ambiguous(src_cat, hits)))
-            for spec in specs:
-                if len(hits) == 1 and hits[0].column(spec.column) is None:
-                    problems.append(f"{rules.path}:{spec.line}: {key}.{spec.column}: no such column on the source")
-                _, errs = strategies.parse_params(spec.strategy, {**spec.params, "allow_duplicates": spec.allow_duplicates})
-                problems.extend(f"{rules.path}:{spec.line}: {key}.{spec.column}: {e}" for e in errs)
+        resolution = resolve(src_cat, rules, dst_cat)
+        problems += resolution.problems
         if problems:
             raise ValidationError(f"{len(problems)} problem(s) found before verifying:", problems,
                                   "fix the table selection or the rules")
-        covered = coverage(src_cat, rules)
+        by_table = resolution.by_table()
         reports = []
         for t in sorted(chosen, key=lambda t: t.display):
-            table_rules = {col: c for (key, col), c in covered.items() if key == t.key}
             try:
-                reports.append(verify_table(src_conn, dst_conn, t, dst_cat.tables.get(t.key), table_rules,
+                reports.append(verify_table(src_conn, dst_conn, t, dst_cat.tables.get(t.key), by_table.get(t.key, {}),
                                             req.max_values, req.pii_rows if req.pii else 0))
             except psycopg.errors.InsufficientPrivilege as exc:
                 raise ConfigError(f"cannot read {t.display}: {_first_line(exc)}",

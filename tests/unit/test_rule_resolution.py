@@ -1,4 +1,4 @@
-"""Rules resolved on synthetic catalogs: plan.spread_rules (a rule follows foreign keys and inheritance to a
+"""Rules resolved on synthetic catalogs: rules.resolve (a rule follows foreign keys and inheritance to a
 fixed point, conflicts are problems) and how build_plan validates and attaches the rules of a selection."""
 
 from __future__ import annotations
@@ -8,82 +8,81 @@ import pytest
 from confiture_fast import strategies
 from confiture_fast.catalog import UniqueUse
 from confiture_fast.errors import ValidationError
-from confiture_fast.plan import Selection, Spread, build_plan, spread_rules
+from confiture_fast.plan import Selection, build_plan
+from confiture_fast.rules import Declared, Inherited, Propagated, resolve
 
 from .catalog_builder import SECRET, catalog, col, fk, rules, table
 
 
-def same(a, b):
-    return a == b
+def spread(cat, spec):
+    """(table name -> column -> 'strategy/seed' of every resolved rule, the spread rules by table name,
+    the problems) of the rules `spec` ({'users': {'id': 'hash/1'}}: strategy hash, seed 1)."""
+    written = {t: {c: dict(zip(("strategy", "seed"), r.split("/"))) for c, r in cols.items()}
+               for t, cols in spec.items()}
+    res = resolve(cat, rules(written))
+    ruled: dict[str, dict[str, str]] = {}
+    notes: dict[str, list] = {}
+    for r in res.rules:
+        ruled.setdefault(r.table[1], {})[r.column] = f"{r.strategy}/{r.spec.seed}"
+        if not isinstance(r.origin, Declared):
+            notes.setdefault(r.table[1], []).append((r.column, r.origin))
+    return ruled, notes, list(res.problems)
 
 
-def spread(cat, ruled):
-    problems: list[str] = []
-    notes = spread_rules(cat, ruled, same, problems)
-    return notes, problems
-
-
-# -- spread_rules ---------------------------------------------------------------------------------------------
+# -- resolve: spreading ---------------------------------------------------------------------------------------
 
 def chain():
     """users <- orders.user_id; orders <- items.order_user (a composite key on (order_id, order_user))."""
     return catalog(
-        table("users", col("id", "int4"), col("email")),
-        table("orders", col("id", "int4"), col("user_id", "int4"),
+        table("users", col("id"), col("email")),
+        table("orders", col("id"), col("user_id"),
               foreign_keys=(fk("orders_user", "orders", ("user_id",), "users", ("id",)),)),
-        table("items", col("order_id", "int4"), col("order_user", "int4"),
+        table("items", col("order_id"), col("order_user"),
               foreign_keys=(fk("items_order", "items", ("order_id", "order_user"), "orders", ("id", "user_id")),)))
 
 
 def test_a_rule_on_a_referenced_column_covers_the_referencing_column():
-    ruled = {("public", "users"): {"id": "hash-1"}}
-    notes, problems = spread(chain(), ruled)
-    assert problems == [] and ruled[("public", "orders")] == {"user_id": "hash-1"}
-    assert notes[("public", "orders")] == [Spread("user_id", "users.id", "orders_user")]
+    ruled, notes, problems = spread(chain(), {"users": {"id": "hash/1"}})
+    assert problems == [] and ruled["orders"] == {"user_id": "hash/1"}
+    assert notes["orders"] == [("user_id", Propagated("orders_user", "users", "id"))]
 
 
 def test_propagation_follows_chains_of_foreign_keys_to_a_fixed_point():
-    ruled = {("public", "users"): {"id": "hash-1"}}
-    notes, _ = spread(chain(), ruled)
-    assert ruled[("public", "items")] == {"order_user": "hash-1"}
-    assert notes[("public", "items")] == [Spread("order_user", "orders.user_id", "items_order")]
+    ruled, notes, _ = spread(chain(), {"users": {"id": "hash/1"}})
+    assert ruled["items"] == {"order_user": "hash/1"}
+    assert notes["items"] == [("order_user", Propagated("items_order", "orders", "user_id"))]
 
 
 def test_a_composite_key_pairs_each_column_with_its_own_referenced_column():
-    ruled = {("public", "orders"): {"id": "hash-order"}}
-    spread(chain(), ruled)
-    assert ruled[("public", "items")] == {"order_id": "hash-order"}
-    assert ("public", "users") not in ruled or ruled[("public", "users")] == {}
+    ruled, _, _ = spread(chain(), {"orders": {"id": "hash/order"}})
+    assert ruled["items"] == {"order_id": "hash/order"}
+    assert "users" not in ruled
 
 
 def test_a_rule_never_flows_against_a_foreign_key():
-    ruled = {("public", "orders"): {"user_id": "hash-1"}}
-    notes, problems = spread(chain(), ruled)
-    assert ruled.get(("public", "users"), {}) == {} and problems == []
-    assert ("public", "users") not in notes
+    ruled, notes, problems = spread(chain(), {"orders": {"user_id": "hash/1"}})
+    assert "users" not in ruled and problems == []
+    assert "users" not in notes
 
 
 def test_the_same_rule_written_on_both_ends_is_no_problem_and_no_note():
-    ruled = {("public", "users"): {"id": "hash-1"}, ("public", "orders"): {"user_id": "hash-1"}}
-    notes, problems = spread(chain(), ruled)
-    assert problems == [] and ("public", "orders") not in notes
+    _, notes, problems = spread(chain(), {"users": {"id": "hash/1"}, "orders": {"user_id": "hash/1"}})
+    assert problems == [] and "orders" not in notes
 
 
 def test_a_different_rule_on_the_referencing_column_is_a_problem_naming_the_key():
-    ruled = {("public", "users"): {"id": "hash-1"}, ("public", "orders"): {"user_id": "redact"}}
-    _, problems = spread(chain(), ruled)
+    _, _, problems = spread(chain(), {"users": {"id": "hash/1"}, "orders": {"user_id": "redact/"}})
     assert problems == ["orders.user_id: its rule differs from the rule on users.id, which it references "
                         "(orders_user): use the same strategy and seed, or remove it"]
 
 
 def test_a_self_referencing_table_reaches_a_fixed_point():
-    cat = catalog(table("people", col("id", "int4"), col("manager", "int4"), col("mentor", "int4"),
+    cat = catalog(table("people", col("id"), col("manager"), col("mentor"),
                         foreign_keys=(fk("m", "people", ("manager",), "people", ("id",)),
                                       fk("t", "people", ("mentor",), "people", ("manager",)))))
-    ruled = {("public", "people"): {"id": "h"}}
-    notes, problems = spread(cat, ruled)
-    assert ruled[("public", "people")] == {"id": "h", "manager": "h", "mentor": "h"} and problems == []
-    assert [n.column for n in notes[("public", "people")]] == ["manager", "mentor"]
+    ruled, notes, problems = spread(cat, {"people": {"id": "hash/h"}})
+    assert ruled["people"] == {"id": "hash/h", "manager": "hash/h", "mentor": "hash/h"} and problems == []
+    assert [c for c, _ in notes["people"]] == ["manager", "mentor"]
 
 
 def inheritance():
@@ -97,52 +96,46 @@ def inheritance():
 
 
 def test_a_rule_on_a_parent_covers_every_descendant_at_any_depth():
-    ruled = {("public", "contacts"): {"email": "email-s"}}
-    notes, problems = spread(inheritance(), ruled)
+    ruled, notes, problems = spread(inheritance(), {"contacts": {"email": "email/s"}})
     assert problems == []
     for child in ("employees", "managers", "contractors"):
-        assert ruled[("public", child)] == {"email": "email-s"}, child
-    assert notes[("public", "managers")] == [Spread("email", "employees.email", None)]
+        assert ruled[child] == {"email": "email/s"}, child
+    assert notes["managers"] == [("email", Inherited("employees", "email"))]
 
 
 def test_a_child_keeps_its_own_rule_for_a_column_the_parent_leaves_alone():
-    ruled = {("public", "contacts"): {"email": "email-s"}, ("public", "employees"): {"salary": "noise"}}
-    spread(inheritance(), ruled)
-    assert ruled[("public", "managers")] == {"email": "email-s", "salary": "noise"}
-    assert "salary" not in ruled[("public", "contractors")]
+    ruled, _, _ = spread(inheritance(), {"contacts": {"email": "email/s"}, "employees": {"salary": "null/"}})
+    assert ruled["managers"] == {"email": "email/s", "salary": "null/"}
+    assert "salary" not in ruled["contractors"]
 
 
 def test_two_parents_with_different_rules_for_one_column_are_a_conflict():
-    ruled = {("public", "contacts"): {"phone": "phone"}, ("public", "vendors"): {"phone": "redact"}}
-    _, problems = spread(inheritance(), ruled)
-    assert problems and set(problems) <= {
-        f"contractors.phone: its rule differs from the rule on {parent}.phone, which it inherits: use the same "
-        "strategy and seed, or remove it" for parent in ("contacts", "vendors")}
-    assert ruled[("public", "employees")] == {"phone": "phone"}  # the conflict is contractors' alone
+    ruled, _, problems = spread(inheritance(), {"contacts": {"phone": "phone/"}, "vendors": {"phone": "redact/"}})
+    assert problems == ["contractors.phone: its rule differs from the rule on vendors.phone, which it inherits: "
+                        "use the same strategy and seed, or remove it"]
+    assert ruled["employees"] == {"phone": "phone/"}  # the conflict is contractors' alone
 
 
 def test_two_parents_with_the_same_rule_agree():
-    ruled = {("public", "contacts"): {"phone": "phone"}, ("public", "vendors"): {"phone": "phone"}}
-    _, problems = spread(inheritance(), ruled)
-    assert problems == [] and ruled[("public", "contractors")]["phone"] == "phone"
+    ruled, _, problems = spread(inheritance(), {"contacts": {"phone": "phone/"}, "vendors": {"phone": "phone/"}})
+    assert problems == [] and ruled["contractors"]["phone"] == "phone/"
 
 
 def test_a_rule_reaches_a_child_through_inheritance_and_then_a_foreign_key():
-    cat = catalog(table("contacts", col("id", "int4")),
-                  table("staff", col("id", "int4"), parents=("contacts",)),
-                  table("badges", col("staff_id", "int4"),
+    cat = catalog(table("contacts", col("id")),
+                  table("staff", col("id"), parents=("contacts",)),
+                  table("badges", col("staff_id"),
                         foreign_keys=(fk("b_s", "badges", ("staff_id",), "staff", ("id",)),)))
-    ruled = {("public", "contacts"): {"id": "hash"}}
-    notes, _ = spread(cat, ruled)
-    assert ruled[("public", "badges")] == {"staff_id": "hash"}
-    assert notes[("public", "badges")] == [Spread("staff_id", "staff.id", "b_s")]
+    ruled, notes, _ = spread(cat, {"contacts": {"id": "hash/"}})
+    assert ruled["badges"] == {"staff_id": "hash/"}
+    assert notes["badges"] == [("staff_id", Propagated("b_s", "staff", "id"))]
 
 
 def test_schemas_are_named_in_the_origin():
-    cat = catalog(table("crm.users", col("id", "int4")),
-                  table("orders", col("uid", "int4"), foreign_keys=(fk("f", "orders", ("uid",), "crm.users", ("id",)),)))
-    notes, _ = spread(cat, {("crm", "users"): {"id": "h"}})
-    assert notes[("public", "orders")][0].origin == "crm.users.id"
+    cat = catalog(table("crm.users", col("id")),
+                  table("orders", col("uid"), foreign_keys=(fk("f", "orders", ("uid",), "crm.users", ("id",)),)))
+    _, notes, _ = spread(cat, {"crm.users": {"id": "hash/h"}})
+    assert notes["orders"][0][1].describe() == "propagated from crm.users.id"
 
 
 # -- build_plan: validating and attaching the rules ---------------------------------------------------------------
@@ -170,7 +163,7 @@ def test_a_propagated_rule_is_attached_to_the_referencing_table_and_said():
     plan = plan_of({"users": {"email": "email"}})
     orders = plan.table("orders")
     assert [(r.column, r.strategy) for r in orders.rules] == [("user_email", "email")]
-    assert orders.propagated == ("user_email <- users.email",) and orders.inherited == ()
+    assert orders.origins == (Propagated("orders_email", "users", "email"),)
 
 
 def test_a_propagated_rule_derives_the_same_key_so_joins_still_match():
@@ -267,4 +260,4 @@ def test_conflicting_written_and_propagated_rules_fail_the_plan():
 
 def test_rules_on_unselected_tables_still_propagate_into_selected_ones():
     plan = plan_of({"users": {"email": "email"}}, sel=Selection(tables=("orders", "users")))
-    assert plan.table("orders").propagated == ("user_email <- users.email",)
+    assert plan.table("orders").origins == (Propagated("orders_email", "users", "email"),)
