@@ -153,7 +153,7 @@ def _placement(table: Table, dst: Table, spec: RuleSpec, params, column: str) ->
     if key_col is not None and (table.column(key_col) is None or table.column(key_col).generated):
         return f"per_row_key {key_col!r} is not a copied column of {table.display}"
     col = table.column(column)
-    return fit_problem(spec, params, col, dst.column(column) or col)
+    return _fit_problem(spec, params, col, dst.column(column) or col)
 
 
 def _same(a: Rule, b: Rule) -> bool:
@@ -197,7 +197,7 @@ def _spread(catalog: Catalog, found: dict[tuple[str, str], dict[str, Rule]], pro
     return added
 
 
-def fit_problem(spec: RuleSpec, params, col: Column, dst_col: Column) -> str | None:
+def _fit_problem(spec: RuleSpec, params, col: Column, dst_col: Column) -> str | None:
     """Why a rule's output cannot go into the target column `dst_col` (its type through domains, its
     length, NOT NULL), or could break a unique index that reads the column."""
     fit = strategies.STRATEGIES[spec.strategy].check_column(params, dst_col)
