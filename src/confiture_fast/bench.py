@@ -31,7 +31,9 @@ from typing import Callable
 import msgspec
 import psycopg
 
-from .errors import ConfigError, SyncError
+from . import pg
+from .errors import BenchError, ConfigError
+from .pg import qualify, quote_ident
 from .request import LoadOptions
 
 SCHEMA = "confiture_fast_bench"
@@ -59,10 +61,6 @@ REPORTED_SETTINGS = (*PRODUCTION_SETTINGS, "fsync", "full_page_writes", "wal_lev
                      "work_mem", "maintenance_work_mem", "max_parallel_maintenance_workers")
 PHYSICAL = "physical floor"
 _WATCH_EVERY_S = 0.02
-
-
-class BenchError(SyncError):
-    """A contender failed or loaded the wrong rows: the numbers would be meaningless."""
 
 
 # --------------------------------------------------------------------------- results
@@ -232,11 +230,11 @@ def _side_from_env(spec: str, env) -> Side:
 
 def _connect(side: Side) -> psycopg.Connection:
     """row_security off, as on every source session: a policy makes a read fail, never return a part."""
-    return psycopg.connect(side.conninfo, autocommit=True, connect_timeout=10, options="-c row_security=off")
+    return pg.scratch(side.conninfo, "bench", row_security=False)
 
 
 def _qual(table: str) -> str:
-    return f'"{SCHEMA}"."{table}"'
+    return qualify(SCHEMA, table)
 
 
 def _prepare_scratch(conn: psycopg.Connection, where: str) -> None:
@@ -579,7 +577,7 @@ def _rewriter_alone(ctx: Context, secret: bytes) -> Run | None:
         for tp in plan.tables:
             if not tp.rules:
                 continue
-            cols = ", ".join('"' + c.replace('"', '""') + '"' for c in tp.columns)
+            cols = ", ".join(quote_ident(c) for c in tp.columns)
             # LIMIT in the query: leaving a COPY TO before its end would have to cancel it
             query = f"COPY (SELECT {cols} FROM {tp.relation} LIMIT {_REWRITER_MAX_ROWS}) TO STDOUT"
             with s.cursor().copy(query) as cp:
@@ -894,7 +892,7 @@ def _resolve_pair(opts: Options, log: Callable[[str], None]) -> tuple[Side, Side
     """Both servers, checked: the bench writes its scratch schema into --from as well as --to, so
     neither may be a protected environment, by its own file or by identity with any protected one."""
     from . import config
-    from .coordinator import _identity, refuse_protected
+    from .coordinator import refuse_protected
 
     if opts.source is None or opts.target is None:
         raise ConfigError("--from and --to go together", "give both, or neither for the embedded servers")
@@ -916,9 +914,9 @@ def _resolve_pair(opts: Options, log: Callable[[str], None]) -> tuple[Side, Side
         with _connect(src) as s, _connect(dst) as d:
             refuse_protected(s, src_env, "--from", Path(opts.env_dir), warn=log)
             refuse_protected(d, dst_env, "--to", Path(opts.env_dir), warn=log)
-            same = _identity(s) == _identity(d)
+            same = pg.identity(s).same_database(pg.identity(d))
     except psycopg.OperationalError as exc:
-        raise ConfigError(f"cannot connect: {str(exc).strip().splitlines()[-1]}",
+        raise ConfigError(f"cannot connect: {pg.first_line(exc)}",
                           "check that both servers are running and the settings are right") from None
     if same:
         raise ConfigError("--to is the same database as --from", "give a different target database")

@@ -7,6 +7,7 @@ import re
 import msgspec
 
 from .config import split_table_name
+from .pg import qualify, quote_ident  # noqa: F401 - re-exported: catalog readers quote with it
 
 
 class Check(msgspec.Struct, frozen=True):
@@ -210,14 +211,6 @@ def _designated(known, key: str) -> list[tuple[str, str]]:
             found = [k for k in known if k[1] == name]
         hits.update(dict.fromkeys(found))
     return list(hits)
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def qualify(schema: str, name: str) -> str:
-    return f"{quote_ident(schema)}.{quote_ident(name)}"
 
 
 def _display_part(part: str) -> str:

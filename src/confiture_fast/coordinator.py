@@ -14,14 +14,15 @@ import msgspec
 import psycopg
 
 from . import checkpoint as ckpt
+from . import pg
 from .catalog import Catalog, read_catalog, with_key_ranges
-from .errors import ConfigError, Terminated
+from .errors import ConfigError, Terminated, UnitFailed, resume_fix
 from .finish import Finished, Finisher, Restored
+from .pg import Identity, identity
 from .plan import Plan, Selection, TablePlan, select_tables
 from .progress import ProgressView
 from .request import LoadOptions
-from .worker import (APP_NAME, SOURCE_OPTIONS, UnitFailed, UnitResult, WorkerConfig, init_process, prepare_session,
-                     resume_fix, run_unit)
+from .worker import UnitResult, WorkerConfig, init_process, run_unit
 
 
 class TableResult(msgspec.Struct, frozen=True):
@@ -47,52 +48,6 @@ class SyncResult(msgspec.Struct, frozen=True):
     sequences_not_reset: list[str] = []  # by name, with why (their table failed, or setval did)
     created: list[str] = []  # --create-schema: what was created ('table public.users', ...)
     not_created: list[str] = []  # --create-schema: views, functions and the like left out, with why
-
-
-def _identity(conn: psycopg.Connection) -> tuple[str, str]:
-    """(server, database). The server is its system identifier where our role may read it, else the
-    postmaster's start time and port: two names for one server ('localhost', '127.0.0.1') agree."""
-    db = conn.execute("SELECT current_database()").fetchone()[0]
-    try:
-        with conn.transaction():
-            sysid = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()[0]
-    except psycopg.errors.InsufficientPrivilege:
-        sysid = conn.execute("SELECT pg_postmaster_start_time()::text || ':' || current_setting('port')").fetchone()[0]
-    return sysid, db
-
-
-class Identity(msgspec.Struct, frozen=True):
-    """What tells two connections' databases apart, whatever address, name or tunnel reached them.
-
-    The same running server has the same postmaster start time and port (readable by any role). The
-    system identifier (where our role may read it) is shared by a cluster's standbys and by clones
-    restored from its backups: equal identifiers mean one database only when one side is a standby
-    (writing into a standby's primary writes into the standby), never for two primaries (a staging
-    server restored from production's backup is another database)."""
-
-    database: str
-    instance: str
-    system: str | None
-    standby: bool
-
-    def same_database(self, other: "Identity") -> bool:
-        if self.database != other.database:
-            return False
-        if self.instance == other.instance:
-            return True
-        return (self.system is not None and self.system == other.system) and (self.standby or other.standby)
-
-
-def identity(conn: psycopg.Connection) -> Identity:
-    db, instance, standby = conn.execute(
-        "SELECT current_database(), extract(epoch FROM pg_postmaster_start_time())::text || ':' || "
-        "current_setting('port'), pg_is_in_recovery()").fetchone()
-    try:
-        with conn.transaction():
-            system = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()[0]
-    except psycopg.errors.InsufficientPrivilege:
-        system = None
-    return Identity(db, instance, system, standby)
 
 
 PROTECTED_CONNECT_TIMEOUT = 2  # seconds per protected environment (libpq's minimum), all at once
@@ -174,45 +129,17 @@ def _protected_identity(p) -> Identity | str:
         names = sorted(set(p.unset.values()))
         return f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} not set"
     try:
-        with psycopg.connect(p.env.conninfo(), autocommit=True, connect_timeout=PROTECTED_CONNECT_TIMEOUT,
-                             options=f"-c default_transaction_read_only=on "
-                                     f"-c statement_timeout={PROTECTED_CONNECT_TIMEOUT * 1000}") as conn:
+        with pg.probe(p.env.conninfo(), PROTECTED_CONNECT_TIMEOUT) as conn:
             return identity(conn)
     except psycopg.Error as exc:
-        reason = _first_line(exc)
-        return reason.replace(p.env.password, "***") if p.env.password else reason
+        return pg.first_line(exc, p.env.conninfo())
 
 
-_CONNECT_FIXES = (
-    ("password authentication failed", "check the user and password of the {what} (password: in its environment file, "
-                                       "or the URI)"),
-    ("no password supplied", "give the {what} a password (password: ${{VAR}} in its environment file, or PGPASSWORD)"),
-    ("does not exist", "check the database (and user) name of the {what}, or create it: createdb NAME"),
-    ("Connection refused", "check that the {what} server is running and its host and port (--source-port for a tunnel)"),
-    ("timeout expired", "check the {what} host is reachable (firewall, VPN, SSH tunnel)"),
-    ("could not translate host name", "check the {what} host name"),
-    ("SSL", "check the {what}'s sslmode / sslrootcert settings"),
-)
-
-
-def _connect(what: str, conninfo: str, display: str, **kw) -> psycopg.Connection:
+def _connect(what: str, conninfo: str, display: str) -> psycopg.Connection:
     try:
-        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10, application_name=APP_NAME, **kw)
+        return pg.source(conninfo, "coordinator") if what == "source" else pg.target(conninfo, "coordinator")
     except psycopg.OperationalError as exc:
-        msg = _first_line(exc)
-        fix = next((f for needle, f in _CONNECT_FIXES if needle in str(exc)),
-                   "check that the {what} server is running and its settings are right")
-        raise ConfigError(f"cannot connect to the {what} {display}: {msg}", fix.format(what=what)) from None
-    prepare_session(conn)
-    return conn
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for marker in ("FATAL:", "ERROR:"):
-        if marker in text:
-            text = text[text.rindex(marker):]
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise pg.connect_failed(what, display, exc, conninfo) from None
 
 
 class Session:
@@ -221,7 +148,7 @@ class Session:
     def __init__(self, source: str, target: str, source_display: str, target_display: str):
         self.source_conninfo, self.target_conninfo = source, target
         self.source_display, self.target_display = source_display, target_display
-        self.src = _connect("source", source, source_display, options=SOURCE_OPTIONS)
+        self.src = _connect("source", source, source_display)
         try:
             self.dst = _connect("target", target, target_display)
         except BaseException:
@@ -331,7 +258,7 @@ class Load:
         self.failed.setdefault(table.name, message)
         if self.error is None:
             self.error = message
-            self.fix = failure.fix(self.opts.checkpoint) if failure is not None else fix
+            self.fix = failure.fix_for(self.opts.checkpoint) if failure is not None else fix
 
     def table_result(self, t: TablePlan) -> TableResult:
         if t.name in self.plan.completed:

@@ -13,17 +13,16 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from . import sample
+from . import pg, sample
 from .embedded import ThrowawayServer
 from .errors import SyncError
 
 
 def _peek(uri: str) -> list[tuple]:
-    with psycopg.connect(uri) as conn:
+    with pg.scratch(uri, "demo") as conn:
         return conn.execute("SELECT id, email, phone, full_name, ssn, password_hash FROM users ORDER BY id LIMIT 5"
                             ).fetchall()
 

@@ -119,10 +119,10 @@ class ThrowawayServer:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
 
     def create_database(self, name: str) -> str:
-        import psycopg
+        from . import pg
 
-        with psycopg.connect(self.uri(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        with pg.scratch(self.uri(), "throwaway server") as conn:
+            conn.execute(f"CREATE DATABASE {pg.quote_ident(name)}")
         return self.uri(name)
 
     @property

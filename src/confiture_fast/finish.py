@@ -14,11 +14,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 import msgspec
 import psycopg
 
-from .catalog import qualify, quote_ident
+from . import pg
+from .pg import qualify, quote_ident
 from .plan import Plan
 from .progress import notice_if_slow
-from .target import (FORGET_HINT, STATE_TABLE, Item, StateKeys, connect, forget, pending, records, unverified,
-                     why)
+from .target import FORGET_HINT, STATE_TABLE, Item, StateKeys, forget, pending, records, unverified
 
 
 class Restored(msgspec.Struct, frozen=True):
@@ -51,7 +51,7 @@ def _rebuild(conninfo: str, item: Item) -> Restored:
     cannot be created (a UNIQUE index over duplicated values, say) stays recorded and is reported
     by name, without the offending values, which may be production data."""
     try:
-        with connect(conninfo, "finish") as conn:
+        with pg.target(conninfo, "finish") as conn:
             conn.execute("SET maintenance_work_mem = '256MB'")
             for attempt in range(5):
                 try:
@@ -63,7 +63,7 @@ def _rebuild(conninfo: str, item: Item) -> Restored:
                     time.sleep(0.1 * (attempt + 1))
             raise AssertionError("unreachable")
     except psycopg.Error as exc:
-        return Restored(item[1], item[2], False, why(exc), rebuilt=False)
+        return Restored(item[1], item[2], False, pg.primary(exc), rebuilt=False)
 
 
 def _rebuild_once(conn: psycopg.Connection, item: Item) -> Restored:
@@ -106,7 +106,7 @@ def _reconcile(conn: psycopg.Connection, item: Item, exc: psycopg.Error) -> Rest
         with conn.transaction():
             forget(conn, id_)
         return Restored(table, name, True)
-    return Restored(table, name, False, f"{why(exc)}: what exists differs from the recorded definition, which was "
+    return Restored(table, name, False, f"{pg.primary(exc)}: what exists differs from the recorded definition, which was "
                                         "not applied and stays recorded (drop what is in its way and rerun, or "
                                         f"forget the record: {FORGET_HINT.format(id=id_)})", rebuilt=False)
 
@@ -158,7 +158,7 @@ class Finisher:
         wait(builds)
         if any(b.exception() is not None or not b.result().rebuilt for b in builds):
             return None
-        with connect(self._conninfo, "finish") as conn:
+        with pg.target(self._conninfo, "finish") as conn:
             conn.execute(f"ANALYZE {relation}")
         return relation
 
@@ -186,7 +186,7 @@ def sync_sequences(src: psycopg.Connection, dst: psycopg.Connection, plan: Plan,
         try:
             value = _sequence_value(src, dst, seq)
         except psycopg.Error as exc:
-            left.append(f"{seq.target} ({seq.table}.{seq.column}): {why(exc)}")
+            left.append(f"{seq.target} ({seq.table}.{seq.column}): {pg.primary(exc)}")
             continue
         if value is not None and (seq.target not in values or value > values[seq.target]):
             values[seq.target] = value
@@ -194,7 +194,7 @@ def sync_sequences(src: psycopg.Connection, dst: psycopg.Connection, plan: Plan,
         try:
             dst.execute("SELECT setval(%s::regclass, %s, %s)", (target, last, called))
         except psycopg.Error as exc:
-            left.append(f"{target}: {why(exc)}")
+            left.append(f"{target}: {pg.primary(exc)}")
     reset = set(values) | {s.target for s in plan.sequences if s.table in loaded}
     left += sorted({f"{s.target} ({s.table} was not loaded)" for s in plan.sequences if s.target not in reset})
     return left
@@ -233,7 +233,7 @@ def finish(src: psycopg.Connection, dst: psycopg.Connection, conninfo: str, plan
         with notice_if_slow(console, "finishing: rebuilding the remaining deferred constraints", quiet=quiet):
             constraints += restore_deferred(dst, conninfo, keys, parallel, frozenset(finisher.tried))
     except psycopg.Error as exc:
-        error = error or (f"finishing the target failed: {why(exc)} (what was not rebuilt is recorded on the "
+        error = error or (f"finishing the target failed: {pg.primary(exc)} (what was not rebuilt is recorded on the "
                           "target and rebuilt by the next run)")
     not_reset = sync_sequences(src, dst, plan, loaded)
     if error is None:
@@ -241,7 +241,7 @@ def finish(src: psycopg.Connection, dst: psycopg.Connection, conninfo: str, plan
             analyze(dst, [t.relation for t in plan.tables if t.name not in plan.completed
                           and t.relation not in analyzed])
         except psycopg.Error as exc:
-            error = f"finishing the target failed: {why(exc)}"
+            error = f"finishing the target failed: {pg.primary(exc)}"
     if not_reset:
         what = f"{len(not_reset)} sequence(s) not reset: {'; '.join(not_reset)}"
         error = f"{error}; {what}" if error else f"the rows are loaded, but {what}"

@@ -19,8 +19,8 @@ import psycopg
 
 from . import copytext, strategies
 from .catalog import Column, Table, quote_ident
+from .pg import server_error
 from .rules import unique_conflict
-from .worker import server_error
 
 # --------------------------------------------------------------------------- names
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import msgspec
 import psycopg
 
-from .catalog import STATE_SCHEMA, quote_ident
+from . import pg
+from .catalog import STATE_SCHEMA
 from .errors import ConfigError, SyncError, ValidationError
+from .pg import quote_ident
 from .plan import Plan
-from .target import STATE_TABLE, StateKeys, check_state, ensure_state, records, unverified, why, write_records
+from .target import STATE_TABLE, StateKeys, check_state, ensure_state, records, unverified, write_records
 from .worker import user_triggers_off
 
 
@@ -153,5 +155,5 @@ def prepare(conn: psycopg.Connection, plan: Plan, keys: StateKeys, mode: str) ->
         empty(conn, plan.cascade_relations + tuple(r for t in plan.tables if t.name not in plan.completed
                                                    for r in t.shared_relations), mode)
     except psycopg.Error as exc:
-        raise SyncError(f"preparing the target failed: {why(exc)}",
+        raise SyncError(f"preparing the target failed: {pg.primary(exc)}",
                         "check that the target role owns the selected tables") from None

@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import json
 
+from . import pg
+from .pg import qualify, quote_ident
+
 __all__ = [
     "SHOP_SCHEMA",
     "SHOP_TABLES",
@@ -107,17 +110,9 @@ CREATE INDEX IF NOT EXISTS orders_user_id_idx ON orders (user_id);
 """
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _qual(schema: str, table: str) -> str:
-    return f"{_ident(schema)}.{_ident(table)}"
-
-
 def _bench_ddl(schema: str) -> tuple[list[str], list[str]]:
     """(CREATE statements, constraint statements) of the benchmark tables."""
-    q = lambda t: _qual(schema, t)  # noqa: E731
+    q = lambda t: qualify(schema, t)  # noqa: E731
     wide_cols = ",\n".join(
         [f"    n_{k} integer" for k in range(1, 9)]
         + [f"    t_{k} text" for k in range(1, 9)]
@@ -199,7 +194,7 @@ def bench_schema_sql(schema: str = "public", *, with_indexes: bool = True) -> st
     :func:`create_bench_tables` with the same arguments leaves on the source.
     """
     creates, constraints = _bench_ddl(schema)
-    stmts = [f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}", *creates]
+    stmts = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}", *creates]
     if with_indexes:
         stmts += constraints
     return ";\n\n".join(stmts) + ";\n"
@@ -620,9 +615,7 @@ def _plain_insert(table: str, n: int) -> str:
 
 
 def _connect(conninfo: str):
-    import psycopg
-
-    conn = psycopg.connect(conninfo, autocommit=True)
+    conn = pg.scratch(conninfo, "sample data")
     conn.execute("SET standard_conforming_strings = on")
     conn.execute("SET synchronous_commit = off")
     conn.execute("SET maintenance_work_mem = '256MB'")
@@ -713,7 +706,7 @@ def create_bench_tables(conninfo: str, *, users: int = 1_000_000, orders: int = 
     if any(v < 0 for v in counts.values()):
         raise ValueError("row counts must be >= 0")
     creates, constraints = _bench_ddl(schema)
-    q = lambda t: _qual(schema, t)  # noqa: E731
+    q = lambda t: qualify(schema, t)  # noqa: E731
     inserts = {
         "users": _users_insert(q("users"), counts["users"]),
         "orders": _orders_insert(q("orders"), counts["orders"], counts["users"], shop=False),
@@ -722,7 +715,7 @@ def create_bench_tables(conninfo: str, *, users: int = 1_000_000, orders: int = 
         "plain": _plain_insert(q("plain"), counts["plain"]),
     }
     with _connect(conninfo) as conn:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         if replace:
             conn.execute("DROP TABLE IF EXISTS " + ", ".join(q(t) for t in BENCH_TABLES))
         for table, create in zip(BENCH_TABLES, creates):

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import psycopg
 
+from . import pg
 from .catalog import Catalog, Table, read_catalog
 from .errors import ConfigError, ValidationError
 from .pii import TableScan, restore_statement_timeout, scan_table, set_statement_timeout
@@ -184,26 +185,13 @@ def summary(scans: list[TableScan]) -> str:
 # --------------------------------------------------------------------------- command
 
 
-def connect_read_only(what: str, env, timeout_ms: int | None = None) -> psycopg.Connection:
-    """A read-only session with row_security off (a policy makes a read fail, never shows a part of a
-    table), optionally with a statement timeout."""
-    from .worker import SOURCE_OPTIONS
-
-    options = SOURCE_OPTIONS
-    if timeout_ms is not None:
-        options += f" -c statement_timeout={int(timeout_ms)}"
+def connect_read_only(what: str, env, purpose: str, timeout_ms: int | None = None) -> psycopg.Connection:
+    """A source session (pg.source: read-only, row_security off), optionally with a statement timeout;
+    a connection that fails is a ConfigError with its fix."""
     try:
-        conn = psycopg.connect(env.conninfo(), autocommit=True, connect_timeout=10, options=options)
+        return pg.source(env.conninfo(), purpose, statement_timeout_ms=timeout_ms)
     except psycopg.OperationalError as exc:
-        text = str(exc).strip()
-        for marker in ("FATAL:", "ERROR:"):
-            if marker in text:
-                text = text[text.rindex(marker):]
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise ConfigError(f"cannot connect to the {what} {env.display()}: {first}",
-                          f"check that the server is running and the {what} settings are right") from None
-    conn.execute("SET client_encoding = 'UTF8'")
-    return conn
+        raise pg.connect_failed(what, env.display(), exc, env.conninfo()) from None
 
 
 def unreadable_problems(tables: list[Table], role: str, side: str) -> list[str]:
@@ -272,7 +260,7 @@ def run_scan(req: ScanRequest) -> int:
         console.print(f"warning: {w}", markup=False)
     rules = load_rules_option(req.scope.rules_path)
     timeout_ms, rows = int(req.timeout * 1000), req.sample_rows
-    with connect_read_only("source", env, timeout_ms) as conn:
+    with connect_read_only("source", env, "scan", timeout_ms) as conn:
         catalog = read_catalog(conn)
         problems: list[str] = []
         chosen = select_tables(catalog, req.scope.selection, problems)

@@ -22,9 +22,10 @@ from pathlib import Path
 import msgspec
 import psycopg
 
-from .catalog import STATE_SCHEMA, quote_ident
+from . import pg
+from .catalog import STATE_SCHEMA
 from .errors import ConfigError, SyncError
-from .worker import APP_NAME, prepare_session
+from .pg import quote_ident
 
 STATE_TABLE = f"{quote_ident(STATE_SCHEMA)}.pending_ddl"
 _SIGNED = ("table_name", "name", "phase", "create_sql")  # the record's fields a MAC covers, in this order,
@@ -272,19 +273,6 @@ def drop_state(conn: psycopg.Connection) -> bool:
     return True
 
 
-def why(exc: psycopg.Error) -> str:
-    """A server error in one line: its primary message, without the detail (which may quote rows: production data)."""
-    return (exc.diag.message_primary or str(exc).strip().splitlines()[0]).strip()
-
-
-def connect(conninfo: str, purpose: str) -> psycopg.Connection:
-    """A target session of ours: named (application_name), and with our session settings (an empty
-    search_path above all)."""
-    conn = psycopg.connect(conninfo, autocommit=True, application_name=f"{APP_NAME} {purpose}")
-    prepare_session(conn)
-    return conn
-
-
 # -- one run at a time, and waits explained -------------------------------------------------------
 _LOCK_KEY = 0x63667374  # 'cfst': with the database's oid, the advisory lock of a run into that database
 _DB_OID = "(SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -342,7 +330,7 @@ class LockWatch:
 
     def _watch(self) -> None:
         try:
-            conn = connect(self._conninfo, "watch")
+            conn = pg.target(self._conninfo, "watch")
         except psycopg.Error:
             return
         first: dict[tuple, float] = {}
@@ -350,7 +338,7 @@ class LockWatch:
         with conn:
             while not self._stop.wait(self._every):
                 try:
-                    rows = conn.execute(_WAITS_SQL, {"app": APP_NAME + "%"}).fetchall()
+                    rows = conn.execute(_WAITS_SQL, {"app": pg.APP_NAME + "%"}).fetchall()
                 except psycopg.Error:
                     return
                 now = time.monotonic()

@@ -20,13 +20,12 @@ import msgspec
 import psycopg
 import xxhash
 
-from . import copytext, strategies
+from . import copytext, pg, strategies
 from .catalog import Column, Table, quote_ident, read_catalog
 from .errors import ConfigError, ValidationError
 from .pii import KIND_LABELS, LEAK_KINDS, content_kinds, name_kind, pii_kind, review_reason, sampled
 from .redact import Redactor
 from .request import Scope
-from .worker import read_failed
 
 DEFAULT_MAX_VALUES = 5_000_000
 DEFAULT_PII_ROWS = 100_000
@@ -92,9 +91,10 @@ def json_scalars(doc: Any, rules: list) -> dict[tuple, tuple[Any, Any]]:
 def _load_json(field: bytes) -> Any:
     if field == NULL or field == b"":
         return None
+    text = copytext.unescape(field)
     try:
-        return json.loads(copytext.unescape(field))
-    except ValueError:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):  # not JSON (the server's text of a json column is)
         return None
 
 
@@ -523,11 +523,6 @@ def _conclude(checker, col: Column, src: Table, dst: Table, dst_conn, rep: Table
             r.problems.append(f"unique on the source, but {r.duplicates:,} duplicate value(s) on the target")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def k_article(kind: str) -> str:
     return {"email": "an email", "phone": "a phone number", "card": "a card number"}.get(kind, kind)
 
@@ -538,10 +533,7 @@ def k_article(kind: str) -> str:
 def _open(what: str, env) -> psycopg.Connection:
     from .scan import connect_read_only
 
-    conn = connect_read_only(what, env)
-    conn.execute("SET DateStyle = 'ISO, YMD'")
-    conn.execute("SET IntervalStyle = 'postgres'")
-    conn.execute("SET extra_float_digits = 3")
+    conn = connect_read_only(what, env, purpose="verify")  # values in the worker's forms (pg.SESSION_SETTINGS)
     # Both sides must print equal values identically, whatever each server's defaults.
     conn.execute("SET TimeZone = 'UTC'")
     conn.execute("SET lc_monetary = 'C'")
@@ -607,11 +599,11 @@ def run_verify(req: VerifyRequest) -> int:
                 reports.append(verify_table(src_conn, dst_conn, t, dst_cat.tables.get(t.key), by_table.get(t.key, {}),
                                             req.max_values, req.pii_rows if req.pii else 0))
             except psycopg.errors.InsufficientPrivilege as exc:
-                raise ConfigError(f"cannot read {t.display}: {_first_line(exc)}",
+                raise ConfigError(f"cannot read {t.display}: {pg.first_line(exc)}",
                                   "grant SELECT on it to the role verify connects as (on both sides), "
                                   "or leave it out with --exclude") from None
             except psycopg.Error as exc:
-                raise read_failed("verify", f" at {t.display}", exc) from None
+                raise pg.read_failed("verify", f" at {t.display}", exc) from None
     ok = all(r.ok for r in reports)
     if req.json:
         sys.stdout.write(msgspec.json.encode({"source": src_env.display(), "target": dst_env.display(), "ok": ok,

@@ -242,12 +242,12 @@ def test_verify_and_scan_refuse_row_level_security_instead_of_agreeing(pair):
 
 
 def test_every_source_session_turns_row_security_off(pair):
-    from confiture_fast import coordinator, scan, worker
+    from confiture_fast import coordinator, pg, scan
     from confiture_fast.config import resolve_environment
 
-    with worker.open_source(pair.src) as conn:
+    with pg.source(pair.src, "test") as conn:
         assert conn.execute("SHOW row_security").fetchone() == ("off",)
-    with scan.connect_read_only("source", resolve_environment(pair.src, pair.tmp)) as conn:
+    with scan.connect_read_only("source", resolve_environment(pair.src, pair.tmp), "test") as conn:
         assert conn.execute("SHOW row_security").fetchone() == ("off",)
     with coordinator.Session(pair.src, pair.dst, "src", "dst") as session:
         assert session.src.execute("SHOW row_security").fetchone() == ("off",)

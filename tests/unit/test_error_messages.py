@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from confiture_fast import config, worker
-from confiture_fast.errors import ConfigError
+from confiture_fast import config, pg
+from confiture_fast.errors import ConfigError, UnitFailed
 
 
 @pytest.mark.parametrize("written, hint", [
@@ -35,23 +35,23 @@ def test_quoted_null_strategy_is_the_null_strategy(tmp_path):
     ("22021", ("encoding",)), ("42601", ("schema",)), ("23514", ("CHECK", "drift")),
 ])
 def test_errors_that_would_repeat_name_their_cause(sqlstate, needles):
-    fix = worker.UnitFailed("users", "target: value too long", "target", sqlstate, "email").fix(None)
+    fix = UnitFailed("users", "target: value too long", "target", sqlstate, "email").fix_for(None)
     assert "rerun" not in fix and all(n in fix for n in needles), fix
 
 
 @pytest.mark.parametrize("sqlstate, side", [("08006", "source"), ("57P01", "target"), ("40001", "source"),
                                             (None, "target")])
 def test_transient_errors_say_rerun(sqlstate, side):
-    failed = worker.UnitFailed("users", f"{side}: server closed the connection", side, sqlstate)
-    assert failed.fix(None).startswith("rerun the same command")
-    assert failed.fix("cp.json") == "resume with the same command plus --resume --checkpoint cp.json"
+    failed = UnitFailed("users", f"{side}: server closed the connection", side, sqlstate)
+    assert failed.fix_for(None).startswith("rerun the same command")
+    assert failed.fix_for("cp.json") == "resume with the same command plus --resume --checkpoint cp.json"
 
 
 def test_server_error_is_one_line_without_values():
     text = ('ERROR:  invalid input syntax for type integer: "4111 1111\n1111 1111"\n'
             'DETAIL:  Failing row contains (4111).\nCONTEXT:  COPY cards, line 5, column pan: "4111 1111"')
-    assert worker.server_error(text) == ('invalid input syntax for type integer: "..." (COPY cards, line 5, column pan)',
+    assert pg.server_error(text) == ('invalid input syntax for type integer: "..." (COPY cards, line 5, column pan)',
                                   "pan")
-    assert worker.server_error('ERROR:  value "99999999999" is out of range for type integer\n'
+    assert pg.server_error('ERROR:  value "99999999999" is out of range for type integer\n'
                         'CONTEXT:  COPY t, line 7, column n: "99999999999"')[0] == \
         'value "..." is out of range for type integer (COPY t, line 7, column n)'

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import psycopg
 import typer
 
+from ..pg import read_failed
 from ..scan import DEFAULT_SAMPLE_ROWS, DEFAULT_TIMEOUT_S, ScanRequest, run_scan
-from ..worker import read_failed
 from . import guard
 from .options import (DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt, SourceOpt, SourcePortOpt,
                       TablesOpt, rules_or_default, scope)

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import psycopg
 import typer
 
+from ..pg import read_failed
 from ..verify import DEFAULT_MAX_VALUES, DEFAULT_PII_ROWS, VerifyRequest, run_verify
-from ..worker import read_failed
 from . import guard
 from .options import (DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt, SourceOpt, SourcePortOpt,
                       TablesOpt, TargetOpt, rules_or_default, scope)

@@ -15,8 +15,9 @@ from typing import Any, Mapping, Union
 import msgspec
 
 from confiture_fast import _anon
+from confiture_fast.errors import RewriteError
 from confiture_fast.strategies import documents, fake, masks, pseudonyms, typed
-from confiture_fast.strategies.base import (MAX_HEX, UNIQUE_HEX_FLOOR, Params, RewriteError, Strategy,
+from confiture_fast.strategies.base import (MAX_HEX, UNIQUE_HEX_FLOOR, Params, Strategy,
                                             derive_key, siphash24)
 from confiture_fast.strategies.fake import FAKE_POOL_DRAWS
 

@@ -24,17 +24,6 @@ MAX_HEX = 32  # the PRF gives 128 bits
 _KEY_PERSON = b"confiture-fast/k"  # BLAKE2b personalization: keys are used for nothing else
 
 
-class RewriteError(ValueError):
-    """A COPY row the rewriter cannot handle; names the table, 1-based row, column and problem."""
-
-    def __init__(self, table: str, row: int, column: str, problem: str):
-        super().__init__(f"table {table!r}, row {row}, column {column!r}: {problem}")
-        self.table = table
-        self.row = row
-        self.column = column
-        self.problem = problem
-
-
 def derive_key(secret: bytes, seed: str | int) -> bytes:
     """16-byte PRF key for one rule: keyed BLAKE2b of the seed under the secret.
 
