@@ -6,7 +6,7 @@ import re
 
 import msgspec
 
-from .config import split_table_name
+from .config import TableNameError, split_table_name
 from .pg import qualify, quote_ident  # noqa: F401 - re-exported: catalog readers quote with it
 
 
@@ -199,7 +199,7 @@ def _designated(known, key: str) -> list[tuple[str, str]]:
     """The (schema, name) pairs of `known` that `key` can mean (see Catalog.find)."""
     try:
         meanings = split_table_name(key)
-    except ValueError:
+    except TableNameError:
         return []
     hits: dict[tuple[str, str], None] = {}
     for schema, name in meanings:

@@ -32,6 +32,7 @@ __all__ = [
     "Rules",
     "load_rules",
     "split_table_name",
+    "TableNameError",
     "Secret",
     "load_secret",
     "SECRET_ENV_VAR",
@@ -589,29 +590,33 @@ class Rules(msgspec.Struct, frozen=True):
 _QUOTED_PART = re.compile(r'"((?:[^"]|"")+)"|([^."]+)')
 
 
+class TableNameError(ValueError):
+    """A table key that split_table_name cannot read."""
+
+
 def split_table_name(key: str) -> tuple[tuple[str | None, str], ...]:
     """The (schema, name) pairs a table key can mean, schema None for a bare name.
 
     Spelled as in the catalog, no quoting: `users` -> the name; `crm.Customer List` -> schema crm, or a
     table whose name is the whole key (and `a.b.c` also ("a.b", "c")), which the catalog tells apart.
     With double quotes it means exactly one thing, SQL-style: `"a.b"` is the name a.b, `"a"."b"` and
-    `a."b"` schema a, name b; `""` inside quotes is a quote. Raises ValueError when malformed."""
+    `a."b"` schema a, name b; `""` inside quotes is a quote. Raises TableNameError when malformed."""
     if '"' not in key:
         if not key or key.startswith(".") or key.endswith("."):
-            raise ValueError(key)
+            raise TableNameError(key)
         splits = [(key[:i], key[i + 1:]) for i, ch in enumerate(key) if ch == "."]
         return ((None, key), *splits)
     parts, pos = [], 0
     while True:
         m = _QUOTED_PART.match(key, pos)
         if m is None:
-            raise ValueError(key)
+            raise TableNameError(key)
         parts.append(m.group(1).replace('""', '"') if m.group(1) is not None else m.group(2))
         pos = m.end()
         if pos == len(key):
             break
         if key[pos] != "." or len(parts) == 2:
-            raise ValueError(key)
+            raise TableNameError(key)
         pos += 1
     return ((None, parts[0]),) if len(parts) == 1 else ((parts[0], parts[1]),)
 
@@ -633,7 +638,7 @@ def load_rules(path: Path) -> Rules:
         for table, (key_node, value_node) in _mapping_pairs(root, path, "", problems).items():
             try:
                 split_table_name(table)
-            except ValueError:
+            except TableNameError:
                 problems.append(f"{path}:{_line(key_node)}: {table}: write the table as name or schema.name, "
                                 'double-quoting a part that holds a dot (\'"a.b"\', \'"a"."b"\')')
                 continue

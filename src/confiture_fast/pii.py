@@ -216,14 +216,14 @@ def content_kinds(value: str) -> dict[str, bool]:
         for m in IPV4_RE.finditer(text):
             try:
                 ipaddress.IPv4Address(m.group())
-            except ValueError:
+            except ipaddress.AddressValueError:
                 continue
             add("ip", m.group())
     if ":" in text:
         for m in IPV6_RE.finditer(text):
             try:
                 ipaddress.IPv6Address(m.group())
-            except ValueError:
+            except ipaddress.AddressValueError:
                 continue
             add("ip", m.group())
     if "ssn" not in found and "card" not in found:
@@ -627,7 +627,7 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int, ruled: dict[st
                 if how in _CONTAINERS:
                     try:
                         doc = json.loads(value)
-                    except ValueError:
+                    except json.JSONDecodeError:
                         continue
                     leaves = list(container_leaves(how, doc))
                     tallies[col.name].add_all((key, text) for _, key, text in leaves)
@@ -637,7 +637,7 @@ def scan_table(conn: psycopg.Connection, table: Table, rows: int, ruled: dict[st
                 elif how == "json":
                     try:
                         doc = json.loads(value)
-                    except ValueError:
+                    except json.JSONDecodeError:
                         continue
                     tallies[col.name].values += 1
                     for path, key, leaf in json_leaves(doc):

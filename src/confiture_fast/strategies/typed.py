@@ -172,9 +172,9 @@ class IpStrategy(TypedStrategy):
 
     def reference(self, p: IpParams, value, digest):
         addr_text, slash, mask_text = value.decode().partition("/")
+        if "%" in addr_text:  # IPv6 scope ids: Python reads them, PostgreSQL does not
+            raise ValueError("not an IP address")
         try:
-            if "%" in addr_text:  # IPv6 scope ids: Python reads them, PostgreSQL does not
-                raise ValueError
             addr = ipaddress.ip_address(addr_text)
         except ValueError:
             raise ValueError("not an IP address") from None
