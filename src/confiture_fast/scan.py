@@ -185,7 +185,7 @@ def summary(scans: list[TableScan]) -> str:
 # --------------------------------------------------------------------------- command
 
 
-def connect_read_only(what: str, env, purpose: str, timeout_ms: int | None = None) -> psycopg.Connection:
+def connect_read_only(what: str, env, timeout_ms: int | None = None, purpose: str = "scan") -> psycopg.Connection:
     """A source session (pg.source: read-only, row_security off), optionally with a statement timeout;
     a connection that fails is a ConfigError with its fix."""
     try:
@@ -260,7 +260,7 @@ def run_scan(req: ScanRequest) -> int:
         console.print(f"warning: {w}", markup=False)
     rules = load_rules_option(req.scope.rules_path)
     timeout_ms, rows = int(req.timeout * 1000), req.sample_rows
-    with connect_read_only("source", env, "scan", timeout_ms) as conn:
+    with connect_read_only("source", env, timeout_ms) as conn:
         catalog = read_catalog(conn)
         problems: list[str] = []
         chosen = select_tables(catalog, req.scope.selection, problems)

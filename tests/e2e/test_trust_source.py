@@ -247,7 +247,7 @@ def test_every_source_session_turns_row_security_off(pair):
 
     with pg.source(pair.src, "test") as conn:
         assert conn.execute("SHOW row_security").fetchone() == ("off",)
-    with scan.connect_read_only("source", resolve_environment(pair.src, pair.tmp), "test") as conn:
+    with scan.connect_read_only("source", resolve_environment(pair.src, pair.tmp)) as conn:
         assert conn.execute("SHOW row_security").fetchone() == ("off",)
     with coordinator.Session(pair.src, pair.dst, "src", "dst") as session:
         assert session.src.execute("SHOW row_security").fetchone() == ("off",)
