@@ -171,7 +171,8 @@ class Source(msgspec.Struct, frozen=True):
 
 
 class Existing(msgspec.Struct, frozen=True):
-    """Names on the target: what is there is never created (and, but for tables, never compared)."""
+    """What the target has: never created. A type or function the created objects would use instead
+    of the source's must be the source's (compared) and owned by us or a superuser."""
 
     schemas: frozenset[str] = frozenset()
     relations: frozenset[tuple[str, str]] = frozenset()
@@ -180,6 +181,10 @@ class Existing(msgspec.Struct, frozen=True):
     extensions: frozenset[str] = frozenset()
     version: int = 180000
     pending: frozenset[tuple[str, str]] = frozenset()  # (table, name) of verified pending_ddl records
+    type_defs: dict[tuple[str, str], TypeFact] = {}  # the target's enums, domains, composites, ranges
+    func_defs: dict[tuple[str, str, str], str | None] = {}  # pg_get_functiondef, by signature
+    owners: dict[tuple[str, str, str, str], str] = {}  # ('type', s, n, '') / ('func', s, n, args) -> not ours
+    me: str = ""
 
 
 class Step(msgspec.Struct, frozen=True):
@@ -320,6 +325,28 @@ def _function_sql(f: FuncFact) -> list[str] | None:
     return ["CREATE " + f.definition[len("CREATE OR REPLACE "):]] + _comment(f"{kind} {sig}", f.comment)
 
 
+_TYPE_PARTS = (("kind", "kind"), ("labels", "labels"), ("base", "base type"), ("not_null", "NOT NULL"),
+               ("default", "default"), ("collation", "collation"), ("attributes", "attributes"),
+               ("range", "range options"), ("canonical", "canonical function"))
+
+
+def _type_difference(ours: TypeFact, theirs: TypeFact) -> str | None:
+    """What differs between the source's type and the target's of the same name (the target's
+    there, the source's here); None when they hold and check the same values."""
+    for attr, label in _TYPE_PARTS:
+        a, b = getattr(ours, attr), getattr(theirs, attr)
+        if a != b:
+            return f"differs in its {label} ({_shown(b)} there, {_shown(a)} here)"
+    a, b = tuple(sorted(d for _, d in ours.checks)), tuple(sorted(d for _, d in theirs.checks))
+    return None if a == b else f"differs in its CHECKs ({_shown(b)} there, {_shown(a)} here)"
+
+
+def _shown(v) -> str:
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_shown(x) for x in v) + ")" if v else "none"
+    return "none" if v is None or v == "" else str(v)
+
+
 def _toposort(nodes: list[Node], edges: dict[Node, set[Node]]) -> list[Node]:
     """Every node after what it references (depth first, in the given order otherwise)."""
     out: list[Node] = []
@@ -354,6 +381,34 @@ class _Needs:
         self.need: dict[Node, None] = {}
         self.extensions: dict[str, None] = {}
         self.why_not: dict[Node, str] = {}
+        self.conflicts: set[str] = set()  # why_not texts that carry their own fix
+
+    def conflict(self, n: Node) -> str | None:
+        """Why the target's type or function of that name may not stand in for the source's: another
+        definition would change values silently, another owner could change it under us."""
+        kind, oid = n
+        have = self.have
+        if kind == "type" and oid in self.src.types:
+            t = self.src.types[oid]
+            key = ("type", t.schema, t.name, "")
+            theirs = have.type_defs.get((t.schema, t.name))
+            diff = "is another kind of type" if theirs is None else _type_difference(t, theirs)
+            alter = f"{'DOMAIN' if t.kind == 'd' else 'TYPE'} {qualify(t.schema, t.name)}"
+        elif kind == "func" and oid in self.src.funcs:
+            f = self.src.funcs[oid]
+            key = ("func", f.schema, f.name, f.args)
+            diff = None if have.func_defs.get(key[1:]) == f.definition else "has another definition"
+            alter = f"ROUTINE {qualify(f.schema, f.name)}({f.args})"
+        else:
+            return None
+        what = self.describe(n)
+        if diff is not None:
+            return (f"it needs {what}, which on the target {diff}: drop or rename the target's, or make it the "
+                    "source's")
+        if (owner := have.owners.get(key)) is not None:
+            return (f"it needs {what}, which on the target is owned by {owner}, who could change it: if {owner} is "
+                    f"trusted, ALTER {alter} OWNER TO {quote_ident(have.me)}; otherwise drop it")
+        return None
 
     def state(self, n: Node) -> bool | None:
         """True: on the target (or comes with an extension); False: to be created; None: cannot be."""
@@ -396,6 +451,10 @@ class _Needs:
         if state is None:
             self.why_not[n] = f"it needs {self.describe(n)}, which --create-schema does not create"
             return self.why_not[n]
+        if state and (why := self.conflict(n)) is not None:
+            self.why_not[n] = why
+            self.conflicts.add(why)
+            return why
         if state or n[0] == "rel":
             return None  # there, or a table created anyway
         for m in self.src.deps.get(n, ()):
@@ -430,8 +489,8 @@ def plan_schema(src: Source, have: Existing) -> SchemaPlan:
                 problems.append(f"{display_name(t.schema, t.name)}: its parent table {display_name(*p)} is neither "
                                 "selected nor on the target: select it too, or create it on the target first")
         if (why := needs.require_all(("rel", oid), skip=("rel",))) is not None:
-            problems.append(f"{display_name(t.schema, t.name)}: {why}: create it on the target first, "
-                            "or --exclude the table")
+            fix = "" if why in needs.conflicts else ": create it on the target first"
+            problems.append(f"{display_name(t.schema, t.name)}: {why}{fix}, or --exclude the table")
     if problems:
         raise ValidationError(f"--create-schema: {len(problems)} problem(s) found before creating anything:", problems)
     synced = {src.tables[r].schema for r in src.roots}
@@ -837,10 +896,7 @@ def read_source(conn: psycopg.Connection, selected: list[tuple[str, str]]) -> So
                               tuple(tuple(p) for p in r[8]), tuple(tuple(o) for o in r[9]), r[10], r[11], r[12])
               for r in rows}
     schemas = sorted({tables[r[1]].schema for r in rows})
-    types = {r[0]: TypeFact(r[0], r[1], r[2], r[3], tuple(r[4]), r[5] or "", r[6], r[7], r[8],
-                            tuple(tuple(c) for c in r[9]), tuple(tuple(a) for a in r[10]),
-                            tuple(tuple(o) for o in r[11]), r[12], r[13])
-             for r in conn.execute(_TYPES_SQL)}
+    types = {r[0]: _type_fact(r) for r in conn.execute(_TYPES_SQL)}
     func_oids = [o for refs in deps.values() for k, o in refs if k == "func"]
     funcs = {r[0]: FuncFact(*r) for r in conn.execute(_FUNCS_SQL, {"oids": func_oids, "schemas": schemas})}
     cons = tuple(ConFact(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]) if r[6] else None, r[7],
@@ -864,12 +920,18 @@ def read_source(conn: psycopg.Connection, selected: list[tuple[str, str]]) -> So
                   schema_comments)
 
 
+def _type_fact(r) -> TypeFact:
+    return TypeFact(r[0], r[1], r[2], r[3], tuple(r[4]), r[5] or "", r[6], r[7], r[8], tuple(tuple(c) for c in r[9]),
+                    tuple(tuple(a) for a in r[10]), tuple(tuple(o) for o in r[11]), r[12], r[13])
+
+
 def read_existing(conn: psycopg.Connection, keys) -> Existing:
     """The names the target has, and those its verified pending_ddl records will create (only
     compared with ours, never executed)."""
     from . import target as tgt
 
     q = lambda text: conn.execute(text).fetchall()  # noqa: E731
+    type_defs = {(r[1], r[2]): _type_fact(r) for r in q(_TYPES_SQL)}
     return Existing(
         schemas=frozenset(r[0] for r in q("SELECT nspname FROM pg_namespace")),
         relations=frozenset((s, n) for s, n in q("SELECT n.nspname, c.relname FROM pg_class c "
@@ -880,7 +942,27 @@ def read_existing(conn: psycopg.Connection, keys) -> Existing:
             "SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid) FROM pg_proc p "
             f"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN {_SYSTEM}")),
         extensions=frozenset(r[0] for r in q("SELECT extname FROM pg_extension")),
-        version=conn.info.server_version, pending=frozenset((i[1], i[2]) for i in tgt.pending(conn, keys)))
+        version=conn.info.server_version, pending=frozenset((i[1], i[2]) for i in tgt.pending(conn, keys)),
+        type_defs={k: msgspec.structs.replace(t, oid=0, comment=None) for k, t in type_defs.items()},
+        func_defs={(s, n, a): d for s, n, a, d in q(_TARGET_FUNCS_SQL)},
+        owners={tuple(r[:-1]): r[-1] for r in q(tgt.MINE + _FOREIGN_OWNERS_SQL)}, me=conn.info.user)
+
+
+_TARGET_FUNCS_SQL = f"""
+SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid),
+       CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN {_SYSTEM}
+"""
+
+# types and functions owned by a role that is neither ours (explicit membership, as for the state
+# schema) nor a superuser: such a role could alter them while we load through them
+_FOREIGN_OWNERS_SQL = f"""
+, foreign_(oid) AS (SELECT oid FROM pg_roles WHERE NOT rolsuper AND oid NOT IN (SELECT oid FROM mine))
+SELECT 'type', n.nspname, t.typname, '', t.typowner::regrole::text FROM pg_type t
+JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typowner IN (SELECT oid FROM foreign_)
+UNION ALL SELECT 'func', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.proowner::regrole::text
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proowner IN (SELECT oid FROM foreign_)
+"""
 
 
 # -- applying ------------------------------------------------------------------------------------

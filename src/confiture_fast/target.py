@@ -115,13 +115,13 @@ class StateKeys:
 
 
 # -- the state schema: ours, and nothing else in it -----------------------------------------------
-_MINE = """WITH RECURSIVE mine(oid) AS (
+MINE = """WITH RECURSIVE mine(oid) AS (
     SELECT oid FROM pg_roles WHERE rolname = current_user
     UNION SELECT m.roleid FROM pg_auth_members m JOIN mine ON m.member = mine.oid)
 """
 # Explicit membership, not pg_has_role(): that is true of every role for a superuser, which is
 # exactly the role an attacker with CREATE on the database hopes runs the sync.
-_STATE_SQL = _MINE + """
+_STATE_SQL = MINE + """
 SELECT n.oid, n.nspowner::regrole::text, n.nspowner IN (SELECT oid FROM mine),
        c.oid, c.relkind, c.relowner::regrole::text, c.relowner IN (SELECT oid FROM mine), current_user
 FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'pending_ddl'
@@ -182,7 +182,7 @@ def check_state(conn: psycopg.Connection) -> StateInfo:
         raise ConfigError(f"{STATE_SCHEMA}.pending_ddl on the target is owned by {owner}, not by {me} (or a role it "
                           "belongs to): its records could say anything, so it is not used",
                           f"if {owner} is trusted: ALTER TABLE {STATE_TABLE} OWNER TO {quote_ident(me)}; otherwise {drop}")
-    planted = [r[0] for r in conn.execute(_MINE + _FOREIGN_SQL, {"ns": ns, "table": table or 0})]
+    planted = [r[0] for r in conn.execute(MINE + _FOREIGN_SQL, {"ns": ns, "table": table or 0})]
     if planted:
         raise ConfigError(f"the target's state schema {STATE_SCHEMA} holds {planted[0]}, which confiture-fast did "
                           "not create: it could run with our privileges, so the state is not used"

@@ -94,11 +94,11 @@ def test_what_the_target_has_is_neither_created_nor_recorded():
     pk = ConFact(10, 1, "t_pkey", "p", "PRIMARY KEY (m)", index="t_pkey")
     src = source(t, u, types={100: mood}, cons=(pk,), deps={("rel", 1): (("type", 100),)})
     plan = plan_schema(src, Existing(schemas=frozenset({"public"}), types=frozenset({("public", "mood")}),
-                                     relations=frozenset({("public", "u")})))
+                                     type_defs={("public", "mood"): mood}, relations=frozenset({("public", "u")})))
     assert steps(plan) == [("table", "t")]
     assert [(p.name, p.phase) for p in plan.post] == [("t_pkey", 1)]
     again = plan_schema(src, Existing(schemas=frozenset({"public"}), types=frozenset({("public", "mood")}),
-                                      relations=frozenset({("public", "u")}), pending=frozenset({("t", "t_pkey")})))
+                                      type_defs={("public", "mood"): mood}, relations=frozenset({("public", "u")}), pending=frozenset({("t", "t_pkey")})))
     assert again.post == ()  # an interrupted run recorded it: the finish phase builds it
 
 
