@@ -10,9 +10,8 @@ import os
 import psycopg
 import pytest
 
-from confiture_fast import sample, schema
+from confiture_fast import pg, sample, schema
 from confiture_fast.target import StateKeys
-from confiture_fast.worker import prepare_session
 
 # Everything issue 14 lists, in one source database.
 RICH = r'''
@@ -278,8 +277,7 @@ def test_a_run_interrupted_after_the_schema_was_created_is_finished_by_the_next(
     together: a run that stops right after it leaves a state the next run completes."""
     pair.source(RICH)
     with psycopg.connect(pair.src, autocommit=True, options="-c search_path=") as s, \
-            psycopg.connect(pair.dst, autocommit=True) as d:
-        prepare_session(d)
+            pg.target(pair.dst, "test") as d:
         facts = schema.read_source(s, [("Mixed Case", 'Weird "Table"'), ("public", "events"), ("public", "parent"),
                                        ("public", "child"), ("public", "a"), ("public", "b"), ("public", "tree"),
                                        ("public", "booking")])
@@ -339,8 +337,7 @@ def test_a_forged_pending_record_stops_the_run_before_anything_is_created(pair):
     from confiture_fast.target import ensure_state
 
     pair.source("CREATE TABLE public.t (id int PRIMARY KEY)")
-    with psycopg.connect(pair.dst, autocommit=True) as d:
-        prepare_session(d)
+    with pg.target(pair.dst, "test") as d:
         ensure_state(d)
         d.execute("INSERT INTO _confiture_fast.pending_ddl (table_name, name, phase, create_sql, mac) "
                   "VALUES ('t', 'evil', 1, 'DROP TABLE x', '\\x00')")
