@@ -159,8 +159,7 @@ class Session:
             self.close()
             raise ConfigError(f"source and target are the same database ({target_display})",
                               "point --to at another database")
-        self.src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        self.snapshot = self.src.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        self.snapshot = pg.export_snapshot(self.src)
 
     def refuse_protected_target(self, source_env, target_env, env_dir: Path, warn) -> None:
         """refuse_protected for --to; the source, when protected, is compared through its open connection."""

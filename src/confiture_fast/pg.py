@@ -94,6 +94,13 @@ def source(conninfo: str, purpose: str, snapshot: str | None = None,
     return conn
 
 
+def export_snapshot(conn: psycopg.Connection) -> str:
+    """Opens, on a source session, the read-only repeatable-read transaction whose snapshot every
+    worker then reads under (source(..., snapshot=)), and exports it; it stays open until the session closes."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    return conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+
+
 def target(conninfo: str, purpose: str) -> psycopg.Connection:
     """A target session with our session settings."""
     conn = _open(conninfo, purpose)

@@ -115,6 +115,16 @@ def test_the_coordinator_and_the_use_case_hold_no_sql_that_changes_the_target(mo
     assert _sql_in(module) == []
 
 
+def test_the_coordinator_holds_no_sql_text_and_executes_nothing():
+    """Sessions, identities and the snapshot are pg.py's; what changes the target, prepare's and finish's."""
+    sql = r"(?:^|;)\s*(?:SELECT|WITH|BEGIN|SHOW|SET|CREATE|DROP|ALTER|TRUNCATE|ANALYZE|INSERT|UPDATE|DELETE|COPY)\b"
+    docs = _docstrings("coordinator.py")
+    assert [s for s in _strings("coordinator.py") if s not in docs and re.search(sql, s)] == []
+    tree = ast.parse((PACKAGE / "coordinator.py").read_text(encoding="utf-8"))
+    assert not [c.lineno for c in ast.walk(tree) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)
+                and c.func.attr in ("execute", "executemany", "cursor")]
+
+
 def test_the_load_and_the_report_execute_nothing():
     """Scheduling and reporting only: no statement is executed on either side by the load's code."""
     tree = ast.parse((PACKAGE / "coordinator.py").read_text(encoding="utf-8"))
