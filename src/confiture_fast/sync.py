@@ -323,12 +323,21 @@ def run_phases(phases: tuple[Phase, ...], r: SyncRun, console, *, verbose: bool,
     error ends the run; once the audit log has its start record, it gets the end record of the error."""
     from .progress import step
 
+    writing = None  # the first phase that began to change the target
     try:
         for i, p in enumerate(phases, 1):
             skipped = "--dry-run" if dry_run and p.writes else (p.skip(r) if p.skip else None)
             with step(console, verbose, i, len(phases), p.name, p.title, skipped):
                 if skipped is None:
+                    writing = writing or (p.name if p.writes else None)
                     p.run(r)
+    except KeyboardInterrupt as exc:
+        if writing is not None:
+            exc.message = (f"interrupted after the {writing} phase began changing the target: what it deferred is "
+                           f"recorded there, and the next sync into it rebuilds that first; run the sync again")
+        if r.audit is not None:
+            r.audit.write("end", outcome="error", error=getattr(exc, "message", None) or repr(exc))
+        raise
     except BaseException as exc:
         if r.audit is not None:
             r.audit.write("end", outcome="error", error=Redactor.clean(getattr(exc, "message", None) or repr(exc)))

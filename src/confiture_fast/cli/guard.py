@@ -24,10 +24,11 @@ def run(use_case: Callable[[], int | None], debug: bool, interrupted: str | None
     except typer.Exit:
         raise
     except KeyboardInterrupt as exc:
-        if interrupted:
+        said = getattr(exc, "message", None) or interrupted  # the use case may know better what was touched
+        if said:
             from ..progress import stderr_console
 
-            stderr_console().print(interrupted, markup=False)
+            stderr_console().print(said, markup=False)
         raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     except BaseException as exc:  # noqa: BLE001 - every error leaves as one clean message
         raise _fail(exc, debug) from None
