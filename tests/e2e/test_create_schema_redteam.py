@@ -136,3 +136,93 @@ def test_dry_run_create_schema_writes_nothing_at_all(pair):
     # no transaction id was assigned on the target server in between (all writes take one)
     after = pair.qt("SELECT txid_snapshot_xmax(txid_current_snapshot())")
     assert after[0][0] == xid[0][1], "the dry run took a transaction id on the target"
+
+
+L63 = "l" * 63
+NAMES = f'''
+CREATE SCHEMA a; CREATE SCHEMA "user"; CREATE SCHEMA other;
+CREATE TABLE a.b (id int PRIMARY KEY, v text CONSTRAINT v_ok CHECK (v <> ''));
+CREATE TABLE public."a.b" (id int PRIMARY KEY, v text CONSTRAINT v_ok CHECK (v <> 'x'));
+CREATE INDEX ab_v ON a.b (v); CREATE INDEX ab_v2 ON public."a.b" (v);
+CREATE TABLE "user"."select" ("from" int PRIMARY KEY, "Order" text, "{L63}" int);
+CREATE INDEX "{L63}" ON "user"."select" ("{L63}");
+CREATE TABLE public.m (id int, k int, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+CREATE TABLE public.m_1 PARTITION OF public.m FOR VALUES IN (1);
+CREATE TABLE other.m_1 PARTITION OF public.m FOR VALUES IN (2);
+ALTER TABLE public.m_1 ADD CONSTRAINT positive CHECK (id > 0);
+ALTER TABLE other.m_1 ADD CONSTRAINT positive CHECK (id > 1);
+CREATE INDEX ix ON public.m_1 (id); CREATE INDEX ix ON other.m_1 (id);
+INSERT INTO a.b VALUES (1, 'a'); INSERT INTO public."a.b" VALUES (2, 'b'); INSERT INTO "user"."select" VALUES (3, 'c', 4);
+INSERT INTO public.m VALUES (5, 1), (6, 2);
+'''
+_NAMED = "n.nspname IN ('public', 'a', 'user', 'other')"
+
+
+def test_look_alike_quoted_reserved_and_63_byte_names_and_same_named_objects_of_one_partition_tree(pair):
+    from tests.e2e.test_create_schema import shape
+
+    pair.source(NAMES)
+    r = pair.sync("--create-schema")
+    assert r.returncode == 0, r.stderr
+    a, b = shape(pair.src, _NAMED), shape(pair.dst, _NAMED)
+    for kind in ("columns", "constraints", "indexes", "relations"):
+        assert a[kind] == b[kind], kind
+    assert pair.qt("SELECT count(*) FROM _confiture_fast.pending_ddl") == [(0,)]
+    for t in ("a.b", 'public."a.b"', '"user"."select"', "public.m", "other.m_1"):
+        assert pair.qt(f"SELECT * FROM {t} ORDER BY 1") == pair.qs(f"SELECT * FROM {t} ORDER BY 1"), t
+
+
+KILLED = """
+CREATE TABLE public.small (id int PRIMARY KEY, v text UNIQUE);
+CREATE TABLE public.big (id int PRIMARY KEY, small_id int REFERENCES public.small (id), w text NOT NULL,
+  CONSTRAINT w_long CHECK (length(w) > 10));
+CREATE INDEX big_w ON public.big (w); CREATE INDEX big_w_rev ON public.big (reverse(w));
+CREATE INDEX big_w_upper ON public.big (upper(w)); CREATE INDEX big_small ON public.big (small_id, w);
+INSERT INTO small SELECT i, 's' || i FROM generate_series(1, 100) i;
+INSERT INTO big SELECT i, 1 + i % 100, repeat(md5(i::text), 8) FROM generate_series(1, 300000) i;
+"""
+_KILL_OURS = "n.nspname = 'public'"
+
+
+def _active(pair, like: str) -> bool:
+    return bool(pair.qt(f"SELECT 1 FROM pg_stat_activity WHERE query LIKE '{like}' AND state = 'active' AND datname = current_database() "
+                        "AND pid <> pg_backend_pid()"))
+
+
+@pytest.mark.parametrize("moment", ["COPY %big%", "CREATE INDEX%"])
+def test_a_run_killed_during_the_load_or_the_rebuild_is_finished_by_a_rerun(pair, moment):
+    """SIGKILL of the whole command (its workers die with it); the rerun creates nothing twice, loses
+    nothing, and still refuses a record nobody signed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.e2e.test_create_schema import shape
+
+    pair.source(KILLED)
+    env = {**os.environ, "COLUMNS": "200", "ANONYMIZATION_SECRET": "test-secret-0123456789abcdef"}
+    proc = subprocess.Popen([sys.executable, "-m", "confiture_fast", "sync", "--from", pair.src, "--to", pair.dst,
+                             "--no-progress", "--create-schema", "--parallel", "2"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    end = time.monotonic() + 120
+    while not _active(pair, moment):
+        assert proc.poll() is None, "the sync ended before it could be killed"
+        assert time.monotonic() < end
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert pair.qt("SELECT count(*) FROM _confiture_fast.pending_ddl")[0][0] > 0
+
+    pair.target("INSERT INTO _confiture_fast.pending_ddl (table_name, name, phase, create_sql, mac) "
+                "VALUES ('big', 'evil', 1, 'DROP TABLE public.small', '\\x00')")
+    refused = pair.sync("--create-schema")
+    assert refused.returncode == 2 and "cannot be verified" in refused.stderr, refused.stderr
+    pair.target("DELETE FROM _confiture_fast.pending_ddl WHERE name = 'evil'")
+
+    again = pair.sync("--create-schema")
+    assert again.returncode == 0, again.stderr
+    assert shape(pair.src, _KILL_OURS) == shape(pair.dst, _KILL_OURS)
+    for t in ("small", "big"):
+        assert pair.qt(f"SELECT * FROM {t} ORDER BY id") == pair.qs(f"SELECT * FROM {t} ORDER BY id"), t
+    assert pair.qt("SELECT count(*) FROM _confiture_fast.pending_ddl") == [(0,)]
