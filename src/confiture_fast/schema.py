@@ -455,13 +455,14 @@ class _Needs:
             self.why_not[n] = why
             self.conflicts.add(why)
             return why
-        if state or n[0] == "rel":
+        if n[0] == "rel":
             return None  # there, or a table created anyway
-        for m in self.src.deps.get(n, ()):
+        for m in self.src.deps.get(n, ()):  # also of what the target has: the functions its CHECKs call
             if (why := self.require(m, path + (n,))) is not None:
                 self.why_not[n] = why
                 return why
-        self.need[n] = None
+        if not state:
+            self.need[n] = None
         return None
 
     def require_all(self, n: Node, skip=("rel", "index")) -> str | None:

@@ -115,6 +115,20 @@ def test_a_domain_owned_on_the_target_by_another_role_is_refused(pair):
     _nothing_created(pair)
 
 
+def test_what_a_target_type_of_the_sources_definition_calls_is_checked_too(pair):
+    """The domain is the source's and ours, but its CHECK calls a function another role owns there:
+    the load would run that function as the sync's role."""
+    types = ("CREATE FUNCTION public.ok(numeric) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 > 0';"
+             "CREATE DOMAIN public.amount AS numeric CHECK (public.ok(VALUE))")
+    pair.source(f"{types}; CREATE TABLE public.t (id int PRIMARY KEY, a public.amount)")
+    dev = _role(pair, "dev")
+    pair.target(f"{types}; ALTER FUNCTION public.ok(numeric) OWNER TO {dev}")
+    r = pair.sync("--create-schema")
+    assert r.returncode == 2, r.stderr
+    assert f"it needs function ok(numeric), which on the target is owned by {dev}" in r.stderr, r.stderr
+    _nothing_created(pair)
+
+
 _CATALOG = ("SELECT 'class', c.oid::regclass::text, c.relkind::text FROM pg_class c UNION ALL "
             "SELECT 'ns', nspname, nspowner::text FROM pg_namespace UNION ALL "
             "SELECT 'type', typname, typnamespace::text FROM pg_type UNION ALL "
@@ -185,8 +199,8 @@ _KILL_OURS = "n.nspname = 'public'"
 
 
 def _active(pair, like: str) -> bool:
-    return bool(pair.qt(f"SELECT 1 FROM pg_stat_activity WHERE query LIKE '{like}' AND state = 'active' AND datname = current_database() "
-                        "AND pid <> pg_backend_pid()"))
+    return bool(pair.qt(f"SELECT 1 FROM pg_stat_activity WHERE query LIKE '{like}' AND state = 'active' "
+                        "AND datname = current_database() AND pid <> pg_backend_pid()"))
 
 
 @pytest.mark.parametrize("moment", ["COPY %big%", "CREATE INDEX%"])
