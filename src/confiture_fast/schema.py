@@ -99,6 +99,7 @@ class FuncFact(msgspec.Struct, frozen=True):
     args: str  # pg_get_function_identity_arguments
     definition: str | None  # pg_get_functiondef; None: an aggregate or window function, not created
     comment: str | None = None
+    opaque: bool = False  # a body whose calls pg_depend does not track (PL/pgSQL, SQL without BEGIN ATOMIC)
 
 
 class ConFact(msgspec.Struct, frozen=True):
@@ -382,6 +383,8 @@ class _Needs:
         self.extensions: dict[str, None] = {}
         self.why_not: dict[Node, str] = {}
         self.conflicts: set[str] = set()  # why_not texts that carry their own fix
+        self.runs = True  # what is required now runs during the load or the rebuild (not a trigger)
+        self.opaque: dict[Node, None] = {}  # such functions whose bodies' calls are not tracked
 
     def conflict(self, n: Node) -> str | None:
         """Why the target's type or function of that name may not stand in for the source's: another
@@ -451,6 +454,8 @@ class _Needs:
         if state is None:
             self.why_not[n] = f"it needs {self.describe(n)}, which --create-schema does not create"
             return self.why_not[n]
+        if self.runs and n[0] == "func" and self.src.funcs[n[1]].opaque:
+            self.opaque[n] = None
         if state and (why := self.conflict(n)) is not None:
             self.why_not[n] = why
             self.conflicts.add(why)
@@ -496,6 +501,7 @@ def plan_schema(src: Source, have: Existing) -> SchemaPlan:
         raise ValidationError(f"--create-schema: {len(problems)} problem(s) found before creating anything:", problems)
     synced = {src.tables[r].schema for r in src.roots}
     posts = _post_data(src, tables, available_rels, needs, not_created)
+    _opaque_calls(needs)
     for oid, f in sorted(src.funcs.items()):
         if f.schema in synced and (f.schema, f.name, f.args) not in have.funcs:
             if _function_sql(f) is None:
@@ -543,6 +549,22 @@ def plan_schema(src: Source, have: Existing) -> SchemaPlan:
         steps.append(Step("sequence ownership", f"{len(owned)} sequence(s)", tuple(owned)))
     return SchemaPlan(tuple(steps), tuple(posts), tuple(not_created),
                       tuple((src.tables[r].schema, src.tables[r].name) for r in src.roots if r in tables))
+
+
+def _opaque_calls(needs: _Needs) -> None:
+    """A function the load or the rebuild runs may call, from a body we cannot follow, any function
+    the target has: refused while other roles own functions there."""
+    foreign = sorted(f"{display_name(s, n)}({a}) owned by {o}" for (k, s, n, a), o in needs.have.owners.items()
+                     if k == "func")
+    if not needs.opaque or not foreign:
+        return
+    others = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+    raise ValidationError(
+        "--create-schema: the load or the rebuild would run functions whose bodies' calls are not tracked, on a "
+        "target where other roles own functions they could reach:",
+        [f"{needs.describe(n)}; the target's: {others}" for n in needs.opaque],
+        f"if those roles are trusted, ALTER ROUTINE ... OWNER TO {quote_ident(needs.have.me)}; otherwise drop "
+        "their functions, or --exclude the tables that need these")
 
 
 def _object(src: Source, n: Node):
@@ -594,6 +616,7 @@ def _post_data(src: Source, tables: dict[int, TableFact], available_rels, needs:
     for i in src.indexes:
         if i.table in tables and ok(("index", i.oid), f"index {qualify(tables[i.table].schema, i.name)}"):
             out.append(Post("index", root[i.table], i.name, 1, tuple(_index_sql(tables[i.table], i))))
+    needs.runs = False  # a trigger fires only after our run
     for tr in src.triggers:
         if tr.table not in tables:
             continue
@@ -810,7 +833,8 @@ WHERE t.oid >= 16384 AND t.typtype IN ('e', 'd', 'c', 'r') AND n.nspname NOT IN 
 
 _FUNCS_SQL = """
 SELECT p.oid, n.nspname, p.proname, pg_get_function_identity_arguments(p.oid),
-       CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END, obj_description(p.oid, 'pg_proc')
+       CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END, obj_description(p.oid, 'pg_proc'),
+       p.prosqlbody IS NULL AND (SELECT lanname FROM pg_language WHERE oid = p.prolang) NOT IN ('internal', 'c')
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE (p.oid = ANY(%(oids)s::oid[]) OR n.nspname = ANY(%(schemas)s::text[])) AND p.oid >= 16384
   AND n.nspname NOT IN """ + _SYSTEM + """

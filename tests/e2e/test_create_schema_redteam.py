@@ -129,6 +129,26 @@ def test_what_a_target_type_of_the_sources_definition_calls_is_checked_too(pair)
     _nothing_created(pair)
 
 
+def test_a_function_the_load_runs_whose_body_calls_are_not_tracked_is_refused_beside_other_roles_functions(pair):
+    """public.twice's PL/pgSQL body calls util.helper, which pg_depend does not record: another role
+    planted util.helper on the target, and the load computed the generated column with it."""
+    pair.source("CREATE SCHEMA util; CREATE FUNCTION util.helper(int) RETURNS int LANGUAGE sql IMMUTABLE "
+                "AS 'SELECT $1 * 2'; CREATE FUNCTION public.twice(int) RETURNS int LANGUAGE plpgsql IMMUTABLE "
+                "AS $$BEGIN RETURN util.helper($1); END$$;"
+                "CREATE TABLE public.t (id int PRIMARY KEY, d int GENERATED ALWAYS AS (public.twice(id)) STORED);"
+                "INSERT INTO t VALUES (1)")
+    dev = _role(pair, "dev")
+    pair.target(f"CREATE SCHEMA util AUTHORIZATION {dev}; SET ROLE {dev}; CREATE FUNCTION util.helper(int) "
+                "RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 3'; RESET ROLE")
+    r = pair.sync("--create-schema")
+    assert r.returncode == 2, r.stderr
+    assert f"function twice(integer); the target's: util.helper(integer) owned by {dev}" in r.stderr, r.stderr
+    _nothing_created(pair)
+    pair.target("DROP SCHEMA util CASCADE")
+    r = pair.sync("--create-schema")
+    assert r.returncode != 0 and "util.helper" in r.stderr  # the source's body needs it: a loud error, not a value
+
+
 _CATALOG = ("SELECT 'class', c.oid::regclass::text, c.relkind::text FROM pg_class c UNION ALL "
             "SELECT 'ns', nspname, nspowner::text FROM pg_namespace UNION ALL "
             "SELECT 'type', typname, typnamespace::text FROM pg_type UNION ALL "
