@@ -443,6 +443,8 @@ class _Needs:
 
     def require(self, n: Node, path: tuple[Node, ...] = ()) -> str | None:
         """Adds `n` and what it references to `need` (or its extension); None, or why it cannot be had."""
+        if self.runs and n[0] == "func" and (f := self.src.funcs.get(n[1])) is not None and f.opaque:
+            self.opaque[n] = None  # also when something that does not run (a trigger) required it first
         if n in self.need or n in path:
             return None
         if n in self.why_not:
@@ -454,8 +456,6 @@ class _Needs:
         if state is None:
             self.why_not[n] = f"it needs {self.describe(n)}, which --create-schema does not create"
             return self.why_not[n]
-        if self.runs and n[0] == "func" and self.src.funcs[n[1]].opaque:
-            self.opaque[n] = None
         if state and (why := self.conflict(n)) is not None:
             self.why_not[n] = why
             self.conflicts.add(why)
@@ -501,7 +501,6 @@ def plan_schema(src: Source, have: Existing) -> SchemaPlan:
         raise ValidationError(f"--create-schema: {len(problems)} problem(s) found before creating anything:", problems)
     synced = {src.tables[r].schema for r in src.roots}
     posts = _post_data(src, tables, available_rels, needs, not_created)
-    _opaque_calls(needs)
     for oid, f in sorted(src.funcs.items()):
         if f.schema in synced and (f.schema, f.name, f.args) not in have.funcs:
             if _function_sql(f) is None:
@@ -510,6 +509,7 @@ def plan_schema(src: Source, have: Existing) -> SchemaPlan:
             elif (why := needs.require(("func", oid))) is not None:
                 not_created.append(f"function {display_name(f.schema, f.name)}({f.args}): {why}")
     posts += _views(src, synced, have, needs, not_created)
+    _opaque_calls(needs)
     posts = [p for p in posts if (p.table, p.name) not in have.pending]  # an interrupted run's: built by the finish
     for t in tables.values():
         if t.row_security:
@@ -669,8 +669,10 @@ def _views(src: Source, synced: set[str], have: Existing, needs: _Needs, not_cre
                 if m[1] not in synced_rels:
                     why = f"it reads {needs.describe(m)}, which is not synced"
                     break
-            elif (why := needs.require(m)) is not None:
-                break
+            else:
+                needs.runs = v.kind == "m"  # a materialized view is filled, running its functions, in the finish
+                if (why := needs.require(m)) is not None:
+                    break
         if why is None and not v.definition.endswith(";"):
             why = "its definition could not be read"
         if why is not None:

@@ -149,6 +149,23 @@ def test_a_function_the_load_runs_whose_body_calls_are_not_tracked_is_refused_be
     assert r.returncode != 0 and "util.helper" in r.stderr  # the source's body needs it: a loud error, not a value
 
 
+
+def test_a_materialized_view_filled_by_a_function_whose_body_calls_are_not_tracked_is_refused_too(pair):
+    """The finish fills a created materialized view (WITH DATA), running the functions its query calls:
+    the same planted util.helper would compute its rows."""
+    pair.source("CREATE SCHEMA util; CREATE FUNCTION util.helper(int) RETURNS int LANGUAGE sql IMMUTABLE "
+                "AS 'SELECT $1 * 2'; CREATE FUNCTION public.twice(int) RETURNS int LANGUAGE plpgsql IMMUTABLE "
+                "AS $$BEGIN RETURN util.helper($1); END$$;"
+                "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO t VALUES (1);"
+                "CREATE MATERIALIZED VIEW public.doubled AS SELECT id, public.twice(id) AS d FROM public.t")
+    dev = _role(pair, "mv")
+    pair.target(f"CREATE SCHEMA util AUTHORIZATION {dev}; SET ROLE {dev}; CREATE FUNCTION util.helper(int) "
+                "RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 3'; RESET ROLE")
+    r = pair.sync("--create-schema")
+    assert r.returncode == 2, r.stderr
+    assert f"function twice(integer); the target's: util.helper(integer) owned by {dev}" in r.stderr, r.stderr
+    _nothing_created(pair)
+
 _CATALOG = ("SELECT 'class', c.oid::regclass::text, c.relkind::text FROM pg_class c UNION ALL "
             "SELECT 'ns', nspname, nspowner::text FROM pg_namespace UNION ALL "
             "SELECT 'type', typname, typnamespace::text FROM pg_type UNION ALL "
