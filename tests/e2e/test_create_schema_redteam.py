@@ -129,17 +129,26 @@ def test_what_a_target_type_of_the_sources_definition_calls_is_checked_too(pair)
     _nothing_created(pair)
 
 
+# public.twice's PL/pgSQL body calls util.helper: pg_depend does not record that call.
+TWICE_CALLS_HELPER = ("CREATE SCHEMA util; CREATE FUNCTION util.helper(int) RETURNS int LANGUAGE sql IMMUTABLE "
+                      "AS 'SELECT $1 * 2'; CREATE FUNCTION public.twice(int) RETURNS int LANGUAGE plpgsql IMMUTABLE "
+                      "AS $$BEGIN RETURN util.helper($1); END$$;")
+
+
+def _plant_helper(pair, owner: str) -> None:
+    """Another role's util.helper on the target, computing other values than the source's."""
+    pair.target(f"CREATE SCHEMA util AUTHORIZATION {owner}; SET ROLE {owner}; CREATE FUNCTION util.helper(int) "
+                "RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 3'; RESET ROLE")
+
+
 def test_a_function_the_load_runs_whose_body_calls_are_not_tracked_is_refused_beside_other_roles_functions(pair):
     """public.twice's PL/pgSQL body calls util.helper, which pg_depend does not record: another role
     planted util.helper on the target, and the load computed the generated column with it."""
-    pair.source("CREATE SCHEMA util; CREATE FUNCTION util.helper(int) RETURNS int LANGUAGE sql IMMUTABLE "
-                "AS 'SELECT $1 * 2'; CREATE FUNCTION public.twice(int) RETURNS int LANGUAGE plpgsql IMMUTABLE "
-                "AS $$BEGIN RETURN util.helper($1); END$$;"
+    pair.source(TWICE_CALLS_HELPER +
                 "CREATE TABLE public.t (id int PRIMARY KEY, d int GENERATED ALWAYS AS (public.twice(id)) STORED);"
                 "INSERT INTO t VALUES (1)")
     dev = _role(pair, "dev")
-    pair.target(f"CREATE SCHEMA util AUTHORIZATION {dev}; SET ROLE {dev}; CREATE FUNCTION util.helper(int) "
-                "RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 3'; RESET ROLE")
+    _plant_helper(pair, dev)
     r = pair.sync("--create-schema")
     assert r.returncode == 2, r.stderr
     assert f"function twice(integer); the target's: util.helper(integer) owned by {dev}" in r.stderr, r.stderr
@@ -153,14 +162,11 @@ def test_a_function_the_load_runs_whose_body_calls_are_not_tracked_is_refused_be
 def test_a_materialized_view_filled_by_a_function_whose_body_calls_are_not_tracked_is_refused_too(pair):
     """The finish fills a created materialized view (WITH DATA), running the functions its query calls:
     the same planted util.helper would compute its rows."""
-    pair.source("CREATE SCHEMA util; CREATE FUNCTION util.helper(int) RETURNS int LANGUAGE sql IMMUTABLE "
-                "AS 'SELECT $1 * 2'; CREATE FUNCTION public.twice(int) RETURNS int LANGUAGE plpgsql IMMUTABLE "
-                "AS $$BEGIN RETURN util.helper($1); END$$;"
+    pair.source(TWICE_CALLS_HELPER +
                 "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO t VALUES (1);"
                 "CREATE MATERIALIZED VIEW public.doubled AS SELECT id, public.twice(id) AS d FROM public.t")
     dev = _role(pair, "mv")
-    pair.target(f"CREATE SCHEMA util AUTHORIZATION {dev}; SET ROLE {dev}; CREATE FUNCTION util.helper(int) "
-                "RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 3'; RESET ROLE")
+    _plant_helper(pair, dev)
     r = pair.sync("--create-schema")
     assert r.returncode == 2, r.stderr
     assert f"function twice(integer); the target's: util.helper(integer) owned by {dev}" in r.stderr, r.stderr
