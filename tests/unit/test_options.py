@@ -98,6 +98,21 @@ def test_a_value_out_of_range_is_refused_at_the_edge_in_one_line_with_exit_2(mon
     assert fix.startswith(f"  fix: pass {flag} ") and "leave it out (default: " in fix
 
 
+NOT_NUMBERS = [("sync", "--parallel", "many", "1 to 64"), ("sync", "--batch-size", "abc", "1 or more"),
+               ("sync", "--slice-size", "1.5", "1 or more (MiB)"), ("sync", "--retries", "", "0 to 10"),
+               ("bench", "--batch-size", "5k", "1 or more")]
+
+
+@pytest.mark.parametrize("command, flag, value, allowed", NOT_NUMBERS, ids=[f"{c}{f}={v}" for c, f, v, _ in NOT_NUMBERS])
+def test_a_value_that_is_not_a_whole_number_is_our_one_line_error_not_a_usage_box(monkeypatch, capsys, command, flag,
+                                                                                 value, allowed):
+    code, err, req = _given(monkeypatch, capsys, command, flag, value)
+    assert code == 2 and req is None
+    message, fix = err.splitlines()
+    assert message == f"error: {flag} {value!r} is not a whole number: it takes {allowed}"
+    assert fix.startswith(f"  fix: pass {flag} ")
+
+
 SCOPE_ARGS = ["--env-dir", "envs", "--source-port", "6000", "--tables", "a,b", "--tables", "c", "--include", "crm.*",
               "--exclude", "logs", "--anonymize-config", "rules.yaml"]
 EXPECTED_SCOPE = Scope(source="a", env_dir=Path("envs"), source_port=6000,

@@ -48,7 +48,7 @@ def command(
     repeat: Annotated[int, typer.Option("--repeat", min=1, help="Interleaved rounds; medians and spreads over them.")] = 3,
     sweep: Annotated[bool, typer.Option("--sweep", help="Run the sync (anonymized when the tables have rules) with --parallel 1,2,4 x --batch-size 1000,5000,20000, and recommend one.")] = False,
     parallel: ParallelOpt = None,
-    batch_size: BatchSizeOpt = LoadOptions().batch_size,
+    batch_size: BatchSizeOpt = str(LoadOptions().batch_size),
     pg_bin: Annotated[Optional[Path], typer.Option("--pg-bin", help="PostgreSQL bin folder of the throwaway servers (default: the embedded PostgreSQL 18).")] = None,
     pgcopydb: Annotated[bool, typer.Option("--pgcopydb", help="Also time `pgcopydb clone` of the same tables (its pg_dump must handle the servers' version).")] = False,
     server_settings: Annotated[Optional[str], typer.Option("--server-settings", metavar="PROFILE", help="Settings of the throwaway servers: production (the default: shared_buffers 1GB, max_wal_size 8GB, checkpoint_timeout 30min, synchronous_commit off) or default (the server's own, as earlier benches ran).")] = None,

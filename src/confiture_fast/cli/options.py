@@ -23,11 +23,12 @@ ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", help="Leav
 EnvDirOpt = Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")]
 SourcePortOpt = Annotated[Optional[int], typer.Option("--source-port", help="Override the source port (SSH tunnel).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
-# How a sync loads; checked by load_options, not by typer, so that a bad value is one of our one-line errors.
-ParallelOpt = Annotated[Optional[int], typer.Option("--parallel", help="Worker processes, 1 to 64 (default: number of cores).")]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Rows gathered before each write to the target (also capped at 8 MiB).")]
-SliceSizeOpt = Annotated[int, typer.Option("--slice-size", help="Tables larger than this many MiB are split into slices loaded in parallel.")]
-RetriesOpt = Annotated[int, typer.Option("--retries", help="Retries, 0 to 10, of a table or slice after a transient connection error.")]
+# How a sync loads: taken as text and checked by load_options, not by typer, so that a bad value (out of range,
+# or not a number at all) is one of our one-line errors.
+ParallelOpt = Annotated[Optional[str], typer.Option("--parallel", metavar="N", help="Worker processes, 1 to 64 (default: number of cores).")]
+BatchSizeOpt = Annotated[str, typer.Option("--batch-size", metavar="ROWS", help="Rows gathered before each write to the target (also capped at 8 MiB).")]
+SliceSizeOpt = Annotated[str, typer.Option("--slice-size", metavar="MIB", help="Tables larger than this many MiB are split into slices loaded in parallel.")]
+RetriesOpt = Annotated[str, typer.Option("--retries", metavar="N", help="Retries, 0 to 10, of a table or slice after a transient connection error.")]
 
 _LIMITS = {"parallel": (1, 64), "batch_size": (1, None), "slice_size": (1, None), "retries": (0, 10)}
 
@@ -49,20 +50,25 @@ def rules_or_default(rules_path: Path | None) -> Path | None:
     return DEFAULT_RULES if DEFAULT_RULES.exists() else None
 
 
-def load_options(parallel: int | None = None, **values: int) -> LoadOptions:
-    """The load flags, checked once: a value out of range is a ConfigError naming the flag and its range.
-    --parallel left out is the number of cores."""
-    values["parallel"] = parallel if parallel is not None else os.cpu_count() or 1
+def load_options(parallel: int | str | None = None, **given: int | str) -> LoadOptions:
+    """The load flags, checked once: a value that is not a whole number, or out of range, is a ConfigError
+    naming the flag and its range. --parallel left out is the number of cores."""
+    given["parallel"] = parallel if parallel is not None else os.cpu_count() or 1
     default = LoadOptions()
-    for name, value in values.items():
+    values = {}
+    for name, text in given.items():
         low, high = _LIMITS[name]
+        flag = "--" + name.replace("_", "-")
+        allowed = f"{low} to {high}" if high is not None else f"{low} or more"
+        unit = " (MiB)" if name == "slice_size" else ""
+        fix = (f"pass {flag} {allowed}, or leave it out (default: "
+               f"{'the number of cores' if name == 'parallel' else getattr(default, name)})")
+        try:
+            value = values[name] = int(text)
+        except ValueError:
+            raise ConfigError(f"{flag} {text!r} is not a whole number: it takes {allowed}{unit}", fix) from None
         if value < low or (high is not None and value > high):
-            flag = "--" + name.replace("_", "-")
-            allowed = f"{low} to {high}" if high is not None else f"{low} or more"
-            unit = " (MiB)" if name == "slice_size" else ""
-            raise ConfigError(f"{flag} {value} is out of range: it takes {allowed}{unit}",
-                              f"pass {flag} {allowed}, or leave it out (default: "
-                              f"{'the number of cores' if name == 'parallel' else getattr(default, name)})")
+            raise ConfigError(f"{flag} {value} is out of range: it takes {allowed}{unit}", fix)
     return LoadOptions(**values)
 
 
