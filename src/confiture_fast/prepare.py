@@ -78,7 +78,7 @@ def preflight(conn: psycopg.Connection, plan: Plan, keys: StateKeys, warn) -> Pl
         rel, name, mode = stuck[0]
         me = conn.execute("SELECT current_user").fetchone()[0]
         raise ConfigError(f"{rel}: its trigger {name} ({_MODES[mode]}) would fire during the load, and only the "
-                          f"table's owner may disable it" + (f" ({len(stuck) - 1} more such)" if len(stuck) > 1 else ""),
+                          f"table's owner may disable it" + _more(stuck),
                           f"make {me} own it (ALTER TABLE {rel} OWNER TO {quote_ident(me)}), disable the trigger "
                           f"(ALTER TABLE {rel} DISABLE TRIGGER {quote_ident(name)}), or --exclude the table")
     # Rows loaded through a partitioned table reach its partitions as the role the load runs as: the
@@ -95,7 +95,7 @@ def preflight(conn: psycopg.Connection, plan: Plan, keys: StateKeys, warn) -> Pl
         leaf, owner, parent = routed[0]
         raise ConfigError(f"{leaf}: this partition of {parent} is owned by {owner}, not by the owner of {parent}, "
                           f"through which it is loaded: its CHECKs and defaults would run with the rights of "
-                          f"{parent}'s owner" + (f" ({len(routed) - 1} more such)" if len(routed) > 1 else ""),
+                          f"{parent}'s owner" + _more(routed),
                           f"make one role own {parent} and its partitions (ALTER TABLE {leaf} OWNER TO ...), "
                           f"or --exclude the table")
     # ... and a table is loaded as its owner, who must be able to reach it through its schema.
@@ -109,9 +109,14 @@ def preflight(conn: psycopg.Connection, plan: Plan, keys: StateKeys, warn) -> Pl
         rel, owner, schema = unreachable[0]
         raise ConfigError(f"{rel}: it is loaded as its owner {owner} (so that its CHECKs and defaults never run with "
                           f"superuser rights), who has no USAGE on its schema {schema}"
-                          + (f" ({len(unreachable) - 1} more such)" if len(unreachable) > 1 else ""),
+                          + _more(unreachable),
                           f"GRANT USAGE ON SCHEMA {quote_ident(schema)} TO {quote_ident(owner)}, or --exclude the table")
     return plan
+
+
+def _more(found: list) -> str:
+    """A refusal names the first offender; the rest are counted, so that fixing one is not a surprise."""
+    return f" ({len(found) - 1} more such)" if len(found) > 1 else ""
 
 
 _MODES = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA", "D": "DISABLE"}
