@@ -145,6 +145,7 @@ class Table(msgspec.Struct, frozen=True):
     # itself or leaves whose row-level security would hide rows from our role (qualified names)
     row_security: tuple[str, ...] = ()
     parents: tuple[tuple[str, str], ...] = ()  # INHERITS (...): (schema, name) of each direct parent
+    primary_key: tuple[str, ...] = ()  # its PRIMARY KEY's columns, in key order (a --sample hashes them)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -457,6 +458,12 @@ WHERE i.indrelid = ANY(%(oids)s::oid[])
 ORDER BY i.indrelid, ic.relname
 """
 
+_PRIMARY_KEYS_SQL = """
+SELECT i.indrelid, ARRAY(SELECT a.attname FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(n, o)
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)
+FROM pg_index i WHERE i.indisprimary AND i.indrelid = ANY(%(oids)s::oid[])
+"""
+
 _INHERITS_SQL = """
 SELECT i.inhrelid, n.nspname, p.relname
 FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace
@@ -571,6 +578,7 @@ def read_catalog(conn) -> Catalog:
     parents: dict[int, list[tuple[str, str]]] = {}
     for relid, schema, name in conn.execute(_INHERITS_SQL, {"oids": oids}).fetchall():
         parents.setdefault(relid, []).append((schema, name))
+    primary = dict(conn.execute(_PRIMARY_KEYS_SQL, {"oids": oids}).fetchall())
     partitions = {(s, n): (rs, r) for s, n, rs, r in
                   conn.execute(_PARTITIONS_SQL, {"oids": [r[0] for r in rows if r[3] == "p"]}).fetchall()}
     display_of = {r[0]: display_name(r[1], r[2]) for r in rows}
@@ -586,7 +594,7 @@ def read_catalog(conn) -> Catalog:
             indexes=tuple(indexes.get(oid, ())), can_read=can_read, can_load=can_load, owned=owned,
             user_triggers=tuple(sorted(triggers.get(oid, ()))), checks=tuple(checks.get(oid, {}).values()),
             row_security=((qualify(schema, name),) if rls else ()) + tuple(sorted(hidden.get(oid, ()))),
-            parents=tuple(parents.get(oid, ())),
+            parents=tuple(parents.get(oid, ())), primary_key=tuple(primary.get(oid, ())),
         )
         tables[t.key] = t
     creatable = conn.execute(

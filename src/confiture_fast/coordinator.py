@@ -33,6 +33,7 @@ class TableResult(msgspec.Struct, frozen=True):
     anonymized_columns: list[str]
     status: str  # synced | skipped | failed
     error: str | None = None
+    subset: bool = False  # only the subset's rows (--where, --sample), else the whole table
 
 
 class SyncResult(msgspec.Struct, frozen=True):
@@ -262,18 +263,18 @@ class Load:
     def table_result(self, t: TablePlan) -> TableResult:
         if t.name in self.plan.completed:
             done = self.opts.checkpoint_state.completed_tables[t.name]
-            return TableResult(t.name, done.rows_synced, 0, 0.0, t.anonymized_columns, "skipped")
+            return TableResult(t.name, done.rows_synced, 0, 0.0, t.anonymized_columns, "skipped", subset=t.subset)
         units = self.units[t.name]
         rows, size = sum(u.rows for u in units), sum(u.bytes_in for u in units)
         secs = max((u.seconds for u in units), default=0.0)
         if len(units) == len(t.units):
-            return TableResult(t.name, rows, size, secs, t.anonymized_columns, "synced")
+            return TableResult(t.name, rows, size, secs, t.anonymized_columns, "synced", subset=t.subset)
         why = self.failed.get(t.name, "not started: the sync stopped before it")
         if units and t.shared_relations:
             why += f" — PARTIALLY LOADED: {len(units)} of {len(t.units)} slices committed; rerun (or --resume) reloads it"
         elif t.shared_relations:
             why += " — the table was emptied and not reloaded; rerun (or --resume) reloads it"
-        return TableResult(t.name, rows, size, secs, t.anonymized_columns, "failed", why)
+        return TableResult(t.name, rows, size, secs, t.anonymized_columns, "failed", why, t.subset)
 
 
 def load(session: Session, plan: Plan, opts: RunOptions, console, finisher: Finisher, mode: str) -> Load:

@@ -13,6 +13,7 @@ from .catalog import Catalog, Column, ForeignKey, Index, Table, ambiguous, displ
 from .errors import ValidationError
 from .request import LoadOptions, Selection
 from .rules import Origin, resolve
+from .subset import SubsetPlan, rows_sql
 
 
 class Unit(msgspec.Struct, frozen=True):
@@ -42,6 +43,7 @@ class TablePlan(msgspec.Struct, frozen=True):
     est_bytes: int
     has_user_triggers: bool  # on the target: disabled during the load when replica mode is not allowed
     type_changes: tuple[str, ...] = ()  # accepted type differences, 'amount: numeric(12,2) -> numeric(14,2), lossless widening'
+    subset: bool = False  # only the rows of the subset's closure (--where, --sample), else the whole table
 
     @property
     def anonymized_columns(self) -> list[str]:
@@ -99,6 +101,7 @@ class Plan(msgspec.Struct, frozen=True):
     anonymize: bool
     warnings: tuple[str, ...] = ()  # printed before the load: CHECK constraints a rule's output may not satisfy
     kept: tuple[Kept, ...] = ()  # target indexes and constraints that other objects need: loaded with them
+    subset: SubsetPlan | None = None  # --where, --sample, --subset-config: the closure, planned and checked
 
     def table(self, name: str) -> TablePlan:
         return next(t for t in self.tables if t.name == name)
@@ -192,7 +195,8 @@ def _through_parent(src: Table, dst: Table) -> bool:
     return src.kind == "p" and (dst.kind != "p" or not {(x.schema, x.name) for x in src.leaves} <= dst_leaves)
 
 
-def _units(src: Table, dst: Table, columns: tuple[str, ...], max_bytes: int, binary: bool) -> tuple[Unit, ...]:
+def _units(src: Table, dst: Table, columns: tuple[str, ...], max_bytes: int, binary: bool,
+           subset: SubsetPlan | None = None) -> tuple[Unit, ...]:
     """One unit per leaf (or for the table), each split into key or ctid ranges when larger than
     `max_bytes`. A unit that is alone on its relation empties it itself and loads with FREEZE.
     Tables with user triggers on the target are never split: disabling them without replica mode
@@ -210,6 +214,8 @@ def _units(src: Table, dst: Table, columns: tuple[str, ...], max_bytes: int, bin
     # A partitioned target table has no rows of its own: it cannot be emptied ONLY nor take FREEZE. Rows
     # go through it to its leaves, and it is emptied whole, up front (target.empty).
     owns = dst.kind != "p"
+    if subset is not None and (place := subset.place(src.display)) is not None:
+        return _subset_units(src, dst, cols, binary, copy_in, owns, subset, *place)
     if _through_parent(src, dst):
         return (Unit(src.display, dst.qualified, f"COPY (SELECT {cols} FROM {src.qualified}) TO STDOUT{fmt}",
                      copy_in(dst.qualified, owns), src.est_rows, src.est_bytes, owns, binary),)
@@ -226,6 +232,29 @@ def _units(src: Table, dst: Table, columns: tuple[str, ...], max_bytes: int, bin
             units.append(Unit(src.display, rel,
                               f"COPY (SELECT {cols} FROM ONLY {leaf.qualified} WHERE {where}) TO STDOUT{fmt}",
                               copy_in(rel, False), leaf.est_rows // n, leaf.est_bytes // n, False, binary))
+    return tuple(units)
+
+
+def _in_subset(subset: SubsetPlan | None, src: Table) -> bool:
+    return subset is not None and subset.place(src.display) is not None
+
+
+def _subset_units(src, dst, cols, binary, copy_in, owns, subset, group, tag) -> tuple[Unit, ...]:
+    """A subset table's rows: one unit per leaf (each runs the closure once: never sliced), or one through
+    its parent; the estimate is the closure's count, shared among the leaves by their sizes."""
+    rows = subset.rows.get(src.display, src.est_rows)
+    scale = rows / src.est_rows if src.est_rows else 0.0
+    fmt = " (FORMAT binary)" if binary else ""
+    if _through_parent(src, dst):
+        return (Unit(src.display, dst.qualified, f"COPY ({rows_sql(group, tag, cols, src.qualified, False)}) TO STDOUT{fmt}",
+                     copy_in(dst.qualified, owns), rows, int(src.est_bytes * scale), owns, binary),)
+    units = []
+    for leaf in src.leaves:
+        rel = leaf.qualified if src.kind == "p" else dst.qualified
+        alone = owns or src.kind == "p"
+        n = rows if len(src.leaves) == 1 else int(leaf.est_rows * scale)
+        units.append(Unit(src.display, rel, f"COPY ({rows_sql(group, tag, cols, leaf.qualified, True)}) TO STDOUT{fmt}",
+                          copy_in(rel, alone), n, int(leaf.est_bytes * scale), alone, binary))
     return tuple(units)
 
 
@@ -264,13 +293,14 @@ def _slice_conditions(leaf, n: int) -> list[str]:
 
 def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: bytes | None, *,
                cascade: bool = False, completed: frozenset[str] = frozenset(),
-               slice_size: int = LoadOptions().slice_size) -> Plan:
+               slice_size: int = LoadOptions().slice_size, subset: SubsetPlan | None = None) -> Plan:
     """Validates everything against both catalogs; raises ValidationError listing every problem.
     Tables larger than `slice_size` MiB (--slice-size) are split into slices.
 
     `completed` tables (from a checkpoint being resumed) stay in the plan but are not emptied,
-    loaded, or have their indexes rebuilt."""
-    problems: list[str] = []
+    loaded, or have their indexes rebuilt. With `subset`, its tables copy only the closure's rows, and
+    the problems found planning and checking it are reported with the others."""
+    problems: list[str] = list(subset.problems) if subset is not None else []
     selected = select_tables(source, sel, problems)
     keys = {t.key for t in selected}
     names = {t.display for t in selected}
@@ -354,10 +384,11 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
             origins=tuple(r.origin for r in applied),
             skipped_generated=tuple(c.name for c in src.columns if c.generated),
             extra_target_columns=tuple(extra),
-            units=_units(src, dst, tuple(columns), slice_size << 20 if not dst.user_triggers else 1 << 62,
-                         _binary(src, dst, tuple(columns), bool(field_rules))),
-            est_rows=src.est_rows, est_bytes=src.est_bytes, has_user_triggers=bool(dst.user_triggers),
-            type_changes=tuple(type_changes)))
+            units=(units := _units(src, dst, tuple(columns), slice_size << 20 if not dst.user_triggers else 1 << 62,
+                                   _binary(src, dst, tuple(columns), bool(field_rules)), subset)),
+            est_rows=sum(u.est_rows for u in units) if (part := _in_subset(subset, src)) else src.est_rows,
+            est_bytes=sum(u.est_bytes for u in units) if part else src.est_bytes,
+            has_user_triggers=bool(dst.user_triggers), type_changes=tuple(type_changes), subset=part))
 
     # What may be emptied: exactly the selected tables, unless --cascade names more.
     cascade_tables: dict[tuple[str, str], Table] = {}
@@ -388,7 +419,7 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
     return Plan(tables=tuple(plans), completed=tuple(sorted(completed & names)), cascade=tuple(t.display for t in cascaded),
                 cascade_relations=tuple(t.qualified for t in cascaded),
                 deferred=deferred, sequences=sequences, anonymize=rules is not None, warnings=tuple(warnings),
-                kept=kept)
+                kept=kept, subset=subset)
 
 
 def _sequences(source: Catalog, target: Catalog, selected: list[Table], problems: list[str]) -> tuple[SequenceSync, ...]:

@@ -21,15 +21,31 @@ class Selection(msgspec.Struct, frozen=True):
     exclude: tuple[str, ...] = ()
 
 
+class SubsetRoot(msgspec.Struct, frozen=True):
+    """A table given a condition by --where, --sample or --subset-config: its matching rows are seed rows."""
+
+    table: str  # as written, resolved against the source's catalog by the planner (subset.py)
+    origin: str  # where it was given, for messages: '--where', '--sample', 'subset.yaml'
+    where: tuple[str, ...] = ()  # SQL conditions over the table, all of which must hold
+    sample: float | None = None  # percent of the rows, 0 < sample <= 100, chosen by a keyed hash of the primary key
+
+
+class Subset(msgspec.Struct, frozen=True):
+    """--where, --sample and --subset-config, parsed (subset.parse); no roots: whole tables."""
+
+    roots: tuple[SubsetRoot, ...] = ()
+
+
 class Scope(msgspec.Struct, frozen=True, kw_only=True):
     """Where the rows come from and which tables: --from, --env-dir, --source-port, --tables,
-    --include, --exclude and --anonymize-config."""
+    --include, --exclude, --anonymize-config, and the subset of their rows (--where, --sample, --subset-config)."""
 
     source: str
     env_dir: Path  # also where --to is looked up
     source_port: int | None = None
     selection: Selection = Selection()
     rules_path: Path | None = None
+    subset: Subset = Subset()
 
 
 class LoadOptions(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,17 +12,20 @@ from .rules import Declared
 
 def render(result, console, checkpoint: Path | None) -> None:
     table = Table(title="confiture-fast sync", title_justify="left")
+    subset = any(t.subset for t in result.tables)  # --where, --sample: say per table what was copied
     for col, justify in (("table", "left"), ("rows", "right"), ("MB", "right"), ("seconds", "right"),
-                         ("rows/s", "right"), ("anonymized columns", "left"), ("status", "left")):
+                         ("rows/s", "right"), ("anonymized columns", "left"), ("status", "left")) + \
+            ((("copied", "left"),) if subset else ()):
         table.add_column(col, justify=justify)
     for t in result.tables:
         rate = f"{t.rows / t.seconds:,.0f}" if t.seconds > 0 else "-"
         table.add_row(t.table, f"{t.rows:,}", f"{t.bytes / 1e6:,.1f}", f"{t.seconds:.2f}", rate,
-                      ", ".join(t.anonymized_columns) or "-", t.status)
+                      ", ".join(t.anonymized_columns) or "-", t.status,
+                      *([f"subset of {t.rows:,} rows" if t.subset else "whole"] if subset else []))
     rate = f"{result.total_rows / result.seconds:,.0f}" if result.seconds > 0 else "-"
     table.add_section()
     table.add_row("total", f"{result.total_rows:,}", f"{sum(t.bytes for t in result.tables) / 1e6:,.1f}",
-                  f"{result.seconds:.2f}", rate, "", "ok" if result.ok else "FAILED")
+                  f"{result.seconds:.2f}", rate, "", "ok" if result.ok else "FAILED", *([""] if subset else []))
     console.print(table)
     if result.created or result.not_created:
         console.print(f"--create-schema: created {len(result.created)} object(s) on the target "
@@ -47,6 +50,8 @@ def render_plan(plan, trigger_mode: str, console, schema=None) -> None:
         notes = []
         if t.name in plan.completed:
             notes.append("skipped: completed in the checkpoint")
+        if t.subset:
+            notes.append("subset: the closure's rows")
         if len(t.units) > 1:
             notes.append(f"split into {len(t.units)} " + ("slices" if t.shared_relations else "partitions"))
         if t.units and t.units[0].binary:
@@ -58,6 +63,8 @@ def render_plan(plan, trigger_mode: str, console, schema=None) -> None:
         table.add_row(str(n), t.name, f"{t.est_rows:,}", f"{t.est_bytes / 1e6:,.1f}", str(len(t.units)), rules,
                       "\n".join(notes))
     console.print(table)
+    if plan.subset is not None:
+        render_subset(plan.subset, console)
     emptied = [t.name for t in plan.tables if t.name not in plan.completed] + list(plan.cascade)
     console.print(f"will empty (TRUNCATE ONLY, never CASCADE): {', '.join(emptied) or 'nothing'}", markup=False)
     if plan.cascade:
@@ -85,6 +92,25 @@ def render_plan(plan, trigger_mode: str, console, schema=None) -> None:
     console.print(f"type differences accepted (lossless, values kept): {len(changes)}", markup=False)
     for c in changes:
         console.print(f"  {c}", markup=False, soft_wrap=True)
+
+
+def render_subset(subset, console) -> None:
+    """--dry-run with --where/--sample: the roots, the closure's steps in the order it takes them, the rows
+    it counted per table (under the snapshot), and the sequential scans its plan does on the source."""
+    for g in subset.groups:
+        console.print("subset roots: " + "; ".join(
+            f"{s.table} WHERE " + " AND ".join([*s.conditions, *([f"sample {s.sample:g}%"] if s.sample else [])])
+            for s in g.seeds), markup=False, soft_wrap=True)
+        console.print(f"closure steps, in order ({len(g.edges)}):", markup=False)
+        for n, e in enumerate(g.edges, 1):
+            console.print(f"  {n}. {e.describe}", markup=False, soft_wrap=True)
+        console.print("rows per table (counted under the snapshot): " + ", ".join(
+            f"{t} {subset.rows.get(t, 0):,}" for t in g.tables), markup=False, soft_wrap=True)
+    console.print(f"copied whole (no foreign-key path to a root): {', '.join(subset.whole) or 'none'}", markup=False,
+                  soft_wrap=True)
+    console.print("sequential scans of the source the closure does (no index on the foreign-key columns it "
+                  f"follows, or the planner prefers one): {', '.join(subset.scans) or 'none'}", markup=False,
+                  soft_wrap=True)
 
 
 def render_schema(schema, console) -> None:

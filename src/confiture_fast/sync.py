@@ -151,7 +151,8 @@ def _connect(r: SyncRun) -> None:
     if resumed is not None:
         ckpt.check_matches(resumed, expected, req.checkpoint)
     r.resumed, r.state = resumed, resumed or expected
-    r.keys = target.StateKeys(_state_secret(r.secret, req.secret_file))
+    r.state_secret = _state_secret(r.secret, req.secret_file)
+    r.keys = target.StateKeys(r.state_secret)
     if not req.dry_run:
         target.lock_target(r.session.dst, req.wait, r.say)
 
@@ -174,6 +175,12 @@ def _plan(r: SyncRun) -> None:
         r.schema = schema.plan_schema(schema.read_source(r.session.src, selected),
                                       schema.read_existing(r.session.dst, r.keys))
         dst_cat = schema.as_planned(dst_cat, r.src_cat, r.schema)
+    r.subset = None
+    if req.scope.subset.roots:
+        from . import subset
+
+        chosen = select_tables(r.src_cat, r.selection, [])
+        r.subset = subset.check(r.session.src, subset.plan(r.src_cat, chosen, req.scope.subset, r.state_secret))
     plan = _build(r, dst_cat)
     selected = _selection_fingerprint(plan)
     if r.resumed is not None:
@@ -198,7 +205,7 @@ def _build(r: SyncRun, dst_cat):
 
     return build_plan(r.src_cat, dst_cat, r.selection, r.rules, r.secret.value if r.secret else None,
                       cascade=r.req.cascade, completed=frozenset(r.state.completed_tables),
-                      slice_size=r.req.load.slice_size)
+                      slice_size=r.req.load.slice_size, subset=r.subset)
 
 
 def _no_schema(r: SyncRun) -> str | None:
@@ -351,8 +358,12 @@ def _identity_fingerprint(ident) -> str:
 
 
 def _selection_fingerprint(plan) -> str:
-    """The tables a run covers, whatever flags, order or spelling selected them."""
-    return _fingerprint(sorted(t.relation for t in plan.tables), sorted(plan.cascade_relations))
+    """The tables a run covers, whatever flags, order or spelling selected them, and the subset of their
+    rows (each root's predicate, which holds the sample's key, and the closure's steps)."""
+    subset = [] if plan.subset is None else sorted(
+        (g.tables, [(s.table, s.predicate) for s in g.seeds], [e.describe for e in g.edges]) for g in plan.subset.groups)
+    return _fingerprint(sorted(t.relation for t in plan.tables), sorted(plan.cascade_relations),
+                        *([subset] if subset else []))
 
 
 def _state_secret(secret, secret_file: Path | None) -> bytes | None:

@@ -145,7 +145,8 @@ def test_every_sync_flag_reaches_the_request_by_its_own_name():
     params = set(inspect.signature(cli_sync.command).parameters)
     fields = set(SyncRequest.__struct_fields__)
     translated = {"source", "env_dir", "source_port", "tables", "include", "exclude", "anonymize", "anonymize_config",
-                  "parallel", "batch_size", "slice_size", "retries", "fmt", "no_wait"}
+                  "where", "sample", "subset_config", "parallel", "batch_size", "slice_size", "retries", "fmt",
+                  "no_wait"}
     assert params - fields - translated == {"debug"}
     assert fields - params == {"scope", "load", "json", "wait"}
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import ConfigError
-from ..request import LoadOptions, Scope, Selection
+from ..request import LoadOptions, Scope, Selection, Subset
 
 DEFAULT_RULES = Path("db/sync/anonymization.yaml")
 DEFAULT_ENV_DIR = Path("db/environments")
@@ -22,6 +22,9 @@ IncludeOpt = Annotated[Optional[list[str]], typer.Option("--include", help="Tabl
 ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", help="Leave out these tables or patterns (\"logs,*_archive\").")]
 EnvDirOpt = Annotated[Path, typer.Option("--env-dir", help="Folder of environment files.")]
 SourcePortOpt = Annotated[Optional[int], typer.Option("--source-port", help="Override the source port (SSH tunnel).")]
+WhereOpt = Annotated[Optional[list[str]], typer.Option("--where", help="Subset: \"TABLE: CONDITION\" (repeatable), the seed rows; what they reference and what references them (recursively) comes along.")]
+SampleOpt = Annotated[Optional[list[str]], typer.Option("--sample", help="Subset: \"TABLE: P%\" (repeatable), about P% of its rows by a keyed hash of the primary key.")]
+SubsetConfigOpt = Annotated[Optional[Path], typer.Option("--subset-config", help="Subset from a YAML file: TABLE: {where: \"...\", sample: \"1%\"}.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 # How a sync loads: taken as text and checked by load_options, not by typer, so that a bad value (out of range,
 # or not a number at all) is one of our one-line errors.
@@ -73,7 +76,14 @@ def load_options(parallel: int | str | None = None, **given: int | str) -> LoadO
 
 
 def scope(source: str, env_dir: Path, source_port: int | None, tables: list[str] | None, include: list[str] | None,
-          exclude: list[str] | None, rules_path: Path | None) -> Scope:
+          exclude: list[str] | None, rules_path: Path | None, subset: Subset = Subset()) -> Scope:
     """The source and table flags sync, scan and verify share, parsed into one Scope."""
     return Scope(source=source, env_dir=env_dir, source_port=source_port,
-                 selection=Selection(csv(tables), csv(include), csv(exclude)), rules_path=rules_path)
+                 selection=Selection(csv(tables), csv(include), csv(exclude)), rules_path=rules_path, subset=subset)
+
+
+def subset(where: list[str] | None, sample: list[str] | None, config: Path | None) -> Subset:
+    """--where, --sample and --subset-config (each entry whole: a condition may hold commas)."""
+    from ..subset import parse
+
+    return parse(where or (), sample or (), config)

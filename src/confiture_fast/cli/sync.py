@@ -14,8 +14,8 @@ from ..request import LoadOptions
 from ..sync import DryRun, SyncRequest, run_sync
 from . import guard
 from .options import (DEFAULT_ENV_DIR, DEFAULT_RULES, BatchSizeOpt, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt,
-                      ParallelOpt, RetriesOpt, SliceSizeOpt, SourceOpt, SourcePortOpt, TablesOpt, TargetOpt, load_options,
-                      scope)
+                      ParallelOpt, RetriesOpt, SampleOpt, SliceSizeOpt, SourceOpt, SourcePortOpt, SubsetConfigOpt, TablesOpt,
+                      TargetOpt, WhereOpt, load_options, scope, subset)
 
 HELP = """Sync tables from --from to --to, anonymizing the columns that the rules name.
 
@@ -25,6 +25,8 @@ HELP = """Sync tables from --from to --to, anonymizing the columns that the rule
   confiture-fast sync --from prod --to staging --show-progress        # Progress bar
   confiture-fast sync --from prod --to local --tables users,posts     # Specific tables
   confiture-fast sync --from prod --to local --exclude logs,metrics   # Exclude tables
+  confiture-fast sync --from prod --to local --where "users: id = 42" # One user and their rows
+  confiture-fast sync --from prod --to local --sample "users: 1%"     # 1% of users, keys intact
   confiture-fast sync --from prod --to staging --checkpoint sync.json # Save checkpoint
   confiture-fast sync --from prod --to staging --resume --checkpoint sync.json  # Resume sync
 """
@@ -36,6 +38,9 @@ def command(
     tables: TablesOpt = None,
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
+    where: WhereOpt = None,
+    sample: SampleOpt = None,
+    subset_config: SubsetConfigOpt = None,
     anonymize: Annotated[bool, typer.Option("--anonymize", help=f"Anonymize with {DEFAULT_RULES}.")] = False,
     anonymize_config: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="Anonymization rules file (implies --anonymize).")] = None,
     secret_file: Annotated[Optional[Path], typer.Option("--secret-file", help="File holding the anonymization secret (default: $ANONYMIZATION_SECRET).")] = None,
@@ -69,7 +74,8 @@ def _request(flags: dict) -> SyncRequest:
     field of that name); the others are parsed here, inside the error wrapper, checked once."""
     derived = dict(
         scope=scope(flags["source"], flags["env_dir"], flags["source_port"], flags["tables"], flags["include"],
-                    flags["exclude"], flags["anonymize_config"] or (DEFAULT_RULES if flags["anonymize"] else None)),
+                    flags["exclude"], flags["anonymize_config"] or (DEFAULT_RULES if flags["anonymize"] else None),
+                    subset(flags["where"], flags["sample"], flags["subset_config"])),
         load=load_options(flags["parallel"], batch_size=flags["batch_size"], slice_size=flags["slice_size"],
                           retries=flags["retries"]),
         json=flags["fmt"] is Format.json, wait=not flags["no_wait"])
