@@ -22,7 +22,7 @@ from .pg import Identity, identity
 from .plan import Plan, Selection, TablePlan, select_tables
 from .progress import ProgressView
 from .request import LoadOptions
-from .worker import UnitResult, WorkerConfig, init_process, run_unit
+from .worker import UnitResult, WorkerConfig, init_process, ready, run_unit
 
 
 class TableResult(msgspec.Struct, frozen=True):
@@ -277,7 +277,42 @@ class Load:
         return TableResult(t.name, rows, size, secs, t.anonymized_columns, "failed", why, t.subset)
 
 
-def load(session: Session, plan: Plan, opts: RunOptions, console, finisher: Finisher, mode: str) -> Load:
+class Workers:
+    """The worker processes. Each is spawned (a fresh interpreter, which imports psycopg, the pump and
+    the strategies: about 0.3 s of CPU), so the first is started before the plan is made and is ready
+    when the load begins; the pool starts the others, up to `parallel`, as the load hands out more
+    units than there are idle workers, so a plan of one unit never pays for a second process."""
+
+    def __init__(self, parallel: int):
+        ctx = mp.get_context("spawn")
+        self.counters = ctx.RawArray("q", 2 * parallel)
+        self.current = ctx.RawArray("q", parallel)
+        self.pool = cf.ProcessPoolExecutor(parallel, mp_context=ctx, initializer=init_process,
+                                           initargs=(self.counters, self.current, ctx.Value("i", 0)))
+        self.started = self.pool.submit(ready)
+
+    def stop(self) -> None:
+        """Kills the workers: their connections drop and the servers roll back their transactions."""
+        processes = list((self.pool._processes or {}).values())  # noqa: SLF001 - the pool has no public kill
+        for proc in processes:
+            proc.kill()
+        for proc in processes:
+            proc.join(5)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None:
+            self.stop()
+        self.close()
+
+
+def load(session: Session, plan: Plan, opts: RunOptions, console, finisher: Finisher, mode: str,
+         workers: Workers) -> Load:
     """The load phase: every unit in worker processes, largest first; each table handed to `finisher`
     as soon as its last unit is committed. A failed unit stops the others from starting.
 
@@ -289,7 +324,7 @@ def load(session: Session, plan: Plan, opts: RunOptions, console, finisher: Fini
                       quiet=opts.quiet) as view:
         state = Load(plan, opts, view, console, finisher)
         try:
-            _load(state, cfg)
+            _load(state, cfg, workers)
         except KeyboardInterrupt as exc:
             state.interrupted = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
             state.error = state.error or f"interrupted by {state.interrupted}: the tables being loaded were rolled back"
@@ -306,21 +341,19 @@ def report(load: Load, finished: Finished, seconds: float) -> SyncResult:
                       fix=(load.fix or resume_fix(load.opts.checkpoint)) if error is not None else None)
 
 
-def _load(state: Load, cfg: WorkerConfig) -> None:
-    """Hands the units to worker processes, largest first, and follows them until done or failed."""
+def _load(state: Load, cfg: WorkerConfig, workers: Workers) -> None:
+    """Hands the units to worker processes, largest first, and follows them until done or failed; the
+    workers end with the load, before the finish."""
     tasks = [(t, i) for t in state.todo for i in range(len(t.units))]
     tasks.sort(key=lambda ti: -ti[0].units[ti[1]].est_bytes)
-    if not tasks:
+    counters, current = workers.counters, workers.current
+    cf.wait([workers.started])  # the first worker is up: a plan of one unit needs no second one
+    if tasks and workers.started.exception() is not None:
+        state.unit_failed(tasks[0][0], f"a worker process did not start: {workers.started.exception()}",
+                          fix="remove the cause named above, then sync again")
         return
-    nworkers = max(1, min(cfg.load.parallel, len(tasks)))
-    ctx = mp.get_context("spawn")
-    counters = ctx.RawArray("q", 2 * nworkers)
-    current = ctx.RawArray("q", nworkers)
-    slots = ctx.Value("i", 0)
-    pool = cf.ProcessPoolExecutor(nworkers, mp_context=ctx, initializer=init_process,
-                                  initargs=(cfg, counters, current, slots))
     try:
-        futures = {pool.submit(run_unit, t, i, k): (t, i) for k, (t, i) in enumerate(tasks)}
+        futures = {workers.pool.submit(run_unit, cfg, t, i, k): (t, i) for k, (t, i) in enumerate(tasks)}
         pending = set(futures)
         finished_units: dict[tuple[str, int], int] = {}
         while pending:
@@ -345,18 +378,10 @@ def _load(state: Load, cfg: WorkerConfig) -> None:
                     f.cancel()
             _poll(state, tasks, counters, current, finished_units)
     except BaseException:
-        _stop_workers(pool)
+        workers.stop()
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
-    """Kills the workers: their connections drop and the servers roll back their transactions."""
-    for proc in list((pool._processes or {}).values()):  # noqa: SLF001 - the pool has no public kill
-        proc.kill()
-    for proc in list((pool._processes or {}).values()):  # noqa: SLF001
-        proc.join(5)
+        workers.close()
 
 
 def _poll(state: Load, tasks, counters, current, finished_units) -> None:

@@ -89,11 +89,14 @@ class SyncRun:
 
 
 def _resolve(r: SyncRun) -> None:
-    """Both environments, the rules and the secret; then the audit log's start record."""
-    from . import config
+    """The first worker process, started now so that its start-up overlaps everything until the load
+    (coordinator.Workers); both environments, the rules and the secret; then the audit log's start record."""
+    from . import config, coordinator
     from .audit import AuditLog
 
     req, scope = r.req, r.req.scope
+    if not req.dry_run:
+        r.workers = r.stack.enter_context(coordinator.Workers(req.load.parallel))
     r.src_env = config.resolve_environment(scope.source, scope.env_dir, port=scope.source_port)
     r.dst_env = config.resolve_environment(req.target, scope.env_dir)
     Redactor.add(r.src_env.password)
@@ -274,7 +277,7 @@ def _load(r: SyncRun) -> None:
     opts = coordinator.RunOptions(load=req.load, checkpoint=req.checkpoint,
                                   checkpoint_state=r.state if req.checkpoint else None, live_progress=live and not req.quiet, quiet=req.quiet)
     r.finisher = Finisher(r.session.dst, r.session.target_conninfo, req.load.parallel, r.keys)
-    r.load = coordinator.load(r.session, r.plan, opts, r.console, r.finisher, r.mode)
+    r.load = coordinator.load(r.session, r.plan, opts, r.console, r.finisher, r.mode, r.workers)
 
 
 def _finish(r: SyncRun) -> None:

@@ -166,6 +166,7 @@ class Worker:
 
 # -- process pool glue: one Worker per process ----------------------------------------------------
 _worker: Worker | None = None
+_slot: tuple | None = None  # (counters, slot): this process's progress counters, until its first unit
 _current = None  # shared array: which task each slot's counters follow
 
 
@@ -183,23 +184,31 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def init_process(cfg: WorkerConfig, counters, current, slots) -> None:
-    """Pool initializer: takes the next free progress slot and prepares the worker."""
+def init_process(counters, current, slots) -> None:
+    """Pool initializer: takes the next free progress slot. The process starts while the plan is
+    made (coordinator.Workers), so what it loads with comes with its first unit."""
     import signal
 
-    global _worker, _current
+    global _slot, _current
     _current = current
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides how to stop
     with slots.get_lock():
         slot = slots.value
         slots.value += 1
-    _worker = Worker(cfg, memoryview(counters).cast("B").cast("q"), slot)
+    _slot = (memoryview(counters).cast("B").cast("q"), slot)
 
 
-def run_unit(table: TablePlan, unit_index: int, task_id: int) -> UnitResult:
+def ready() -> None:
+    """A task of nothing: submitted, it makes the pool start a process now (interpreter, imports, initializer)."""
+
+
+def run_unit(cfg: WorkerConfig, table: TablePlan, unit_index: int, task_id: int) -> UnitResult:
     """Loads one unit; `current[slot]` tells the coordinator which task this process's counters follow."""
-    assert _worker is not None
+    global _worker
+    assert _slot is not None
+    if _worker is None:
+        _worker = Worker(cfg, *_slot)
     _worker.counters[2 * _worker.slot] = _worker.counters[2 * _worker.slot + 1] = 0
     _current[_worker.slot] = task_id + 1
     try:
