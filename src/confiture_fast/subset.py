@@ -68,7 +68,7 @@ class Group(msgspec.Struct, frozen=True):
     """Tables that foreign keys connect to at least one root, and the closure's steps among them, in order."""
 
     tables: tuple[str, ...]  # display names; a table's tag is its index
-    relations: tuple[str, ...]  # quoted, qualified, by tag
+    relations: tuple[str, ...]  # by tag, what FROM reads: 'ONLY "public"."users"', or a partitioned table
     seeds: tuple[Seed, ...]
     edges: tuple[Edge, ...]  # breadth first: the children steps from the roots, then the parents steps
 
@@ -283,8 +283,9 @@ def _group(chosen, members, roots, fks, conditions, samples, key) -> Group:
         if r in samples and chosen[r].primary_key:
             parts.append(sample_predicate(chosen[r].primary_key, samples[r], key))
         seeds.append(Seed(name(r), tags[r], conds, samples.get(r), " AND ".join(parts)))
-    return Group(tuple(name(k) for k in members), tuple(chosen[k].qualified for k in members), tuple(seeds),
-                 tuple(edges))
+    # ONLY for an ordinary table: an inheritance child is a table of its own (a partitioned table reads its partitions)
+    relations = tuple(chosen[k].qualified if chosen[k].kind == "p" else f"ONLY {chosen[k].qualified}" for k in members)
+    return Group(tuple(name(k) for k in members), relations, tuple(seeds), tuple(edges))
 
 
 # ---- its SQL ------------------------------------------------------------------------------------------
@@ -327,6 +328,11 @@ def rows_sql(g: Group, tag: int, columns: str, relation: str, leaf: bool) -> str
                 f"SELECT c.tid FROM closure c WHERE c.t = {tag} AND c.rel = {_literal(relation)}::regclass))")
     return (f"{closure_sql(g)} SELECT {columns} FROM {relation} WHERE (tableoid, ctid) IN "
             f"(SELECT c.rel, c.tid FROM closure c WHERE c.t = {tag})")
+
+
+def source_rows(g: Group, tag: int) -> str:
+    """The subset's rows of a table as a FROM item, every column by name: what verify compares the target with."""
+    return f"({rows_sql(g, tag, '*', g.relations[tag], False)}) AS subset"
 
 
 def count_sql(g: Group) -> str:

@@ -379,9 +379,11 @@ def _rows_of(table: Table) -> str:
 
 
 def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[str, Any],
-                 max_values: int, pii_rows: int) -> TableReport:
-    """All the checks for one table; `rules` maps column -> its resolved rule (rules.Rule)."""
+                 max_values: int, pii_rows: int, source_rows: str | None = None) -> TableReport:
+    """All the checks for one table; `rules` maps column -> its resolved rule (rules.Rule). With
+    `source_rows` (a FROM item: the subset's rows, subset.source_rows), the target is compared with those."""
     rep = TableReport(table=src.display)
+    source_rows = source_rows or _rows_of(src)
     if dst is None:
         rep.problems.append("missing on the target")
         return rep
@@ -400,7 +402,7 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
     if anon_cols:
         per_column = max(1, max_values // len(anon_cols))  # the bound holds for the whole table
         seen = {c.name: _HashSet(per_column) for c in anon_cols}
-        sql = f"COPY (SELECT {', '.join(quote_ident(c.name) for c in anon_cols)} FROM {_rows_of(src)}) TO STDOUT"
+        sql = f"COPY (SELECT {', '.join(quote_ident(c.name) for c in anon_cols)} FROM {source_rows}) TO STDOUT"
         rows = _copy_rows(src_conn, sql)
         while batch := list(itertools.islice(rows, BATCH_ROWS)):
             for c, fields in zip(anon_cols, zip(*batch)):
@@ -443,7 +445,7 @@ def verify_table(src_conn, dst_conn, src: Table, dst: Table | None, rules: dict[
             checkers.append(_Untouched(report, checks_leaks))
 
     sql = f"COPY (SELECT {cols_sql} FROM {{}}{order_sql}) TO STDOUT"
-    src_rows = _copy_rows(src_conn, sql.format(_rows_of(src)))
+    src_rows = _copy_rows(src_conn, sql.format(source_rows))
     dst_rows = _copy_rows(dst_conn, sql.format(_rows_of(dst)))
     start = 1
     while True:
@@ -551,6 +553,21 @@ class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True):
     pii_rows: int
     json: bool
     quiet: bool
+    secret_file: Path | None = None  # the secret a --sample's hash is keyed with (default: $ANONYMIZATION_SECRET)
+
+
+def _secret(secret_file: Path | None) -> bytes | None:
+    """The sync's secret for the sample's key; none given: the fixed key, as sync would use."""
+    from . import config
+
+    try:
+        secret = config.load_secret(secret_file)
+    except ConfigError:
+        if secret_file is not None:
+            raise
+        return None
+    Redactor.add(secret.value)
+    return secret.value
 
 
 def run_verify(req: VerifyRequest) -> int:
@@ -589,15 +606,24 @@ def run_verify(req: VerifyRequest) -> int:
         # what verify finds out, and reports as a failed check rather than refuses.
         resolution = resolve(src_cat, rules)
         problems += resolution.problems
+        sub = None
+        if scope.subset.roots:  # the same subset of the source as the sync's (the same secret for a sample)
+            from . import subset
+
+            sub = subset.check(src_conn, subset.plan(src_cat, chosen, scope.subset, _secret(req.secret_file)),
+                               count=False)
+            problems += sub.problems
         if problems:
             raise ValidationError(f"{len(problems)} problem(s) found before verifying:", problems,
-                                  "fix the table selection or the rules")
+                                  "fix the table selection, the rules or the subset")
         by_table = resolution.by_table()
         reports = []
         for t in sorted(chosen, key=lambda t: t.display):
             try:
+                place = sub.place(t.display) if sub is not None else None
                 reports.append(verify_table(src_conn, dst_conn, t, dst_cat.tables.get(t.key), by_table.get(t.key, {}),
-                                            req.max_values, req.pii_rows if req.pii else 0))
+                                            req.max_values, req.pii_rows if req.pii else 0,
+                                            subset.source_rows(*place) if place else None))
             except psycopg.errors.InsufficientPrivilege as exc:
                 raise ConfigError(f"cannot read {t.display}: {pg.first_line(exc)}",
                                   "grant SELECT on it to the role verify connects as (on both sides), "

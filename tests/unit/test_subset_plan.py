@@ -136,10 +136,11 @@ def test_no_roots_no_groups_and_no_whole_tables():
 def test_the_closure_is_one_recursive_query_and_each_leaf_reads_its_rows_by_ctid():
     g = planned(where("users", "id = 42 -- the CEO")).groups[0]
     sql = subset.closure_sql(g)
-    assert sql.startswith("WITH RECURSIVE closure(t, down, rel, tid) AS ((SELECT 0, true, tableoid, ctid FROM "
+    assert sql.startswith("WITH RECURSIVE closure(t, down, rel, tid) AS ((SELECT 0, true, tableoid, ctid FROM ONLY "
                           '"public"."users" WHERE (id = 42 -- the CEO\n)) UNION SELECT n.* FROM closure c CROSS '
                           "JOIN LATERAL (")
     assert sql.count("FROM closure") == 1  # PostgreSQL allows one recursive reference
+    assert 'FROM "public"."events" p' in sql  # a partitioned table is read with its partitions
     tag = g.tables.index("events")
     assert subset.rows_sql(g, tag, '"id"', '"public"."events_a"', True).endswith(
         f"""SELECT "id" FROM ONLY "public"."events_a" WHERE ctid = ANY (ARRAY(SELECT c.tid FROM closure c """

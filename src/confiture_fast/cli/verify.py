@@ -11,8 +11,8 @@ import typer
 from ..pg import read_failed
 from ..verify import DEFAULT_MAX_VALUES, DEFAULT_PII_ROWS, VerifyRequest, run_verify
 from . import guard
-from .options import (DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt, SourceOpt, SourcePortOpt,
-                      TablesOpt, TargetOpt, rules_or_default, scope)
+from .options import (DEFAULT_ENV_DIR, DebugOpt, EnvDirOpt, ExcludeOpt, Format, IncludeOpt, SampleOpt, SourceOpt,
+                      SourcePortOpt, SubsetConfigOpt, TablesOpt, TargetOpt, WhereOpt, rules_or_default, scope, subset)
 
 HELP = """Check a synced copy: row counts, untouched columns identical, anonymized
 columns changed, in format, with their NULLs and uniqueness, and no PII left in the other text columns.
@@ -20,6 +20,7 @@ columns changed, in format, with their NULLs and uniqueness, and no PII left in 
 \b
   confiture-fast verify --from production --to staging --anonymize-config db/sync/anonymization.yaml
   confiture-fast verify --from prod --to local --tables users,orders --format json
+  confiture-fast verify --from prod --to local --where "users: id = 42"   # against the sync's subset
 """
 
 
@@ -29,6 +30,10 @@ def command(
     tables: TablesOpt = None,
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
+    where: WhereOpt = None,
+    sample: SampleOpt = None,
+    subset_config: SubsetConfigOpt = None,
+    secret_file: Annotated[Optional[Path], typer.Option("--secret-file", help="The secret the sync's --sample was keyed with (default: $ANONYMIZATION_SECRET).")] = None,
     rules_path: Annotated[Optional[Path], typer.Option("--anonymize-config", "--anonymization-config", help="The rules the sync used (default: db/sync/anonymization.yaml when it exists).")] = None,
     env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
     source_port: SourcePortOpt = None,
@@ -39,11 +44,11 @@ def command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors (the problems found); the exit code is the same.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    req = VerifyRequest(scope=scope(source, env_dir, source_port, tables, include, exclude,
-                                    rules_or_default(rules_path)),
-                        target=target, pii=pii, max_values=max_values, pii_rows=pii_rows, json=fmt is Format.json,
-                        quiet=quiet)
-    guard.run(lambda: _verify(req), debug)
+    guard.run(lambda: _verify(VerifyRequest(
+        scope=scope(source, env_dir, source_port, tables, include, exclude, rules_or_default(rules_path),
+                    subset(where, sample, subset_config)),
+        target=target, pii=pii, max_values=max_values, pii_rows=pii_rows, json=fmt is Format.json, quiet=quiet,
+        secret_file=secret_file)), debug)
 
 
 def _verify(req: VerifyRequest) -> int:
