@@ -1,4 +1,5 @@
-"""Reference rewriter in plain Python: the test oracle of what `_anon.Rewriter` must output.
+"""Reference rewriters in plain Python: the test oracles of what `_anon.Rewriter` (COPY text) and
+`_anon.BinaryRewriter` (COPY binary) must output.
 
 Written for clarity, not speed, and independently of the Cython code: the property tests feed both
 the same generated rows and require identical bytes (or the same error row and column). It lives
@@ -10,6 +11,7 @@ package: the COPY-text codec (`confiture_fast.copytext`) and each strategy's `re
 from __future__ import annotations
 
 import re
+import struct
 
 from confiture_fast import copytext
 from confiture_fast.strategies import (DOCUMENTS, IDENTITY, NULLING, NUMERIC_OUT, STRATEGIES, FieldRule, RewriteError,
@@ -197,6 +199,16 @@ _KEEP = FieldRule(index=-1, column="", strategy=_IDENTITY.name, key=b"", params=
 _MAX_JSON_DEPTH = 64
 
 
+def check_text(value: bytes, error) -> None:
+    """Raises error(problem) for what PostgreSQL text cannot hold: invalid UTF-8, a NUL byte."""
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"invalid UTF-8 at byte {e.start} of the unescaped value") from None
+    if b"\0" in value:
+        raise error("the value contains a NUL byte")
+
+
 class ReferenceRewriter:
     """Same API as `_anon.Rewriter`: rewrite() any chunking of COPY text, finish() at the end."""
 
@@ -244,12 +256,7 @@ class ReferenceRewriter:
         if field in (b"", copytext.NULL):  # empty stays empty, NULL stays NULL
             return field
         value = self._unescape(i, field)
-        try:
-            value.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise self._error(i, f"invalid UTF-8 at byte {e.start} of the unescaped value") from None
-        if b"\0" in value:
-            raise self._error(i, "the value contains a NUL byte")
+        check_text(value, lambda problem: self._error(i, problem))
         row_key = None
         if rule.key_index >= 0 and fields[rule.key_index] != copytext.NULL:
             row_key = self._unescape(rule.key_index, fields[rule.key_index])
@@ -263,3 +270,159 @@ class ReferenceRewriter:
         except ValueError as e:
             raise self._error(i, str(e)) from None
         return copytext.encode_field(result)
+
+
+# -- COPY binary ---------------------------------------------------------------------------------
+BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+BINARY_NULL = struct.pack(">i", -1)
+
+
+class BinaryReferenceRewriter:
+    """Same API as `_anon.BinaryRewriter`: rewrite() any chunking of COPY binary data, finish() at the end.
+
+    A ruled value's text is its bytes (after the version byte 1 of jsonb, of a column listed in
+    `jsonb`); an array's elements are rewritten one by one as the text path does (NULL and empty stay).
+    Structure errors are reported as soon as their bytes have arrived, like the compiled one does."""
+
+    def __init__(self, table: str, columns: list[str], rules: list[FieldRule], jsonb=()):
+        self.table = table
+        self.columns = list(columns)
+        self.rules = {rule.index: rule for rule in rules if rule.strategy not in IDENTITY}
+        self.jsonb = frozenset(jsonb)
+        self.rows = 0
+        self._pending = b""
+        self._stage = 0  # 0 before the header, 1 rows, 2 after the trailer
+
+    def _error(self, column_index: int, problem: str) -> RewriteError:
+        return RewriteError(self.table, self.rows + 1, self.columns[column_index], problem)
+
+    def rewrite(self, data: bytes) -> bytes:
+        self._pending += data
+        out = []
+        while self._pending:
+            n = self._complete()
+            if n is None:
+                break
+            unit, self._pending = self._pending[:n], self._pending[n:]
+            if self._stage == 0 or n == 2:  # the header, or the trailer
+                self._stage += 1
+                out.append(unit)
+            else:
+                out.append(self._rewrite_tuple(unit))
+        return b"".join(out)
+
+    def finish(self) -> None:
+        if self._pending or self._stage != 2:
+            raise self._error(len(self.columns) - 1, "the data ends in the middle of a row or before the trailer")
+
+    def _complete(self) -> int | None:
+        """Length of the header, row or trailer at the start of the pending data, None while incomplete."""
+        d = self._pending
+        last = len(self.columns) - 1
+        if self._stage == 0:
+            if len(d) < 19:
+                return None
+            flags, ext = struct.unpack(">II", d[11:19])
+            if d[:11] != BINARY_SIGNATURE or flags & 0x7FFF0000 or ext > 0x7FFFFFFF:
+                raise self._error(0, "not COPY's binary format")
+            return 19 + ext if len(d) >= 19 + ext else None
+        if self._stage == 2:
+            raise self._error(last, "data after the end-of-data trailer")
+        if len(d) < 2:
+            return None
+        (count,) = struct.unpack(">h", d[:2])
+        if count == -1:
+            return 2
+        if count != len(self.columns):
+            raise self._error(last, f"the row has {count} fields, {len(self.columns)} expected")
+        off = 2
+        for i in range(len(self.columns)):
+            if len(d) < off + 4:
+                return None
+            (length,) = struct.unpack(">i", d[off:off + 4])
+            off += 4
+            if length < -1:
+                raise self._error(i, "a field length below -1")
+            off += max(length, 0)
+            if len(d) < off:
+                return None
+        return off
+
+    def _rewrite_tuple(self, unit: bytes) -> bytes:
+        values, off = [], 2
+        for _ in self.columns:
+            (length,) = struct.unpack(">i", unit[off:off + 4])
+            off += 4
+            values.append(None if length < 0 else unit[off:off + length])
+            off += max(length, 0)
+        out = list(values)
+        for i, rule in sorted(self.rules.items()):
+            out[i] = self._rewrite_field(i, rule, values)
+        self.rows += 1
+        return unit[:2] + b"".join(BINARY_NULL if v is None else struct.pack(">i", len(v)) + v for v in out)
+
+    def _text(self, i: int, value: bytes) -> bytes:
+        if i not in self.jsonb:
+            return value
+        if value[:1] != b"\x01":
+            raise self._error(i, "a binary jsonb value that does not start with version byte 1")
+        return value[1:]
+
+    def _rewrite_field(self, i: int, rule: FieldRule, values: list[bytes | None]) -> bytes | None:
+        value = values[i]
+        if value is None:
+            return None
+        row_key = None
+        if rule.key_index >= 0 and values[rule.key_index] is not None:
+            row_key = self._text(rule.key_index, values[rule.key_index])
+        if rule.is_array:
+            return None if rule.strategy in NULLING else self._rewrite_array(i, rule, value, row_key)
+        return self._rewrite_value(i, rule, self._text(i, value), row_key)
+
+    def _rewrite_value(self, i: int, rule: FieldRule, text: bytes, row_key: bytes | None) -> bytes | None:
+        """The new value (version byte included) for one value or array element whose text is `text`."""
+        prefix = b"\x01" if i in self.jsonb else b""
+        if not text:
+            return prefix
+        check_text(text, lambda problem: self._error(i, problem))
+        try:
+            result = apply_to_json(rule, text) if rule.strategy in DOCUMENTS else apply(rule, text, row_key)
+        except ValueError as e:
+            raise self._error(i, str(e)) from None
+        return None if result is None else prefix + result
+
+    def _rewrite_array(self, i: int, rule: FieldRule, value: bytes, row_key: bytes | None) -> bytes:
+        bad = self._error(i, "not an array in COPY's binary form")
+        if len(value) < 12:
+            raise bad
+        ndim, flags, _element_type = struct.unpack(">iII", value[:12])
+        if not 0 <= ndim <= 6 or flags > 1:
+            raise bad
+        header = 12 + 8 * ndim
+        if len(value) < header:
+            raise bad
+        count = 1 if ndim else 0
+        for k in range(ndim):
+            (size,) = struct.unpack(">i", value[12 + 8 * k:16 + 8 * k])
+            if size < 0:
+                raise bad
+            count *= size
+            if count > (len(value) - header) // 4:
+                raise bad
+        elements, pos, nulls = [], header, False
+        for _ in range(count):
+            if len(value) - pos < 4:
+                raise bad
+            (length,) = struct.unpack(">i", value[pos:pos + 4])
+            pos += 4
+            new = None
+            if length != -1:
+                if length < -1 or len(value) - pos < length:
+                    raise bad
+                new = self._rewrite_value(i, rule, self._text(i, value[pos:pos + length]), row_key)
+                pos += length
+            nulls = nulls or new is None
+            elements.append(BINARY_NULL if new is None else struct.pack(">i", len(new)) + new)
+        if pos != len(value):
+            raise bad
+        return value[:4] + struct.pack(">I", 1 if nulls else flags) + value[8:header] + b"".join(elements)

@@ -57,6 +57,7 @@ cdef class Rewriter:
     cdef OutBuf pybuf        # output of the Python-level rewrite()
     cdef bytearray tail      # partial row carried over between rewrite() calls
     cdef list keep_alive     # Python objects whose buffers FieldSpecs point into
+    cdef bint raw_values     # values are written as they are (COPY binary), not COPY-text escaped
     cdef int err_code
     cdef Py_ssize_t err_col
     cdef long long err_row
@@ -64,6 +65,10 @@ cdef class Rewriter:
     # Rewrites one complete COPY text row (`n` bytes, ending with '\n') and appends it to `out`.
     # Returns 0, or -1 with the error kept in the object: the caller then calls raise_error() with the GIL.
     cdef int rewrite_row(self, const char* row, size_t n, OutBuf* out) noexcept nogil
+    # One COPY data message as the pump receives it (for text, one row); the same return as rewrite_row.
+    cdef int rewrite_message(self, const char* msg, size_t n, OutBuf* out) noexcept nogil
+    # After the last message: -1 (error kept) when the data ended inside a row.
+    cdef int end_of_data(self) noexcept nogil
     cdef raise_error(self)
     cdef int _check_structure(self, const char* row, size_t n) noexcept nogil
     cdef int _fail(self, int code, Py_ssize_t col, Py_ssize_t detail) noexcept nogil
@@ -75,3 +80,20 @@ cdef class Rewriter:
     cdef int _apply(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
                     const uint8_t* kv, size_t kn, OutBuf* dst) noexcept nogil
     cdef _set_spec(self, FieldSpec* spec, rule)
+
+
+# The COPY-binary rewriter: the same rules and strategies, on the binary format's raw values.
+cdef class BinaryRewriter(Rewriter):
+    cdef unsigned char* forms  # per column: FORM_* bits (jsonb version byte, array)
+    cdef OutBuf carry          # the start of a header or tuple whose end has not arrived yet
+    cdef int stage             # 0 before the header, 1 tuples, 2 after the trailer
+    cdef Py_ssize_t _measure(self, const char* p, size_t n, size_t* need) noexcept nogil
+    cdef int _unit(self, const char* p, size_t n, OutBuf* out) noexcept nogil
+    cdef int _tuple(self, const char* p, size_t n, OutBuf* out) noexcept nogil
+    cdef int _text(self, Py_ssize_t col, bint jsonb, const uint8_t* v, size_t n,
+                   const uint8_t** t, size_t* tn) noexcept nogil
+    cdef int _bfield(self, Py_ssize_t col, const uint8_t* v, Py_ssize_t n, OutBuf* out) noexcept nogil
+    cdef int _bvalue(self, Py_ssize_t col, FieldSpec* spec, bint jsonb, const uint8_t* t, size_t tn,
+                     const uint8_t* kv, size_t kn, OutBuf* out) noexcept nogil
+    cdef int _barray(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t n,
+                     const uint8_t* kv, size_t kn, OutBuf* out) noexcept nogil

@@ -13,8 +13,8 @@ below, which registers it in the dispatch table under the strategy's name, as as
 
 from array import array
 
-from libc.stdint cimport uint8_t, uint64_t
-from libc.stdlib cimport free, realloc
+from libc.stdint cimport int16_t, int32_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memchr, memcmp, memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
@@ -30,6 +30,8 @@ cdef extern from "_scan.h" nogil:
 # Not a strategy's problem but the array parser's (an E_VALUE detail like the strategies' own).
 cdef enum:
     CF_BAD_ARRAY = -20
+    CF_BAD_BINARY_ARRAY = -30
+    CF_BAD_JSONB = -31
 
 # Error codes kept in the Rewriter until raise_error() turns them into a RewriteError.
 cdef enum:
@@ -43,6 +45,11 @@ cdef enum:
     E_EOD_MARKER
     E_VALUE
     E_NOMEM
+    E_BAD_HEADER        # COPY binary: what follows is the binary format's own structure
+    E_FIELD_COUNT
+    E_BAD_LENGTH
+    E_AFTER_TRAILER
+    E_TRUNCATED
 
 # HEX_PAIRS[upper][2 * byte:2 * byte + 2]: the byte's two hex digits.
 cdef char HEX_PAIRS[2][512]
@@ -59,7 +66,10 @@ for _c, _letter in ((8, b"b"), (9, b"t"), (10, b"n"), (11, b"v"), (12, b"f"), (1
     ESCAPES[_c] = _letter[0]
 
 # E_VALUE details -> the problem they mean; each compiled strategy adds its own (problem()).
-_VALUE_PROBLEMS = {CF_BAD_ARRAY: "not an array literal in PostgreSQL's output form"}
+_VALUE_PROBLEMS = {CF_BAD_ARRAY: "not an array literal in PostgreSQL's output form",
+                   CF_BAD_BINARY_ARRAY: "not an array in COPY's binary form (ndim, flags, element type, "
+                                        "dimensions, elements)",
+                   CF_BAD_JSONB: "a binary jsonb value that does not start with version byte 1"}
 
 
 cdef int outbuf_reserve(OutBuf* b, size_t extra) noexcept nogil:
@@ -132,6 +142,12 @@ cdef int escape_append(OutBuf* b, const char* s, size_t n) noexcept nogil:
             o += 1
     b.len = o - b.data
     return 0
+
+
+cdef inline int put_value(Rewriter rw, OutBuf* out, const char* s, size_t n) noexcept nogil:
+    """Appends a rewritten value as the rewriter's format carries it: raw in COPY binary (whose
+    length word the caller writes), escaped in COPY text; -1 when memory runs out."""
+    return append(out, s, n) if rw.raw_values else escape_append(out, s, n)
 
 
 cdef int array_quote_append(OutBuf* b, const char* s, size_t n) noexcept nogil:
@@ -388,6 +404,7 @@ cdef class Rewriter:
         if self.ncols == 0:
             raise ValueError(f"{table}: no columns to copy")
         self.rows = 0
+        self.raw_values = False
         self.tail = bytearray()
         self.keep_alive = []
         self.err_code = E_NONE
@@ -498,6 +515,11 @@ cdef class Rewriter:
                           "writes inside a value",
             E_VALUE: _VALUE_PROBLEMS.get(detail, "unreadable value"),
             E_NOMEM: "out of memory",
+            E_BAD_HEADER: "not COPY's binary format: the header's signature or flags are not PostgreSQL's",
+            E_FIELD_COUNT: f"the row has {detail} fields, {self.ncols} expected",
+            E_BAD_LENGTH: "a field length below -1",
+            E_AFTER_TRAILER: "data after the end-of-data trailer",
+            E_TRUNCATED: "the data ends in the middle of a row or before the end-of-data trailer",
         }.get(code, f"unknown error {code}")
         raise self.registry.error(self.table, self.err_row, self.columns[min(col, self.ncols - 1)], problem)
 
@@ -527,6 +549,13 @@ cdef class Rewriter:
         if append(out, copy_from, row + n - copy_from) < 0:
             return self._fail(E_NOMEM, last, 0)
         self.rows += 1
+        return 0
+
+    cdef int rewrite_message(self, const char* msg, size_t n, OutBuf* out) noexcept nogil:
+        """PostgreSQL sends each row of COPY text as one message."""
+        return self.rewrite_row(msg, n, out)
+
+    cdef int end_of_data(self) noexcept nogil:
         return 0
 
     cdef int _check_structure(self, const char* row, size_t n) noexcept nogil:
@@ -794,3 +823,324 @@ cdef class Rewriter:
             col = min(self.tail.count(b"\t"), self.ncols - 1)
             self._fail(E_NO_NEWLINE, col, 0)
             self.raise_error()
+
+
+# -- COPY binary -----------------------------------------------------------------------------------
+cdef enum:
+    FORM_JSONB = 1      # jsonb, or an array of jsonb: each value starts with a version byte (1)
+    FORM_ARRAY = 2      # the binary array format: ndim, flags, element type, dimensions, elements
+    HEADER_LEN = 19     # signature, flags, header-extension length
+    MAX_DIMS = 6        # PostgreSQL's MAXDIM
+
+cdef char SIGNATURE[11]
+memcpy(SIGNATURE, <const char*>b"PGCOPY\n\xff\r\n\x00", 11)
+cdef char NULL_LENGTH[4]
+memcpy(NULL_LENGTH, <const char*>b"\xff\xff\xff\xff", 4)
+
+
+cdef inline uint32_t be32(const void* p) noexcept nogil:
+    cdef const uint8_t* u = <const uint8_t*>p
+    return (<uint32_t>u[0] << 24) | (<uint32_t>u[1] << 16) | (<uint32_t>u[2] << 8) | u[3]
+
+
+cdef inline void set_be32(char* p, uint32_t v) noexcept nogil:
+    p[0] = <char>(v >> 24)
+    p[1] = <char>(v >> 16)
+    p[2] = <char>(v >> 8)
+    p[3] = <char>v
+
+
+cdef class BinaryRewriter(Rewriter):
+    """Rewrites COPY binary data of one table with the same rules as Rewriter, for tables whose ruled
+    columns are of text-like types (text, varchar, bpchar, json, jsonb and their arrays): there a
+    value's bytes are its text (after jsonb's version byte), so each strategy gets exactly what the
+    text path hands it, unescaped already, and its output goes back behind a new length word. The
+    other columns pass as their binary form, which neither server then prints or parses.
+
+    The data may arrive in any chunking: the start of a header or row whose end has not arrived yet
+    waits in `carry` (only that unit is copied; whole units are rewritten where they lie). `jsonb`
+    lists the columns (indexes) of type jsonb or jsonb[]. tests/anon_ref.py holds its reference.
+    """
+
+    def __cinit__(self):
+        self.forms = NULL
+        self.carry = OutBuf(NULL, 0, 0)
+        self.stage = 0
+
+    def __init__(self, str table, list columns, list rules, registry, jsonb=()):
+        Rewriter.__init__(self, table, columns, rules, registry)
+        self.raw_values = True
+        self.forms = <unsigned char*>calloc(self.ncols, 1)
+        if self.forms == NULL:
+            raise MemoryError()
+        for i in jsonb:
+            if not 0 <= i < self.ncols:
+                raise ValueError(f"{table}: jsonb column index {i} out of range")
+            self.forms[i] |= FORM_JSONB
+        for rule in rules:
+            if rule.is_array:
+                self.forms[rule.index] |= FORM_ARRAY
+
+    def __dealloc__(self):
+        free(self.forms)
+        outbuf_free(&self.carry)
+
+    def rewrite(self, data) -> bytes:
+        """Rewrites the complete rows in `data` (any chunking); a partial one waits for more."""
+        cdef const unsigned char[::1] buf = data
+        cdef size_t n = buf.shape[0]
+        cdef int rc = 0
+        self.pybuf.len = 0
+        if n == 0:
+            return b""
+        with nogil:
+            rc = self.rewrite_message(<const char*>&buf[0], n, &self.pybuf)
+        if rc < 0:
+            self.raise_error()
+        return PyBytes_FromStringAndSize(self.pybuf.data, self.pybuf.len)
+
+    def finish(self) -> None:
+        """Raises RewriteError when the data ended inside a row or before the trailer."""
+        if self.end_of_data() < 0:
+            self.raise_error()
+
+    cdef int rewrite_message(self, const char* p, size_t n, OutBuf* out) noexcept nogil:
+        cdef size_t need = 0, take
+        cdef Py_ssize_t r
+        while self.carry.len:  # complete the waiting unit with just the bytes it lacks
+            r = self._measure(self.carry.data, self.carry.len, &need)
+            if r < 0:
+                return -1
+            if r > 0:
+                if self._unit(self.carry.data, r, out) < 0:
+                    return -1
+                self.carry.len = 0
+                break
+            if n == 0:
+                return 0
+            take = need if need < n else n
+            if append(&self.carry, p, take) < 0:
+                return self._fail(E_NOMEM, 0, 0)
+            p += take
+            n -= take
+        while n:
+            r = self._measure(p, n, &need)
+            if r < 0:
+                return -1
+            if r == 0:
+                return self._fail(E_NOMEM, 0, 0) if append(&self.carry, p, n) < 0 else 0
+            if self._unit(p, r, out) < 0:
+                return -1
+            p += r
+            n -= r
+        return 0
+
+    cdef int end_of_data(self) noexcept nogil:
+        if self.carry.len or self.stage != 2:
+            return self._fail(E_TRUNCATED, self.ncols - 1, 0)
+        return 0
+
+    cdef Py_ssize_t _measure(self, const char* p, size_t n, size_t* need) noexcept nogil:
+        """The length of the header, row or trailer at p when all of it is there, else 0 with the
+        fewest bytes still missing in need; -1 with the error set for a structure COPY TO never
+        writes (found as soon as its bytes are there). Notes each field's offset in self.tabs."""
+        cdef size_t off, ext
+        cdef int fc
+        cdef Py_ssize_t col
+        cdef int32_t flen
+        if self.stage == 0:
+            if n < HEADER_LEN:
+                need[0] = HEADER_LEN - n
+                return 0
+            ext = be32(p + 15)
+            if memcmp(p, SIGNATURE, 11) != 0 or be32(p + 11) & 0x7FFF0000 or ext > 0x7FFFFFFF:
+                return self._fail(E_BAD_HEADER, 0, 0)  # bits 16-30 of the flags: OIDs, or unknown
+            if n < HEADER_LEN + ext:
+                need[0] = HEADER_LEN + ext - n
+                return 0
+            return HEADER_LEN + ext
+        if self.stage == 2:
+            return self._fail(E_AFTER_TRAILER, self.ncols - 1, 0)
+        if n < 2:
+            need[0] = 2 - n
+            return 0
+        fc = <int16_t>((<uint8_t>p[0] << 8) | <uint8_t>p[1])
+        if fc == -1:
+            return 2
+        if fc != self.ncols:
+            return self._fail(E_FIELD_COUNT, self.ncols - 1, fc)
+        off = 2
+        for col in range(self.ncols):
+            if n < off + 4:
+                need[0] = off + 4 - n
+                return 0
+            self.tabs[col] = off
+            flen = <int32_t>be32(p + off)
+            off += 4
+            if flen < -1:
+                return self._fail(E_BAD_LENGTH, col, 0)
+            if flen > 0:
+                if n - off < <size_t>flen:
+                    need[0] = <size_t>flen - (n - off)
+                    return 0
+                off += <size_t>flen
+        return off
+
+    cdef int _unit(self, const char* p, size_t n, OutBuf* out) noexcept nogil:
+        """Writes one unit _measure found complete: header and trailer as they are, a row rewritten."""
+        if self.stage == 0 or n == 2:  # the header, or the trailer (a row has at least one field)
+            self.stage += 1
+            return self._fail(E_NOMEM, 0, 0) if append(out, p, n) < 0 else 0
+        return self._tuple(p, n, out)
+
+    cdef int _tuple(self, const char* p, size_t n, OutBuf* out) noexcept nogil:
+        cdef const char* copy_from = p
+        cdef const char* f
+        cdef Py_ssize_t j, col
+        cdef int32_t flen
+        self.cur_row = p
+        self.cur_n = n
+        for j in range(self.ntouched):
+            col = self.touched[j]
+            f = p + self.tabs[col]
+            flen = <int32_t>be32(f)
+            if append(out, copy_from, f - copy_from) < 0:
+                return self._fail(E_NOMEM, col, 0)
+            if self._bfield(col, <const uint8_t*>f + 4, flen, out) < 0:
+                return -1
+            copy_from = f + 4 + (flen if flen > 0 else 0)
+        if append(out, copy_from, p + n - copy_from) < 0:
+            return self._fail(E_NOMEM, self.ncols - 1, 0)
+        self.rows += 1
+        return 0
+
+    cdef int _text(self, Py_ssize_t col, bint jsonb, const uint8_t* v, size_t n,
+                   const uint8_t** t, size_t* tn) noexcept nogil:
+        """Points t at the text of a value: the value itself, or for jsonb what follows its version byte."""
+        if jsonb:
+            if n == 0 or v[0] != 1:
+                return self._fail(E_VALUE, col, CF_BAD_JSONB)
+            v += 1
+            n -= 1
+        t[0] = v
+        tn[0] = n
+        return 0
+
+    cdef int _bfield(self, Py_ssize_t col, const uint8_t* v, Py_ssize_t n, OutBuf* out) noexcept nogil:
+        """Writes one ruled field (its value v[0:n], n = -1 for NULL) with its length word to out."""
+        cdef FieldSpec* spec = &self.specs[col]
+        cdef const uint8_t* t
+        cdef const uint8_t* kv = NULL
+        cdef const char* kf
+        cdef size_t tn, kn = 0
+        cdef Py_ssize_t kcol = spec.key_index
+        cdef int32_t klen
+        if n < 0:
+            return self._fail(E_NOMEM, col, 0) if append(out, NULL_LENGTH, 4) < 0 else 0
+        if kcol >= 0:  # the PRF reads another column of the row (a per-row key)
+            kf = self.cur_row + self.tabs[kcol]
+            klen = <int32_t>be32(kf)
+            if klen >= 0 and self._text(kcol, self.forms[kcol] & FORM_JSONB, <const uint8_t*>kf + 4, klen,
+                                        &kv, &kn) < 0:
+                return -1
+        if self.forms[col] & FORM_ARRAY:
+            if not spec.is_array:  # a strategy that writes NULL for every value, the whole array
+                return self._fail(E_NOMEM, col, 0) if append(out, NULL_LENGTH, 4) < 0 else 0
+            return self._barray(col, spec, v, n, kv, kn, out)
+        if self._text(col, self.forms[col] & FORM_JSONB, v, n, &t, &tn) < 0:
+            return -1
+        return 0 if self._bvalue(col, spec, self.forms[col] & FORM_JSONB, t, tn, kv, kn, out) >= 0 else -1
+
+    cdef int _bvalue(self, Py_ssize_t col, FieldSpec* spec, bint jsonb, const uint8_t* t, size_t tn,
+                     const uint8_t* kv, size_t kn, OutBuf* out) noexcept nogil:
+        """Writes the length word and the rule's output for one value whose text is t[0:tn] (a
+        field or an array element): empty stays empty. Returns 0, 1 when it wrote NULL, or -1."""
+        cdef size_t pos = out.len
+        cdef Py_ssize_t bad
+        cdef int rc
+        if outbuf_reserve(out, 5 + tn) < 0:
+            return self._fail(E_NOMEM, col, 0)
+        out.len += 4
+        if jsonb:
+            out.data[out.len] = 1
+            out.len += 1
+        if tn == 0:
+            set_be32(out.data + pos, out.len - pos - 4)
+            return 0
+        bad = utf8_error(t, tn)
+        if bad >= 0:
+            return self._fail(E_UTF8, col, bad)
+        if memchr(t, 0, tn) != NULL:
+            return self._fail(E_NUL, col, 0)
+        if ENTRIES[spec.code].field != NULL:  # the strategy reads the whole value its own way
+            if ENTRIES[spec.code].field(self, col, spec, t, tn, out) < 0:
+                return -1
+        else:
+            rc = self._apply(col, spec, t, tn, kv, kn, out)
+            if rc < 0:
+                return -1
+            if rc == 1:
+                out.len = pos
+                put(out, NULL_LENGTH, 4)
+                return 1
+        set_be32(out.data + pos, out.len - pos - 4)
+        return 0
+
+    cdef int _barray(self, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t n,
+                     const uint8_t* kv, size_t kn, OutBuf* out) noexcept nogil:
+        """Applies the rule to each element of a binary array (any dimensions): NULL and empty
+        elements stay, the header is copied, with its has-NULL flag set when an output is NULL."""
+        cdef const uint8_t* end = v + n
+        cdef const uint8_t* e
+        cdef const uint8_t* t
+        cdef size_t hdr, pos, tn
+        cdef uint64_t nitems = 1, i
+        cdef int32_t ndim, dim, elen
+        cdef bint jsonb = self.forms[col] & FORM_JSONB, nulls = False
+        cdef int rc
+        if n < 12:
+            return self._fail(E_VALUE, col, CF_BAD_BINARY_ARRAY)
+        ndim = <int32_t>be32(v)
+        if ndim < 0 or ndim > MAX_DIMS or be32(v + 4) > 1:
+            return self._fail(E_VALUE, col, CF_BAD_BINARY_ARRAY)
+        hdr = 12 + 8 * <size_t>ndim
+        if n < hdr:
+            return self._fail(E_VALUE, col, CF_BAD_BINARY_ARRAY)
+        if ndim == 0:
+            nitems = 0
+        for i in range(<uint64_t>ndim):
+            dim = <int32_t>be32(v + 12 + 8 * i)
+            nitems *= <uint64_t>dim if dim >= 0 else 0
+            if dim < 0 or nitems > (n - hdr) // 4:  # every element takes a length word at least
+                return self._fail(E_VALUE, col, CF_BAD_BINARY_ARRAY)
+        pos = out.len
+        if outbuf_reserve(out, 4 + hdr) < 0:
+            return self._fail(E_NOMEM, col, 0)
+        out.len += 4
+        put(out, <const char*>v, hdr)
+        e = v + hdr
+        for i in range(nitems):
+            if end - e < 4:
+                return self._fail(E_VALUE, col, CF_BAD_BINARY_ARRAY)
+            elen = <int32_t>be32(e)
+            e += 4
+            if elen == -1:
+                if append(out, NULL_LENGTH, 4) < 0:
+                    return self._fail(E_NOMEM, col, 0)
+                nulls = True
+                continue
+            if elen < -1 or end - e < elen:
+                return self._fail(E_VALUE, col, CF_BAD_BINARY_ARRAY)
+            if self._text(col, jsonb, e, elen, &t, &tn) < 0:
+                return -1
+            rc = self._bvalue(col, spec, jsonb, t, tn, kv, kn, out)
+            if rc < 0:
+                return -1
+            nulls = nulls or rc == 1
+            e += elen
+        if e != end:
+            return self._fail(E_VALUE, col, CF_BAD_BINARY_ARRAY)
+        if nulls:
+            set_be32(out.data + pos + 8, 1)
+        set_be32(out.data + pos, out.len - pos - 4)
+        return 0

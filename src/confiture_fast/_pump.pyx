@@ -10,7 +10,7 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport strtoll
 from libc.string cimport memcpy
 
-from confiture_fast._anon cimport OutBuf, Rewriter, outbuf_free, outbuf_reserve
+from confiture_fast._anon cimport BinaryRewriter, OutBuf, Rewriter, outbuf_free, outbuf_reserve
 
 
 cdef extern from "libpq-fe.h" nogil:
@@ -112,7 +112,7 @@ def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssi
     """Streams one COPY from `src` to `dst`. Both connections must be idle in a transaction.
 
     `binary`: the statements use COPY's binary format, whose last message is the trailer, not a row
-    (the header travels with the first row); the data passes through as it is, so no rewriter.
+    (the header travels with the first row); the rewriter, if any, is then a BinaryRewriter.
 
     After an error the source may still be in COPY OUT: the caller discards both connections
     (the target's COPY was ended with an error, so its transaction only needs a rollback).
@@ -121,8 +121,8 @@ def pump(src, dst, bytes copy_out, bytes copy_in, Rewriter rewriter=None, Py_ssi
     whichever comes first. `counters[2*slot]` and `counters[2*slot+1]` (shared memory) get the rows and bytes read so far,
     every PUBLISH_EVERY rows. Returns (rows_read, rows_written, bytes_read, bytes_written).
     """
-    if binary and rewriter is not None:
-        raise ValueError("the rewriter reads COPY text, not the binary format")
+    if rewriter is not None and binary != isinstance(rewriter, BinaryRewriter):
+        raise ValueError("the rewriter's format (COPY text or binary) is not that of the statements")
     cdef PGconn* s = _ptr(src)
     cdef PGconn* d = _ptr(dst)
     # psycopg runs libpq in nonblocking mode, where PQputCopyData queues whatever a slow target has not
@@ -189,7 +189,7 @@ cdef _pump(PGconn* s, PGconn* d, bytes copy_out, bytes copy_in, Rewriter rewrite
                 gathered += 1
                 bytes_in += n
                 if has_rw:
-                    if rewriter.rewrite_row(row, <size_t>n, &out) < 0:
+                    if rewriter.rewrite_message(row, <size_t>n, &out) < 0:
                         failed = 3
                 elif outbuf_reserve(&out, <size_t>n) < 0:
                     failed = 4
@@ -207,6 +207,8 @@ cdef _pump(PGconn* s, PGconn* d, bytes copy_out, bytes copy_in, Rewriter rewrite
                 if ctr != NULL and rows % PUBLISH_EVERY == 0:
                     ctr[0] = rows
                     ctr[1] = bytes_in
+            if failed == 0 and has_rw and rewriter.end_of_data() < 0:
+                failed = 3
             if failed == 0 and out.len > 0:
                 if PQputCopyData(d, out.data, <int>out.len) != 1:
                     failed = 2

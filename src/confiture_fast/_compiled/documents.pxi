@@ -240,7 +240,7 @@ cdef int json_setup(Rewriter rw, FieldSpec* spec, rule) except -1:
 cdef int json_field(Rewriter rw, Py_ssize_t col, FieldSpec* spec, const uint8_t* v, size_t vn,
                     OutBuf* out) noexcept nogil:
     """Walks a json/jsonb value, rewriting the strings and numbers at the rule's paths (all of them
-    inside a matched object or array); every other byte is copied. Written COPY-escaped to out."""
+    inside a matched object or array); every other byte is copied. Written to out as put_value does."""
     cdef JsonRule* jr = <JsonRule*>spec.ext
     cdef OutBuf* doc = &rw.arraybuf
     cdef JsonLevel* lv
@@ -321,7 +321,7 @@ cdef int json_field(Rewriter rw, Py_ssize_t col, FieldSpec* spec, const uint8_t*
                     return rw._fail(E_VALUE, col, CF_BAD_JSON)
                 if append(doc, <const char*>v + copied, vn - copied) < 0:
                     return rw._fail(E_NOMEM, col, 0)
-                return rw._fail(E_NOMEM, col, 0) if escape_append(out, doc.data, doc.len) < 0 else 0
+                return rw._fail(E_NOMEM, col, 0) if put_value(rw, out, doc.data, doc.len) < 0 else 0
             lv = &jr.stack[depth - 1]
             close = c'}' if lv.is_object else c']'
             if i < vn and v[i] == c',':

@@ -135,6 +135,13 @@ class Rewriter(_anon.Rewriter):
         super().__init__(table, columns, rules, COMPILED)
 
 
+class BinaryRewriter(_anon.BinaryRewriter):
+    """The compiled rewriter of one table's COPY binary data; `jsonb`: indexes of its jsonb(/[]) columns."""
+
+    def __init__(self, table: str, columns: list, rules: list, jsonb=()):
+        super().__init__(table, columns, rules, COMPILED, jsonb)
+
+
 # -- derived views --------------------------------------------------------------------------------
 IDENTITY = frozenset(name for name, s in STRATEGIES.items() if s.identity)
 NULLING = frozenset(name for name, s in STRATEGIES.items() if s.writes_null)
