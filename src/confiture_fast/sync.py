@@ -11,6 +11,7 @@ To add a phase: write its function (taking the SyncRun), add a Phase to PHASES w
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -204,11 +205,12 @@ def _plan(r: SyncRun) -> None:
 
 
 def _build(r: SyncRun, dst_cat):
-    from .plan import build_plan
+    from .plan import build_plan, streams
 
     return build_plan(r.src_cat, dst_cat, r.selection, r.rules, r.secret.value if r.secret else None,
                       cascade=r.req.cascade, completed=frozenset(r.state.completed_tables),
-                      slice_size=r.req.load.slice_size, subset=r.subset)
+                      slice_size=r.req.load.slice_size, subset=r.subset,
+                      streams=streams(r.req.load.parallel, os.cpu_count() or 1))
 
 
 def _no_schema(r: SyncRun) -> str | None:

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from confiture_fast.errors import ValidationError
-from confiture_fast.plan import Selection, build_plan
+from confiture_fast.plan import Selection, build_plan, streams
 
 from .catalog_builder import SECRET, catalog, col, leaf, rules, table
 
@@ -178,3 +178,47 @@ def test_tables_are_planned_largest_first():
 def test_a_smaller_slice_size_gives_more_slices():
     assert len(plan_of(big(), slice_size=32).tables[0].units) == 13
     assert len(plan_of(big(), slice_size=1 << 20).tables[0].units) == 1
+
+
+# -- a table that dominates the plan: one slice per COPY stream the machine runs with profit ----------
+def test_streams_are_one_per_worker_and_per_two_cores():
+    assert [streams(2, 2), streams(8, 2), streams(2, 16), streams(8, 16), streams(1, 64)] == [1, 1, 2, 8, 1]
+
+
+def test_on_two_cores_a_dominating_table_stays_one_unit_with_freeze():
+    (tp,) = plan_of(big(size=200 * MB), slice_size=512, streams=streams(2, 2)).tables
+    (u,) = tp.units
+    assert u.owns_relation and "FREEZE" in u.copy_in
+
+
+def test_with_cores_free_a_dominating_table_gets_one_slice_per_stream():
+    plan = plan_of(big(size=200 * MB), table("small", size=MB), slice_size=512, streams=streams(4, 8))
+    events, small = plan.tables
+    assert len(events.units) == 4 and not any(u.owns_relation for u in events.units)
+    assert events.shared_relations == ['"public"."events"']
+    assert len(small.units) == 1 and small.units[0].owns_relation
+
+
+def test_a_table_within_an_even_share_of_the_streams_is_not_split():
+    plan = plan_of(big(size=200 * MB), big("orders", size=200 * MB), big("audit", size=200 * MB),
+                   big("logs", size=200 * MB), slice_size=512, streams=4)
+    assert all(len(t.units) == 1 for t in plan.tables)
+    plan = plan_of(big(size=300 * MB), big("orders", size=100 * MB), slice_size=512, streams=2)
+    assert [len(t.units) for t in plan.tables] == [2, 1]
+
+
+def test_a_dominating_table_is_never_cut_below_the_minimum_slice():
+    (tp,) = plan_of(big(size=70 * MB), slice_size=512, streams=8).tables
+    assert len(tp.units) == 2  # 70 MiB // 32 MiB
+    (tp,) = plan_of(table("tiny", col("id", "int4"), size=2 * MB, rows=2000), streams=8).tables
+    assert len(tp.units) == 1
+
+
+def test_a_dominating_table_with_user_triggers_or_partitions_is_not_spread():
+    dst = big(user_triggers=("audit_trg",))
+    (tp,) = plan_of(big(), target=[dst], slice_size=512, streams=4).tables
+    assert len(tp.units) == 1
+    parts = table("measures", col("id", "int4"), col("v", "numeric"), kind="p",
+                  leaves=(leaf("public", "m1", size=300 * MB, pages=38400), leaf("public", "m2", size=10 * MB)))
+    (tp,) = plan_of(parts, slice_size=512, streams=4).tables
+    assert [u.relation for u in tp.units] == ['"public"."m1"', '"public"."m2"']  # its leaves are its units
