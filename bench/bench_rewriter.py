@@ -1,9 +1,11 @@
-"""Micro-benchmark of the COPY-text rewriter alone, on an in-memory buffer shaped like the guide's users table.
+"""Micro-benchmark of the COPY rewriters alone, on in-memory buffers shaped like the guide's users table.
 
     PYTHONPATH=src python bench/bench_rewriter.py [--rows 200000] [--repeat 7] [--chunk 65536]
 
-Cases, all on the same bytes and in the same run: a plain copy of the buffer (the baseline), the
-five guide rules (email, phone, name, redact, hash), and pass-through (the same table, no rules).
+Cases, all in the same run: a plain copy of the COPY-text buffer (the baseline), the five guide rules
+(email, phone, name, redact, hash) on it, pass-through (the same table, no rules), and the five rules
+on the same rows in COPY binary (the binary rewriter; its MB/s are of the binary buffer, its ratio to
+the baseline is per row, on the same rows).
 Prints MB/s, rows/s and the ratio to the baseline; cycles per byte when `perf stat` can count cycles.
 Speeds are per CPU second of the benchmarking thread (one core), so other load on the machine does not
 count against them; the wall-clock speed is printed next to them.
@@ -13,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import datetime
 import random
 import shutil
+import struct
 import subprocess
 import sys
 import time
 
-from confiture_fast.strategies import FieldRule, Rewriter, derive_key, parse_params
+from confiture_fast import copytext
+from confiture_fast.strategies import BinaryRewriter, FieldRule, Rewriter, derive_key, parse_params
 
 COLUMNS = ["id", "email", "phone", "full_name", "ssn", "password_hash", "bio", "created_at", "is_active",
            "balance"]
@@ -52,6 +57,41 @@ def users_buffer(rows: int) -> bytes:
     return "".join(out).encode()
 
 
+_EPOCH = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)  # PostgreSQL's timestamp zero
+
+
+def _numeric(text: bytes) -> bytes:
+    """numeric_send of a non-negative 'digits.dd': base-10000 digits, weight, sign, display scale."""
+    whole, frac = text.split(b".")
+    digits = f"{int(whole):d}"
+    digits = digits.zfill(-(-len(digits) // 4) * 4)
+    groups = [int(digits[i:i + 4]) for i in range(0, len(digits), 4)] + [int(frac.ljust(4, b"0"))]
+    while len(groups) > 1 and groups[0] == 0:
+        groups.pop(0)
+    weight = len(groups) - 2
+    while groups and groups[-1] == 0:
+        groups.pop()
+    return struct.pack(f">hhHH{len(groups)}h", len(groups), weight, 0, len(frac), *groups)
+
+
+def binary_buffer(text: bytes) -> bytes:
+    """The same rows in COPY binary, with the users table's types (bigint, text, timestamptz, boolean, numeric)."""
+    out = [binary_header()]
+    for line in text.splitlines():
+        values = copytext.parse_row(line)
+        at = datetime.datetime.fromisoformat(values[7].decode())
+        fields = [struct.pack(">q", int(values[0])), *values[1:7],
+                  struct.pack(">q", (at - _EPOCH) // datetime.timedelta(microseconds=1)),
+                  b"\x01" if values[8] == b"t" else b"\x00", _numeric(values[9])]
+        out.append(struct.pack(">h", len(fields)) + b"".join(struct.pack(">i", len(f)) + f for f in fields))
+    out.append(struct.pack(">h", -1))
+    return b"".join(out)
+
+
+def binary_header() -> bytes:
+    return b"PGCOPY\n\xff\r\n\x00" + struct.pack(">II", 0, 0)
+
+
 def rules() -> list[FieldRule]:
     key = derive_key(b"bench-secret", "12345")
     return [FieldRule(index=COLUMNS.index(c), column=c, strategy=s, key=key, params=parse_params(s, {})[0])
@@ -61,7 +101,10 @@ def rules() -> list[FieldRule]:
 def run_case(name: str, data: bytes, chunk: int) -> tuple[float, float]:
     """One pass over the buffer; returns the thread CPU seconds and the wall seconds it took."""
     chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)]
-    rewriter = Rewriter("users", COLUMNS, rules() if name == "users, 5 rules" else [])
+    if name == "binary, 5 rules":
+        rewriter = BinaryRewriter("users", COLUMNS, rules())
+    else:
+        rewriter = Rewriter("users", COLUMNS, rules() if name == "users, 5 rules" else [])
     cpu, wall = time.thread_time(), time.perf_counter()
     if name == "baseline copy":
         for c in chunks:
@@ -73,7 +116,7 @@ def run_case(name: str, data: bytes, chunk: int) -> tuple[float, float]:
     return time.thread_time() - cpu, time.perf_counter() - wall
 
 
-CASES = ["baseline copy", "users, 5 rules", "pass-through"]
+CASES = ["baseline copy", "users, 5 rules", "pass-through", "binary, 5 rules"]
 
 
 def cycles_per_byte(case: str, args, nbytes: int) -> str:
@@ -99,16 +142,19 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=65536, help="bytes per rewrite() call")
     ap.add_argument("--only", choices=CASES, help=argparse.SUPPRESS)  # used by the perf child runs
     args = ap.parse_args()
-    data = users_buffer(args.rows)
+    text = users_buffer(args.rows)
+    buffers = {case: binary_buffer(text) if case.startswith("binary") else text for case in CASES}
     if args.only:
         for _ in range(args.repeat):
-            run_case(args.only, data, args.chunk)
+            run_case(args.only, buffers[args.only], args.chunk)
         return
-    print(f"{args.rows} rows, {len(data) / 1e6:.1f} MB, {len(data) / args.rows:.0f} bytes/row, "
-          f"{args.chunk}-byte chunks, best of {args.repeat}")
-    runs = {case: [run_case(case, data, args.chunk) for _ in range(args.repeat)] for case in CASES}
+    print(f"{args.rows} rows, {len(text) / 1e6:.1f} MB of COPY text ({len(text) / args.rows:.0f} bytes/row), "
+          f"{len(buffers['binary, 5 rules']) / 1e6:.1f} MB of COPY binary, {args.chunk}-byte chunks, "
+          f"best of {args.repeat}")
+    runs = {case: [run_case(case, buffers[case], args.chunk) for _ in range(args.repeat)] for case in CASES}
     base = min(cpu for cpu, _ in runs["baseline copy"])
     for case in CASES:
+        data = buffers[case]
         cpu = min(c for c, _ in runs[case])
         wall = min(w for _, w in runs[case])
         print(f"{case:15} {len(data) / cpu / 1e6:7.0f} MB/s {args.rows / cpu / 1e6:6.2f} M rows/s "

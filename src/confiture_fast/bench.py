@@ -564,9 +564,10 @@ def _measure(ctx: Context, c: Contender, workdir: Path) -> Sample:
 
 
 def _rewriter_alone(ctx: Context, secret: bytes) -> Run | None:
-    """The rewriter on the source's own COPY text, in memory: what the anonymization costs without I/O."""
+    """The rewriter on the source's own COPY data, in memory, in the format the plan chose for each table
+    (text, or binary where the rules are on text-like columns): what the anonymization costs without I/O."""
     from . import config
-    from .strategies import Rewriter
+    from .strategies import BinaryRewriter, Rewriter
     from .catalog import read_catalog
     from .plan import Selection, build_plan
 
@@ -578,11 +579,13 @@ def _rewriter_alone(ctx: Context, secret: bytes) -> Run | None:
             if not tp.rules:
                 continue
             cols = ", ".join(quote_ident(c) for c in tp.columns)
+            binary = tp.units[0].binary
             # LIMIT in the query: leaving a COPY TO before its end would have to cancel it
-            query = f"COPY (SELECT {cols} FROM {tp.relation} LIMIT {_REWRITER_MAX_ROWS}) TO STDOUT"
+            query = (f"COPY (SELECT {cols} FROM {tp.relation} LIMIT {_REWRITER_MAX_ROWS}) TO STDOUT"
+                     + " (FORMAT binary)" * binary)
             with s.cursor().copy(query) as cp:
                 chunks = [bytes(row) for row in cp]
-            rows = len(chunks)
+            rows = len(chunks) - binary  # a message a row, and in binary the trailer
             blob = b"".join(chunks)
             work.append((tp, [blob[i:i + 65536] for i in range(0, len(blob), 65536)], rows, len(blob)))
     if not work:
@@ -593,7 +596,8 @@ def _rewriter_alone(ctx: Context, secret: bytes) -> Run | None:
     for _ in range(3):
         t0 = time.perf_counter()
         for tp, chunks, _, _ in work:
-            rw = Rewriter(tp.name, list(tp.columns), list(tp.rules))
+            rw = (BinaryRewriter(tp.name, list(tp.columns), list(tp.rules), tp.jsonb_columns) if tp.units[0].binary
+                  else Rewriter(tp.name, list(tp.columns), list(tp.rules)))
             for chunk in chunks:
                 rw.rewrite(chunk)
             rw.finish()

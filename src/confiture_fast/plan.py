@@ -26,7 +26,7 @@ class Unit(msgspec.Struct, frozen=True):
     est_rows: int
     est_bytes: int
     owns_relation: bool  # True: the unit empties its relation itself and loads WITH (FREEZE)
-    binary: bool = False  # COPY in binary format (both statements): no rules, identical built-in types
+    binary: bool = False  # COPY in binary format (both statements): identical built-in types, rules only on text-like ones
 
 
 class TablePlan(msgspec.Struct, frozen=True):
@@ -44,6 +44,7 @@ class TablePlan(msgspec.Struct, frozen=True):
     has_user_triggers: bool  # on the target: disabled during the load when replica mode is not allowed
     type_changes: tuple[str, ...] = ()  # accepted type differences, 'amount: numeric(12,2) -> numeric(14,2), lossless widening'
     subset: bool = False  # only the rows of the subset's closure (--where, --sample), else the whole table
+    jsonb_columns: tuple[int, ...] = ()  # indexes in `columns` of jsonb and jsonb[] ones: in COPY binary their values carry a version byte
 
     @property
     def anonymized_columns(self) -> list[str]:
@@ -283,17 +284,28 @@ def _subset_units(src, dst, cols, binary, copy_in, owns, subset, group, tag) -> 
     return tuple(units)
 
 
-def _binary(src: Table, dst: Table, columns: tuple[str, ...], ruled: bool) -> bool:
+# Types whose value in COPY binary is its text (jsonb's after a version byte), as are their arrays' elements.
+TEXT_LIKE = frozenset({"text", "varchar", "bpchar", "json", "jsonb"})
+
+
+def _binary(src: Table, dst: Table, columns: tuple[str, ...], rules: tuple[strategies.FieldRule, ...]) -> bool:
     """COPY's binary format spares both servers the text parsing and printing of numbers, dates and
     the like (a quarter of the target's CPU on a table of numbers, timestamps and jsonb). It is used
-    where the text needs no rewriting and every column is of the same built-in type on both sides,
-    whose binary form does not depend on the server (types of extensions and composites carry OIDs)."""
-    if ruled:
-        return False
+    where every column is of the same built-in type on both sides, whose binary form does not depend on
+    the server (types of extensions and composites carry OIDs), and every rewritten column and per-row
+    key is TEXT_LIKE (a key not an array): there the binary rewriter hands the strategies the very text
+    the text path would."""
     for name in columns:
         a, b = src.column(name), dst.column(name)
         if a is None or b is None or not (a.binary_safe and b.binary_safe and a.type == b.type
                                           and a.resolved_type == b.resolved_type and a.typmod == b.typmod):
+            return False
+    for r in rules:
+        if r.strategy in strategies.IDENTITY:
+            continue
+        if src.column(r.column).base_type not in TEXT_LIKE:
+            return False
+        if r.key_index >= 0 and ((key := src.column(columns[r.key_index])).base_type not in TEXT_LIKE or key.is_array):
             return False
     return True
 
@@ -413,12 +425,13 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
             skipped_generated=tuple(c.name for c in src.columns if c.generated),
             extra_target_columns=tuple(extra),
             units=(units := _units(src, dst, tuple(columns), slice_size << 20 if not dst.user_triggers else 1 << 62,
-                                   _binary(src, dst, tuple(columns), bool(field_rules)), subset,
+                                   _binary(src, dst, tuple(columns), field_rules), subset,
                                    _spread(src.est_bytes, total_bytes, streams)
                                    if src.kind != "p" and not dst.user_triggers else 1)),
             est_rows=sum(u.est_rows for u in units) if (part := _in_subset(subset, src)) else src.est_rows,
             est_bytes=sum(u.est_bytes for u in units) if part else src.est_bytes,
-            has_user_triggers=bool(dst.user_triggers), type_changes=tuple(type_changes), subset=part))
+            has_user_triggers=bool(dst.user_triggers), type_changes=tuple(type_changes), subset=part,
+            jsonb_columns=tuple(i for i, c in enumerate(columns) if src.column(c).base_type == "jsonb")))
 
     # What may be emptied: exactly the selected tables, unless --cascade names more.
     cascade_tables: dict[tuple[str, str], Table] = {}

@@ -55,7 +55,8 @@ def render_plan(plan, trigger_mode: str, console, schema=None) -> None:
         if len(t.units) > 1:
             notes.append(f"split into {len(t.units)} " + ("slices" if t.shared_relations else "partitions"))
         if t.units and t.units[0].binary:
-            notes.append("binary COPY (no rules, same built-in types)")
+            notes.append("binary COPY (same built-in types" + (", rules on text-like columns)" if t.anonymized_columns
+                                                                else ")"))
         if t.skipped_generated:
             notes.append("generated, computed on the target: " + ", ".join(t.skipped_generated))
         if t.extra_target_columns:

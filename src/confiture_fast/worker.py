@@ -14,7 +14,7 @@ from .errors import RewriteError, UnitFailed
 from .pg import quote_ident
 from .plan import TablePlan, Unit
 from .request import BATCH_BYTES, LoadOptions
-from .strategies import Rewriter
+from .strategies import BinaryRewriter, Rewriter
 
 
 class WorkerConfig(msgspec.Struct, frozen=True):
@@ -128,7 +128,11 @@ class Worker:
         try:
             self._connect(table.name)
             dst = self.dst
-            rewriter = Rewriter(table.name, list(table.columns), list(table.rules)) if table.rules else None
+            rewriter = None
+            if table.rules and unit.binary:
+                rewriter = BinaryRewriter(table.name, list(table.columns), list(table.rules), table.jsonb_columns)
+            elif table.rules:
+                rewriter = Rewriter(table.name, list(table.columns), list(table.rules))
             replica = self.cfg.trigger_mode == "replica"
             dst.execute("BEGIN")
             if replica:

@@ -34,7 +34,7 @@ def batches(pair) -> list[int]:
 RULES = "fixed:\n  - column: v\n    strategy: redact\n"
 
 
-# verbatim: binary COPY straight through; with a rule: COPY text through the rewriter
+# verbatim: binary COPY straight through; with a rule (on text): COPY binary through the binary rewriter
 @pytest.mark.parametrize("batch, rules", [(7, None), (33, RULES)], ids=["verbatim", "anonymized"])
 def test_the_batch_size_of_the_command_line_is_the_pumps(pair, batch, rules):
     pair.both(SCHEMA)

@@ -308,15 +308,19 @@ def test_same_database_is_refused_for_a_role_that_cannot_read_pg_control_system(
 def test_binary_copy_and_freeze_seen_by_the_target_server(pair, target_server):
     """The statements the target server ran (log_statement) and the frozen state of the tuples it wrote."""
     pair.both("CREATE TABLE plainload (id int PRIMARY KEY, n numeric, d date, v text);"
-              "CREATE TABLE ruledload (id int PRIMARY KEY, email text)")
+              "CREATE TABLE ruledload (id int PRIMARY KEY, email text);"
+              "CREATE TABLE shiftload (id int PRIMARY KEY, born date)")
     pair.source("INSERT INTO plainload SELECT i, i / 7.0, date '2020-01-01' + i, md5(i::text) "
                 "FROM generate_series(1, 3000) i;"
-                "INSERT INTO ruledload SELECT i, 'p' || i || '@corp.example' FROM generate_series(1, 3000) i")
+                "INSERT INTO ruledload SELECT i, 'p' || i || '@corp.example' FROM generate_series(1, 3000) i;"
+                "INSERT INTO shiftload SELECT i, date '2020-01-01' + i FROM generate_series(1, 3000) i")
     db = pair.dst.rsplit("/", 1)[1]
     pair.target(f'ALTER DATABASE "{db}" SET log_statement = \'all\'; CREATE EXTENSION pageinspect')
     log = Path(target_server.root) / "server.log"
     offset = log.stat().st_size
-    res = pair.sync("--tables", "plainload,ruledload", rules="ruledload:\n  - column: email\n    strategy: email\n")
+    res = pair.sync("--tables", "plainload,ruledload,shiftload",
+                    rules="ruledload:\n  - column: email\n    strategy: email\n"
+                          "shiftload:\n  - column: born\n    strategy: date_shift\n")
     assert res.returncode == 0, res.stderr
     pair.target(f'ALTER DATABASE "{db}" RESET log_statement')
     with log.open("rb") as f:
@@ -325,11 +329,13 @@ def test_binary_copy_and_freeze_seen_by_the_target_server(pair, target_server):
                       if "statement: COPY" in line and "FROM STDIN" in line]
     plain = [s for s in statements if "plainload" in s]
     ruled = [s for s in statements if "ruledload" in s]
-    assert len(plain) == 1 and len(ruled) == 1, statements
+    shifted = [s for s in statements if "shiftload" in s]
+    assert len(plain) == 1 and len(ruled) == 1 and len(shifted) == 1, statements
     assert "FORMAT binary" in plain[0] and "FREEZE" in plain[0], plain
-    assert "binary" not in ruled[0] and "FREEZE" in ruled[0], ruled  # rewritten rows travel as text
+    assert "FORMAT binary" in ruled[0] and "FREEZE" in ruled[0], ruled  # a rule on text: the binary rewriter
+    assert "binary" not in shifted[0] and "FREEZE" in shifted[0], shifted  # a rule on a date reads its text
     pair.target("CREATE TABLE control AS SELECT generate_series(1, 3000) id")  # a plain write: not frozen
-    for table, want in (("plainload", 3000), ("ruledload", 3000), ("control", 0)):  # every tuple written frozen (HEAP_XMIN_FROZEN, 0x0300)
+    for table, want in (("plainload", 3000), ("ruledload", 3000), ("shiftload", 3000), ("control", 0)):  # every tuple written frozen (HEAP_XMIN_FROZEN, 0x0300)
         frozen, tuples = pair.qt(
             f"SELECT count(*) FILTER (WHERE t_infomask & 768 = 768), count(*) "
             f"FROM generate_series(0, pg_relation_size('{table}') / current_setting('block_size')::int - 1) b, "

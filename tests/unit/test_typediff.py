@@ -142,6 +142,6 @@ def test_binary_copy_only_for_identical_types():
                       binary_safe=True, resolved_type=resolved, typmod=typmod)
 
     a = col("numeric(12,2)", _num(12, 2), "numeric(12,2)")
-    assert plan._binary(table(a), table(a), ("c",), ruled=False)
-    assert not plan._binary(table(a), table(col("numeric(14,2)", _num(14, 2), "numeric(14,2)")), ("c",), ruled=False)
-    assert not plan._binary(table(a), table(col("numeric(12,2)", _num(12, 2), "numeric(14,2)")), ("c",), ruled=False)
+    assert plan._binary(table(a), table(a), ("c",), ())
+    assert not plan._binary(table(a), table(col("numeric(14,2)", _num(14, 2), "numeric(14,2)")), ("c",), ())
+    assert not plan._binary(table(a), table(col("numeric(12,2)", _num(12, 2), "numeric(14,2)")), ("c",), ())
