@@ -34,6 +34,11 @@ class TableResult(msgspec.Struct, frozen=True):
     status: str  # synced | skipped | failed
     error: str | None = None
     subset: bool = False  # only the subset's rows (--where, --sample), else the whole table
+    mode: str = "full"  # full | incremental (incremental.py)
+    reason: str | None = None  # under --incremental, why the table was reloaded in full
+    inserted: int | None = None  # rows inserted, updated, deleted: incremental ones (a full load inserts `rows`)
+    updated: int | None = None
+    deleted: int | None = None
 
 
 class SyncResult(msgspec.Struct, frozen=True):

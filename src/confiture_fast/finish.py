@@ -170,8 +170,9 @@ class Finisher:
     up to `parallel` connections of its own, so that this work overlaps the load of the other tables
     instead of following it. Foreign keys wait for restore_deferred, after the whole load."""
 
-    def __init__(self, conn: psycopg.Connection, conninfo: str, parallel: int, keys: StateKeys):
+    def __init__(self, conn: psycopg.Connection, conninfo: str, parallel: int, keys: StateKeys, on_loaded=None):
         self._conninfo = conninfo
+        self._on_loaded = on_loaded  # called with each loaded table's name (incremental.record: its state)
         self._indexes: dict[str, list] = {}
         for item in pending(conn, keys):
             if item[3] == 1:
@@ -184,6 +185,8 @@ class Finisher:
         self.tried: set[int] = set()  # pending_ddl ids handed to a build
 
     def table_loaded(self, table: str, relation: str) -> None:
+        if self._on_loaded is not None:
+            self._on_loaded(table)
         items = self._indexes.pop(table, [])
         self.tried |= {i[0] for i in items}
         builds = [self._pool.submit(_rebuild, self._conninfo, i, self._settings) for i in items]

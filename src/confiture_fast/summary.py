@@ -27,6 +27,7 @@ def render(result, console, checkpoint: Path | None) -> None:
     table.add_row("total", f"{result.total_rows:,}", f"{sum(t.bytes for t in result.tables) / 1e6:,.1f}",
                   f"{result.seconds:.2f}", rate, "", "ok" if result.ok else "FAILED", *([""] if subset else []))
     console.print(table)
+    render_modes(result.tables, console)
     if result.created or result.not_created:
         console.print(f"--create-schema: created {len(result.created)} object(s) on the target "
                       f"(owned by the target user; grants and roles are not copied)", markup=False)
@@ -36,10 +37,40 @@ def render(result, console, checkpoint: Path | None) -> None:
         console.print(f"checkpoint: {checkpoint}")
 
 
-def render_plan(plan, trigger_mode: str, console, schema=None) -> None:
+def render_modes(tables, console) -> None:
+    """--incremental: each table's mode, with its rows inserted, updated, deleted, or why it was reloaded."""
+    if not any(t.mode == "incremental" or t.reason for t in tables):
+        return
+    console.print("--incremental:", markup=False)
+    for t in tables:
+        if t.mode == "incremental" and t.status == "synced":
+            console.print(f"  {t.table}: incremental: {t.inserted:,} inserted, {t.updated:,} updated, "
+                          f"{t.deleted:,} deleted", markup=False)
+        elif t.mode == "incremental":
+            console.print(f"  {t.table}: incremental: failed", markup=False)
+        else:
+            console.print(f"  {t.table}: full reload: {t.reason or 'asked'}", markup=False, soft_wrap=True)
+
+
+def render_choices(choices, console) -> None:
+    """--dry-run --incremental: what each table would get, from the survey's counts."""
+    if not choices:
+        return
+    console.print("--incremental (nothing was written):", markup=False)
+    for c in choices:
+        if c.mode == "incremental":
+            s = c.survey
+            console.print(f"  {c.table}: incremental: {s.changed:,} rows to copy (inserted or updated), about "
+                          f"{max(0, s.target_rows - s.source_rows + s.changed):,} at most to delete", markup=False)
+        else:
+            console.print(f"  {c.table}: full reload: {c.reason}", markup=False, soft_wrap=True)
+
+
+def render_plan(plan, trigger_mode: str, console, schema=None, choices=()) -> None:
     """--dry-run: everything the sync would do, in load order, and nothing done."""
     if schema is not None:
         render_schema(schema, console)
+    render_choices([c for c in choices if c.mode == "incremental" or c.reason], console)
     table = Table(title="confiture-fast sync --dry-run: the plan (nothing was written)", title_justify="left")
     for col, justify in (("#", "right"), ("table", "left"), ("rows (est.)", "right"), ("MB (est.)", "right"),
                          ("units", "right"), ("rules", "left"), ("notes", "left")):
@@ -124,13 +155,18 @@ def render_schema(schema, console) -> None:
         console.print(f"  not created: {n}", markup=False, soft_wrap=True)
 
 
-def plan_json(plan, schema=None) -> str:
+def plan_json(plan, schema=None, choices=()) -> str:
     """--dry-run --format json: the plan without the rules' keys, which are derived from the secret
     (with one, anyone could test guesses against the pseudonyms)."""
     data = msgspec.to_builtins(plan)
     for table in data["tables"]:
         for rule in table["rules"]:
             del rule["key"]
+    if choices:
+        data["incremental"] = [{"table": c.table, "mode": c.mode, "reason": c.reason,
+                                "changed_rows": c.survey.changed if c.survey else None,
+                                "source_rows": c.survey.source_rows if c.survey else None,
+                                "target_rows": c.survey.target_rows if c.survey else None} for c in choices]
     if schema is not None:
         data["create_schema"] = {"create": schema.listing(), "not_created": list(schema.not_created),
                                  "count": schema.count}

@@ -28,6 +28,7 @@ from .request import LoadOptions, Scope
 if TYPE_CHECKING:
     from .audit import AuditLog
     from .coordinator import SyncResult
+    from .incremental import Choice, Increment
     from .plan import Plan
     from .schema import SchemaPlan
 
@@ -38,6 +39,7 @@ class DryRun(msgspec.Struct, frozen=True):
     plan: Plan
     trigger_mode: str
     schema: SchemaPlan | None = None  # --create-schema: what would be created
+    incremental: list[Choice] = []  # --incremental: each table's mode, why, and the survey's counts
 
 
 def _fingerprint(*parts: object) -> str:
@@ -58,6 +60,7 @@ class SyncRequest(msgspec.Struct, frozen=True, kw_only=True):
     strict: bool | None = None
     dry_run: bool = False
     create_schema: bool = False  # create on the target what the selected tables need and it lacks
+    incremental: bool = False  # copy only the rows changed since the last sync (incremental.py)
     wait: bool = True  # for another sync into the same target to end (else fail at once)
     log_file: Path | None = None
     json: bool = False
@@ -84,6 +87,8 @@ class SyncRun:
         self.say = (lambda msg: None) if req.quiet else (lambda msg: console.print(msg, markup=False))
         self.audit: AuditLog | None = None
         self.outcome: SyncResult | DryRun | None = None
+        self.increment: Increment | None = None  # the plan phase's choices (incremental.choose)
+        self.incremental_tables: list = []  # the TablePlans refreshed incrementally
 
     def warn(self, msg: str) -> None:
         self.console.print(Redactor.clean(f"warning: {msg}"), markup=False, soft_wrap=True)
@@ -193,6 +198,8 @@ def _plan(r: SyncRun) -> None:
         r.state = msgspec.structs.replace(r.state, selection_fingerprint=selected)
     for w in plan.warnings:
         r.console.print(f"warning: {w}", markup=False, soft_wrap=True)
+    r.mode = prepare.trigger_mode(r.session.dst)
+    plan = _choose(r, plan, dst_cat)
     warn = lambda msg: r.console.print(f"warning: {msg}", markup=False)  # noqa: E731
     if r.schema is not None:  # the tables still to create are not there to check
         made = set(r.schema.tables)
@@ -201,16 +208,35 @@ def _plan(r: SyncRun) -> None:
         r.plan = msgspec.structs.replace(plan, deferred=checked.deferred)
     else:
         r.plan = prepare.preflight(r.session.dst, plan, r.keys, warn)
-    r.mode = prepare.trigger_mode(r.session.dst)
+
+
+def _choose(r: SyncRun, plan, dst_cat):
+    """Which tables go incremental (with --incremental) and what state to record for the others; the
+    plan of the rest, planned again with the incremental ones left alone (neither emptied nor deferred)."""
+    from . import incremental
+
+    made = {t.name for t in plan.tables if r.schema is not None and t.key in r.schema.tables}
+    r.increment = incremental.choose(r.session, r.src_cat, dst_cat, plan, r.keys, r.mode,
+                                     r.secret.fingerprint() if r.secret else "", r.req.incremental,
+                                     skip=frozenset(made | set(plan.completed)))
+    r.incremental_tables = [t for t in plan.tables if t.name in r.increment.applied]
+    return _build(r, dst_cat) if r.incremental_tables else plan
 
 
 def _build(r: SyncRun, dst_cat):
+    """The plan; under --incremental, that of the tables reloaded in full, the incremental ones left
+    alone (neither emptied nor their indexes deferred; their sequences are reset like the others')."""
     from .plan import build_plan, streams
 
-    return build_plan(r.src_cat, dst_cat, r.selection, r.rules, r.secret.value if r.secret else None,
-                      cascade=r.req.cascade, completed=frozenset(r.state.completed_tables),
+    inc = frozenset(r.increment.applied) if r.increment is not None else frozenset()
+    plan = build_plan(r.src_cat, dst_cat, r.selection, r.rules, r.secret.value if r.secret else None,
+                      cascade=r.req.cascade, completed=frozenset(r.state.completed_tables) | inc,
                       slice_size=r.req.load.slice_size, subset=r.subset,
                       streams=streams(r.req.load.parallel, os.cpu_count() or 1))
+    if not inc:
+        return plan
+    return msgspec.structs.replace(plan, tables=tuple(t for t in plan.tables if t.name not in inc),
+                                   completed=tuple(n for n in plan.completed if n not in inc))
 
 
 def _no_schema(r: SyncRun) -> str | None:
@@ -245,9 +271,10 @@ def _strict(r: SyncRun) -> None:
 
 def _prepare(r: SyncRun) -> None:
     """Says what the run will do to the target, writes the checkpoint (a checkpoint that cannot be
-    written stops nothing half-way), then defers and empties (prepare.prepare). From here until the
-    run ends, a lock wait on the target is explained after a few seconds (target.LockWatch)."""
-    from . import prepare, target
+    written stops nothing half-way), forgets the incremental state of the tables to reload, then
+    defers and empties (prepare.prepare). From here until the run ends, a lock wait on the target is
+    explained after a few seconds (target.LockWatch)."""
+    from . import incremental, prepare, target
 
     req, plan = r.req, r.plan
     if r.rules is None:
@@ -267,37 +294,56 @@ def _prepare(r: SyncRun) -> None:
             raise ConfigError(f"--checkpoint {req.checkpoint} cannot be written: {exc.strerror or exc}",
                               "pass --checkpoint a file path in an existing, writable folder") from None
     r.stack.enter_context(target.LockWatch(r.session.target_conninfo, r.say))
+    incremental.forget(r.session.dst, [t.name for t in plan.tables if t.name not in plan.completed] + list(plan.cascade))
     prepare.prepare(r.session.dst, plan, r.keys, r.mode)
 
 
 def _load(r: SyncRun) -> None:
-    from . import coordinator
+    """The incremental tables first (incremental.apply), then the others in worker processes."""
+    from . import coordinator, incremental
     from .finish import Finisher
 
     req = r.req
+    r.applied = incremental.apply(r.session, r.incremental_tables, r.src_cat, r.increment, r.keys, r.mode,
+                                  req.load.batch_size, r.say)
+    if req.checkpoint is not None and r.applied.applied:
+        for name, done in r.applied.applied.items():
+            r.state = r.state.with_table(name, done.inserted + done.updated)
+        ckpt.write(req.checkpoint, r.state)
     live = req.show_progress if req.show_progress is not None else r.console.is_terminal
     opts = coordinator.RunOptions(load=req.load, checkpoint=req.checkpoint,
                                   checkpoint_state=r.state if req.checkpoint else None, live_progress=live and not req.quiet, quiet=req.quiet)
-    r.finisher = Finisher(r.session.dst, r.session.target_conninfo, req.load.parallel, r.keys)
+    unrecorded: list[str] = []
+
+    def loaded(name: str) -> None:  # its state, for the next --incremental, recorded as soon as it commits
+        why = incremental.record(r.session.dst, r.keys, r.increment, [name])
+        if why is not None and not unrecorded:
+            unrecorded.append(why)
+            r.warn(f"the state a later --incremental run starts from was not recorded on the target: {why}")
+
+    r.finisher = Finisher(r.session.dst, r.session.target_conninfo, req.load.parallel, r.keys, loaded)
     r.load = coordinator.load(r.session, r.plan, opts, r.console, r.finisher, r.mode, r.workers)
 
 
 def _finish(r: SyncRun) -> None:
+    """finish.finish, the incremental tables' sequences too."""
     from . import finish
 
     r.finished = finish.finish(r.session.src, r.session.dst, r.session.target_conninfo, r.plan, r.finisher,
-                               r.load.loaded(), r.keys, r.req.load.parallel, r.load.error, r.console, r.req.quiet)
+                               r.load.loaded() | set(r.applied.applied), r.keys, r.req.load.parallel,
+                               r.load.error or r.applied.error, r.console, r.req.quiet)
 
 
 def _report(r: SyncRun) -> None:
     """The outcome, and the audit log's end record."""
-    from . import coordinator
+    from . import coordinator, incremental
 
     if r.req.dry_run:
         r.audit.write("end", outcome="dry-run", tables=[t.name for t in r.plan.tables])
-        r.outcome = DryRun(r.plan, r.mode, r.schema)
+        r.outcome = DryRun(r.plan, r.mode, r.schema, list(r.increment.choices.values()))
         return
-    result = coordinator.report(r.load, r.finished, time.perf_counter() - r.started)
+    result = incremental.annotate(coordinator.report(r.load, r.finished, time.perf_counter() - r.started),
+                                  r.increment, r.applied, r.incremental_tables)
     if r.schema is not None:
         result = msgspec.structs.replace(result, created=r.schema.listing(), not_created=list(r.schema.not_created))
     r.audit.write("end", outcome="ok" if result.ok else ("interrupted" if result.interrupted else "failed"),

@@ -28,8 +28,10 @@ from .errors import ConfigError, SyncError
 from .pg import quote_ident
 
 STATE_TABLE = f"{quote_ident(STATE_SCHEMA)}.pending_ddl"
+SYNC_STATE_TABLE = f"{quote_ident(STATE_SCHEMA)}.sync_state"
 _SIGNED = ("table_name", "name", "phase", "create_sql")  # the record's fields a MAC covers, in this order,
 # and fallback_sql after them when it is set
+PENDING_DDL = "confiture-fast pending_ddl v1"  # what a pending_ddl record's MAC is over, before its fields
 FORGET_HINT = f"DELETE FROM {STATE_TABLE} WHERE id = {{id}}"
 
 Item = tuple[int, str, str, int, str, str | None]  # a verified record: id, table, name, phase, create_sql, fallback_sql
@@ -96,16 +98,18 @@ class StateKeys:
         self._load(create=True)
 
     @staticmethod
-    def _message(fields) -> bytes:
-        return msgspec.json.encode(["confiture-fast pending_ddl v1", *fields])
+    def _message(fields, domain: str) -> bytes:
+        return msgspec.json.encode([domain, *fields])
 
-    def sign(self, fields) -> tuple[bytes, bytes | None]:
-        msg = self._message(fields)
+    def sign(self, fields, domain: str = PENDING_DDL) -> tuple[bytes, bytes | None]:
+        """The MACs of `fields`; `domain` names the kind of record, so that no record of one kind
+        verifies as one of another."""
+        msg = self._message(fields, domain)
         local = hmac.new(self._load(create=True), msg, hashlib.sha256).digest()
         return local, hmac.new(self._secret, msg, hashlib.sha256).digest() if self._secret else None
 
-    def verify(self, fields, mac: bytes | None, mac_secret: bytes | None) -> bool:
-        msg = self._message(fields)
+    def verify(self, fields, mac: bytes | None, mac_secret: bytes | None, domain: str = PENDING_DDL) -> bool:
+        msg = self._message(fields, domain)
         local = self._load(create=False)
         ok_local = local is not None and mac is not None and hmac.compare_digest(
             hmac.new(local, msg, hashlib.sha256).digest(), bytes(mac))
@@ -123,34 +127,38 @@ MINE = """WITH RECURSIVE mine(oid) AS (
 # exactly the role an attacker with CREATE on the database hopes runs the sync.
 _STATE_SQL = MINE + """
 SELECT n.oid, n.nspowner::regrole::text, n.nspowner IN (SELECT oid FROM mine),
-       c.oid, c.relkind, c.relowner::regrole::text, c.relowner IN (SELECT oid FROM mine), current_user
-FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'pending_ddl'
+       c.oid, c.relname, c.relkind, c.relowner::regrole::text, c.relowner IN (SELECT oid FROM mine), current_user
+FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname IN ('pending_ddl', 'sync_state')
 WHERE n.nspname = %(schema)s
 """
-_T = "_confiture_fast.pending_ddl"
 _FOREIGN_SQL = """
 SELECT pg_describe_object(d.classid, d.objid, d.objsubid) FROM pg_depend d
 WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = %(ns)s
-  AND NOT (d.classid = 'pg_class'::regclass AND (d.objid = %(table)s OR d.objid IN (
+  AND NOT (d.classid = 'pg_class'::regclass AND (d.objid = ANY(%(tables)s) OR d.objid IN (
       SELECT s.objid FROM pg_depend s JOIN pg_class sc ON sc.oid = s.objid AND sc.relkind = 'S'
       WHERE s.classid = 'pg_class'::regclass AND s.refclassid = 'pg_class'::regclass
-        AND s.refobjid = %(table)s AND s.deptype = 'a')))
+        AND s.refobjid = ANY(%(tables)s) AND s.deptype = 'a')))
 UNION ALL SELECT 'sequence ' || c.oid::regclass::text || ' owned by ' || c.relowner::regrole::text
 FROM pg_class c WHERE c.relnamespace = %(ns)s AND c.relkind = 'S' AND c.relowner NOT IN (SELECT oid FROM mine)
-UNION ALL SELECT 'trigger ' || quote_ident(tgname) || ' on """ + _T + """' FROM pg_trigger WHERE tgrelid = %(table)s
-UNION ALL SELECT 'rule ' || quote_ident(rulename) || ' on """ + _T + """' FROM pg_rewrite WHERE ev_class = %(table)s
-UNION ALL SELECT 'policy ' || quote_ident(polname) || ' on """ + _T + """' FROM pg_policy WHERE polrelid = %(table)s
-UNION ALL SELECT 'index ' || i.indexrelid::regclass::text || ' on """ + _T + """' FROM pg_index i
-WHERE i.indrelid = %(table)s AND NOT (i.indisprimary AND i.indexprs IS NULL AND i.indpred IS NULL)
-UNION ALL SELECT 'constraint ' || quote_ident(conname) || ' on """ + _T + """' FROM pg_constraint
-WHERE conrelid = %(table)s AND contype NOT IN ('p', 'n')
-UNION ALL SELECT 'a default on """ + _T + """.' || quote_ident(a.attname) FROM pg_attrdef d
+UNION ALL SELECT 'trigger ' || quote_ident(tgname) || ' on ' || tgrelid::regclass::text FROM pg_trigger
+WHERE tgrelid = ANY(%(tables)s)
+UNION ALL SELECT 'rule ' || quote_ident(rulename) || ' on ' || ev_class::regclass::text FROM pg_rewrite
+WHERE ev_class = ANY(%(tables)s)
+UNION ALL SELECT 'policy ' || quote_ident(polname) || ' on ' || polrelid::regclass::text FROM pg_policy
+WHERE polrelid = ANY(%(tables)s)
+UNION ALL SELECT 'index ' || i.indexrelid::regclass::text || ' on ' || i.indrelid::regclass::text FROM pg_index i
+WHERE i.indrelid = ANY(%(tables)s) AND NOT (i.indisprimary AND i.indexprs IS NULL AND i.indpred IS NULL)
+UNION ALL SELECT 'constraint ' || quote_ident(conname) || ' on ' || conrelid::regclass::text FROM pg_constraint
+WHERE conrelid = ANY(%(tables)s) AND contype NOT IN ('p', 'n')
+UNION ALL SELECT 'a default on ' || d.adrelid::regclass::text || '.' || quote_ident(a.attname) FROM pg_attrdef d
 JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-WHERE d.adrelid = %(table)s
-  AND NOT (a.attname = 'id' AND pg_get_expr(d.adbin, d.adrelid) ~ '^nextval\\(''[^'']+''::regclass\\)$')
-  AND NOT (a.attname = 'dropped_at' AND pg_get_expr(d.adbin, d.adrelid) = 'now()')
-UNION ALL SELECT 'the type ' || format_type(atttypid, atttypmod) || ' of """ + _T + """.' || quote_ident(attname)
-FROM pg_attribute WHERE attrelid = %(table)s AND attnum > 0 AND NOT attisdropped AND atttypid >= 16384
+WHERE d.adrelid = ANY(%(tables)s)
+  AND NOT (d.adrelid = %(table)s AND a.attname = 'id'
+           AND pg_get_expr(d.adbin, d.adrelid) ~ '^nextval\\(''[^'']+''::regclass\\)$')
+  AND NOT (d.adrelid = %(table)s AND a.attname = 'dropped_at' AND pg_get_expr(d.adbin, d.adrelid) = 'now()')
+UNION ALL SELECT 'the type ' || format_type(atttypid, atttypmod) || ' of ' || attrelid::regclass::text || '.'
+    || quote_ident(attname)
+FROM pg_attribute WHERE attrelid = ANY(%(tables)s) AND attnum > 0 AND NOT attisdropped AND atttypid >= 16384
 """
 
 
@@ -159,30 +167,39 @@ class StateInfo(msgspec.Struct, frozen=True):
     table: bool  # its pending_ddl table exists (and is ours, with nothing planted on it)
     signed: bool  # the table has the MAC columns (an older version wrote none)
     has_fallback: bool = False  # the table has the fallback_sql column (an older version had none)
+    sync_state: bool = False  # its sync_state table (incremental.py) exists, ours, with nothing planted on it
 
 
 def check_state(conn: psycopg.Connection) -> StateInfo:
     """Refuses a state schema or table that another role owns or has added anything to: its records
-    could then say anything, and would run with our privileges. Reads only pg_catalog, never the table."""
-    row = conn.execute(_STATE_SQL, {"schema": STATE_SCHEMA}).fetchone()
-    if row is None:
+    could then say anything, and would run with our privileges. Reads only pg_catalog, never the tables."""
+    rows = conn.execute(_STATE_SQL, {"schema": STATE_SCHEMA}).fetchall()
+    if not rows:
         return StateInfo(False, False, False)
-    ns, ns_owner, ns_mine, table, kind, owner, mine, me = row
+    ns, ns_owner, ns_mine, *_, me = rows[0]
     s = quote_ident(STATE_SCHEMA)
     drop = f"if you did not create it, inspect it and drop it: DROP SCHEMA {s} CASCADE"
     if not ns_mine:
         raise ConfigError(f"the target's state schema {STATE_SCHEMA} is owned by {ns_owner}, not by {me} (or a role "
                           f"it belongs to): what it holds could run with {me}'s privileges, so it is not used",
-                          f"if {ns_owner} is trusted: ALTER SCHEMA {s} OWNER TO {quote_ident(me)} (and its table, "
+                          f"if {ns_owner} is trusted: ALTER SCHEMA {s} OWNER TO {quote_ident(me)} (and its tables, "
                           f"ALTER TABLE {STATE_TABLE} OWNER TO {quote_ident(me)}); otherwise {drop}")
-    if table is not None and kind != "r":
-        raise ConfigError(f"{STATE_SCHEMA}.pending_ddl on the target is not confiture-fast's table (relkind {kind!r})",
-                          f"inspect it and drop it ({drop})")
-    if table is not None and not mine:
-        raise ConfigError(f"{STATE_SCHEMA}.pending_ddl on the target is owned by {owner}, not by {me} (or a role it "
-                          "belongs to): its records could say anything, so it is not used",
-                          f"if {owner} is trusted: ALTER TABLE {STATE_TABLE} OWNER TO {quote_ident(me)}; otherwise {drop}")
-    planted = [r[0] for r in conn.execute(MINE + _FOREIGN_SQL, {"ns": ns, "table": table or 0})]
+    tables: dict[str, int] = {}
+    for _, _, _, oid, name, kind, owner, mine, _ in rows:
+        if oid is None:
+            continue
+        shown = f"{STATE_SCHEMA}.{name}"
+        if kind != "r":
+            raise ConfigError(f"{shown} on the target is not confiture-fast's table (relkind {kind!r})",
+                              f"inspect it and drop it ({drop})")
+        if not mine:
+            raise ConfigError(f"{shown} on the target is owned by {owner}, not by {me} (or a role it belongs to): its "
+                              "records could say anything, so it is not used",
+                              f"if {owner} is trusted: ALTER TABLE {s}.{quote_ident(name)} OWNER TO {quote_ident(me)}; "
+                              f"otherwise {drop}")
+        tables[name] = oid
+    planted = [r[0] for r in conn.execute(MINE + _FOREIGN_SQL, {"ns": ns, "table": tables.get("pending_ddl", 0),
+                                                                "tables": list(tables.values())})]
     if planted:
         raise ConfigError(f"the target's state schema {STATE_SCHEMA} holds {planted[0]}, which confiture-fast did "
                           "not create: it could run with our privileges, so the state is not used"
@@ -190,13 +207,15 @@ def check_state(conn: psycopg.Connection) -> StateInfo:
                           f"inspect and remove it ({drop})")
     columns = set(conn.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attname IN ('mac', 'mac_secret', 'fallback_sql') "
-        "AND NOT attisdropped", (table or 0,)).fetchall())
-    return StateInfo(True, table is not None, {("mac",), ("mac_secret",)} <= columns, ("fallback_sql",) in columns)
+        "AND NOT attisdropped", (tables.get("pending_ddl", 0),)).fetchall())
+    return StateInfo(True, "pending_ddl" in tables, {("mac",), ("mac_secret",)} <= columns,
+                     ("fallback_sql",) in columns, "sync_state" in tables)
 
 
-def ensure_state(conn: psycopg.Connection) -> None:
+def ensure_state(conn: psycopg.Connection, sync_state: bool = False) -> None:
     """Creates the state schema and table where missing (their owner is then our role), adds the MAC
-    columns to an older, empty table, and checks the result in the same transaction."""
+    columns to an older, empty table, and checks the result in the same transaction. With `sync_state`,
+    also the table of the incremental state (incremental.py: one signed record per table)."""
     with conn.transaction():
         before = check_state(conn)
         if not before.schema:
@@ -209,6 +228,9 @@ def ensure_state(conn: psycopg.Connection) -> None:
         elif not (before.signed and before.has_fallback):
             conn.execute(f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS mac bytea, "
                          "ADD COLUMN IF NOT EXISTS mac_secret bytea, ADD COLUMN IF NOT EXISTS fallback_sql text")
+        if sync_state and not before.sync_state:
+            conn.execute(f"CREATE TABLE {SYNC_STATE_TABLE} (table_name text PRIMARY KEY, record bytea NOT NULL, "
+                         "mac bytea NOT NULL, mac_secret bytea)")
         check_state(conn)
 
 

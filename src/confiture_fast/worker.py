@@ -81,6 +81,15 @@ def user_triggers_off(conn: psycopg.Connection, relation: str, replica: bool) ->
     return restore
 
 
+def rewriter_for(table: TablePlan, binary: bool):
+    """The rewriter of the table's rows in the COPY format its units use; None without a rule."""
+    if not table.rules:
+        return None
+    if binary:
+        return BinaryRewriter(table.name, list(table.columns), list(table.rules), table.jsonb_columns)
+    return Rewriter(table.name, list(table.columns), list(table.rules))
+
+
 class Worker:
     """Holds one source and one target connection and loads units one after the other."""
 
@@ -128,11 +137,7 @@ class Worker:
         try:
             self._connect(table.name)
             dst = self.dst
-            rewriter = None
-            if table.rules and unit.binary:
-                rewriter = BinaryRewriter(table.name, list(table.columns), list(table.rules), table.jsonb_columns)
-            elif table.rules:
-                rewriter = Rewriter(table.name, list(table.columns), list(table.rules))
+            rewriter = rewriter_for(table, unit.binary)
             replica = self.cfg.trigger_mode == "replica"
             dst.execute("BEGIN")
             if replica:

@@ -29,6 +29,7 @@ HELP = """Sync tables from --from to --to, anonymizing the columns that the rule
   confiture-fast sync --from prod --to local --sample "users: 1%"     # 1% of users, keys intact
   confiture-fast sync --from prod --to staging --checkpoint sync.json # Save checkpoint
   confiture-fast sync --from prod --to staging --resume --checkpoint sync.json  # Resume sync
+  confiture-fast sync --from prod --to staging --anonymize --incremental  # Only what changed
 """
 
 
@@ -56,6 +57,7 @@ def command(
     retries: RetriesOpt = str(LoadOptions().retries),
     strict: Annotated[Optional[bool], typer.Option("--strict/--no-strict", help="Refuse to start while a column that `scan` flags as PII has no rule (default: the source environment's strict:).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit without writing anything.")] = False,
+    incremental: Annotated[bool, typer.Option("--incremental", help="Copy only the rows changed on the source since the last sync into this target (tables that cannot be refreshed so are reloaded in full, saying why).")] = False,
     create_schema: Annotated[bool, typer.Option("--create-schema", help="Create on the target, from the source's catalog, the tables (and their types, sequences, keys, indexes, triggers, views) it lacks; grants and roles are not copied.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once if another sync into the target is running (default: wait for it).")] = False,
     log_file: Annotated[Optional[Path], typer.Option("--log-file", help="Append a JSON-lines audit record of the run to this file.")] = None,
@@ -91,9 +93,9 @@ def _sync(req: SyncRequest) -> int:
     if isinstance(outcome, DryRun):
         from ..summary import plan_json, render_plan
 
-        render_plan(outcome.plan, outcome.trigger_mode, console, outcome.schema)
+        render_plan(outcome.plan, outcome.trigger_mode, console, outcome.schema, outcome.incremental)
         if req.json:
-            sys.stdout.write(plan_json(outcome.plan, outcome.schema) + "\n")
+            sys.stdout.write(plan_json(outcome.plan, outcome.schema, outcome.incremental) + "\n")
         return 0
     _report(outcome, req.json, console, req.checkpoint, req.quiet)
     if outcome.interrupted:
