@@ -1129,3 +1129,106 @@ def _parse_shape(value: str) -> tuple[str, ...]:
         raise ConfigError(f"--shape {value!r}: unknown {', '.join(bad) or 'shape'}",
                           f"give one of {', '.join(SHAPES)}, or a comma-separated list of {', '.join(TABLES)}")
     return names
+
+
+# --------------------------------------------------------------------------- the subset case (issue 15)
+
+
+class SubsetBench(msgspec.Struct, kw_only=True):
+    """`bench --subset P`: a P% sample of users and its closure, against the full sync of the same tables,
+    interleaved in one run on the same servers; wall seconds per round, peak RSS of our process tree."""
+
+    command: str
+    rows: dict[str, int]  # the source's tables
+    percent: float
+    subset_rows: dict[str, int]  # what the subset run loaded
+    full_s: list[float] = []
+    subset_s: list[float] = []
+    full_rss_mib: list[float] = []
+    subset_rss_mib: list[float] = []
+    scans: list[str] = []  # the closure's sequential scans (--dry-run): none with the foreign keys indexed
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.subset_s) / statistics.median(self.full_s)
+
+
+def _subset_dataset(src: Side, users: int) -> dict[str, int]:
+    """users N, orders 2N (foreign key to users, indexed), order_lines 4N (two per order, foreign key to
+    orders, indexed): the shape the issue names, built from the bench's own users and orders."""
+    from . import sample
+
+    with _connect(src) as conn:
+        _prepare_scratch(conn, "source")
+        conn.execute(f'CREATE SCHEMA "{SCHEMA}"')
+        _mark(conn)
+    sample.create_bench_tables(src.conninfo, schema=SCHEMA, users=users, orders=2 * users)
+    with _connect(src) as conn:
+        conn.execute("DROP TABLE " + ", ".join(_qual(t) for t in ("events", "wide", "plain")))
+        conn.execute(f"ALTER TABLE {_qual('orders')} ADD FOREIGN KEY (user_id) REFERENCES {_qual('users')}")
+        conn.execute(f"CREATE INDEX ON {_qual('orders')} (user_id)")
+        conn.execute(f"CREATE TABLE {_qual('order_lines')} AS SELECT o.id * 2 + k AS id, o.id AS order_id, "
+                     f"'sku-' || (o.id * 7 + k) % 5000 AS sku, 1 + (o.id + k) % 9 AS qty, o.total / 2 AS amount "
+                     f"FROM {_qual('orders')} o CROSS JOIN generate_series(0, 1) k")
+        conn.execute(f"ALTER TABLE {_qual('order_lines')} ADD PRIMARY KEY (id), "
+                     f"ADD FOREIGN KEY (order_id) REFERENCES {_qual('orders')}")
+        conn.execute(f"CREATE INDEX ON {_qual('order_lines')} (order_id)")
+        conn.execute(f"VACUUM (ANALYZE) {_qual('order_lines')}, {_qual('orders')}")
+        return {t: conn.execute(f"SELECT count(*) FROM {_qual(t)}").fetchone()[0]
+                for t in ("users", "orders", "order_lines")}
+
+
+def run_subset_bench(opts: Options, percent: float, log: Callable[[str], None]) -> SubsetBench:
+    """Two throwaway servers; the target's tables made by an untimed first full sync (--create-schema);
+    then `repeat` rounds of the full sync and of `--sample "users: P%"`, alternating which goes first."""
+    from . import config
+
+    with ExitStack() as stack:
+        log("starting two throwaway PostgreSQL servers")
+        s1, s2 = (_start_server(stack, opts) for _ in range(2))
+        src_uri, dst_uri = s1.create_database("bench_source"), s2.create_database("bench_target")
+        src = Side(src_uri, src_uri, src_uri, src_uri, None)
+        log(f"generating users x{opts.rows:,}, orders x{2 * opts.rows:,}, order_lines x{4 * opts.rows:,}")
+        rows = _subset_dataset(src, opts.rows)
+        env = {**os.environ, config.SECRET_ENV_VAR: _BENCH_SECRET}
+        base = [sys.executable, "-m", "confiture_fast", "sync", "--from", src_uri, "--to", dst_uri,
+                "--include", f"{SCHEMA}.*", "--no-progress", "--format", "json", *opts.load.flags()]
+        sample_flag = ["--sample", f"{SCHEMA}.users: {percent:g}%"]
+
+        def sync(extra: list[str], what: str) -> tuple[float, float, dict]:
+            wall, _, peak, out = _run_processes(lambda: [subprocess.Popen(
+                base + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)], what)
+            return wall, peak, msgspec.json.decode(out)
+
+        log("untimed first full sync, creating the target's tables")
+        sync(["--create-schema"], "the first full sync")
+        dry = subprocess.run(base + sample_flag + ["--dry-run"], capture_output=True, env=env)
+        scans = msgspec.json.decode(dry.stdout)["subset"]["scans"] if dry.returncode == 0 else []
+        report = SubsetBench(command=opts.command, rows=rows, percent=percent, subset_rows={}, scans=list(scans))
+        for rep in range(opts.repeat):
+            order = [("full", []), ("subset", sample_flag)]
+            for name, extra in (order if rep % 2 == 0 else order[::-1]):
+                wall, peak, result = sync(extra, f"the {name} sync")
+                loaded = {t["table"].split(".", 1)[1]: t["rows"] for t in result["tables"]}
+                if name == "full" and loaded != rows:
+                    raise BenchError(f"the full sync loaded {loaded}, the source has {rows}", "report it")
+                if name == "subset":
+                    report.subset_rows = loaded
+                (report.full_s if name == "full" else report.subset_s).append(wall)
+                (report.full_rss_mib if name == "full" else report.subset_rss_mib).append(peak)
+                log(f"round {rep + 1}/{opts.repeat}: {name:7} {wall:7.2f} s  rss {peak:6.0f} MiB  "
+                    f"{sum(loaded.values()):,} rows")
+    return report
+
+
+def render_subset(report: SubsetBench, console) -> None:
+    med = statistics.median
+    console.print(f"subset bench: --sample users {report.percent:g}% vs the full sync, {len(report.full_s)} "
+                  f"interleaved rounds; source {', '.join(f'{t} {n:,}' for t, n in report.rows.items())}", markup=False)
+    console.print(f"  full sync:   {med(report.full_s):7.2f} s (runs {', '.join(f'{s:.2f}' for s in report.full_s)}), "
+                  f"peak RSS {max(report.full_rss_mib):.0f} MiB", markup=False)
+    console.print(f"  subset sync: {med(report.subset_s):7.2f} s (runs {', '.join(f'{s:.2f}' for s in report.subset_s)}), "
+                  f"peak RSS {max(report.subset_rss_mib):.0f} MiB, loaded "
+                  + ", ".join(f"{t} {n:,}" for t, n in report.subset_rows.items()), markup=False)
+    console.print(f"  ratio (median subset / median full): {report.ratio:.3f}; the closure's sequential scans: "
+                  f"{', '.join(report.scans) or 'none'}", markup=False)

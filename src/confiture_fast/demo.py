@@ -2,7 +2,8 @@
 
 A throwaway PostgreSQL, a sample shop database full of fake PII ("production"), an empty database
 ("local"), an anonymized sync through the real command line that also creates the schema there
-(--create-schema), and a before/after look.
+(--create-schema), and a before/after look; then one customer's data alone, with every foreign key
+intact (--where), into a third database ("support").
 """
 
 from __future__ import annotations
@@ -58,8 +59,20 @@ def run_demo(sync: Callable[[list[str]], int], users: int = 30_000, keep: bool =
                 table.add_row(str(b[0]) if i == 1 else "", name, repr(b[i]), repr(a[i]))
             table.add_section()
         console.print(table)
+        support = server.create_database("support")
+        customer = min(42, users)
+        console.print(f"[bold]5.[/] one customer's data: confiture-fast sync --from production --to support "
+                      f"--create-schema --anonymize-config {rules} --where \"users: id = {customer}\"")
+        if sync(["--from", prod, "--to", support, "--create-schema", "--anonymize-config", str(rules),
+                 "--where", f"users: id = {customer}", "--no-progress"]):
+            raise SyncError("the demo's subset sync failed (see above)")
+        with pg.scratch(support, "demo") as conn:
+            rows = [(t, conn.execute(f"SELECT count(*) FROM public.{pg.quote_ident(t)}").fetchone()[0]) for t in counts]
+        console.print(f"   'support' now holds customer {customer} and only what belongs to them or they reference: "
+                      + ", ".join(f"{t} {n:,}" for t, n in rows))
         if keep:
             console.print(f"kept running: production {prod}\n              local      {local}\n"
+                          f"              support    {support}\n"
                           f"stop it with: pg_ctl -D {server.root}/data stop")
     finally:
         if not keep:

@@ -179,12 +179,15 @@ def sample_key(secret: bytes | None) -> int:
 
 
 def sample_predicate(primary_key: tuple[str, ...], percent: float, key: int) -> str:
-    """The rows whose primary key's text form hashes (hashtextextended, built in and stable across
-    versions: hash partitioning relies on it) into the first `percent` of the buckets."""
-    row = ", ".join(quote_ident(c) for c in primary_key)
+    """The rows whose primary key's text form (of the column, or of the ROW of a composite key) hashes
+    (hashtextextended, built in and stable across versions: hash partitioning relies on it) into the
+    first `percent` of the buckets."""
+    if len(primary_key) == 1:
+        text = f"{quote_ident(primary_key[0])}::text"
+    else:
+        text = f"ROW({', '.join(quote_ident(c) for c in primary_key)})::text"
     buckets = round(percent * SAMPLE_BUCKETS / 100)
-    return (f"(pg_catalog.hashtextextended(ROW({row})::text, {key}) & 9223372036854775807) % {SAMPLE_BUCKETS} "
-            f"< {buckets}")
+    return f"(pg_catalog.hashtextextended({text}, {key}) & 9223372036854775807) % {SAMPLE_BUCKETS} < {buckets}"
 
 
 def _fk_text(fk: ForeignKey) -> str:
@@ -276,6 +279,15 @@ def _group(chosen, members, roots, fks, conditions, samples, key) -> Group:
                 if fk.ref_table not in reached:
                     reached.append(fk.ref_table)
                     queue.append(fk.ref_table)
+    # A parents step back along the very key a table was reached by, from a table reached no other way
+    # (its other ways in being such steps too), leads to rows already included, the rows that led there:
+    # left out, until none is left to leave out.
+    rooted, size = {tags[r] for r in roots}, -1
+    while len(edges) != size:
+        size = len(edges)
+        into = {t: {(e.kind, e.fk, e.frm) for e in edges if e.to == t} for t in range(len(members))}
+        edges = [e for e in edges if not (e.kind == "parent" and e.frm not in rooted
+                                          and into[e.frm] == {("child", e.fk, e.to)})]
     seeds = []
     for r in roots:
         conds = tuple(conditions.get(r, ()))
@@ -320,9 +332,23 @@ def closure_sql(g: Group) -> str:
             f"SELECT n.* FROM closure c CROSS JOIN LATERAL ({steps}) n)")
 
 
+def relevant(g: Group, tag: int) -> Group:
+    """The part of the group that decides which rows of table `tag` are included: the steps on a path
+    into it, the seeds of the tables they start from. Each unit runs only that part."""
+    needed, size = {tag}, 0
+    while len(needed) != size:
+        size = len(needed)
+        needed |= {e.frm for e in g.edges if e.to in needed}
+    return msgspec.structs.replace(g, seeds=tuple(s for s in g.seeds if s.tag in needed),
+                                   edges=tuple(e for e in g.edges if e.to in needed))
+
+
 def rows_sql(g: Group, tag: int, columns: str, relation: str, leaf: bool) -> str:
     """SELECT `columns` of the rows of `relation` (a leaf read ONLY, or a whole table) the closure includes:
-    a leaf by a TID scan of its ctids."""
+    a leaf by a TID scan of its ctids. A table no seed leads to has none."""
+    g = relevant(g, tag)
+    if not g.seeds:
+        return f"SELECT {columns} FROM {'ONLY ' if leaf else ''}{relation} WHERE false"
     if leaf:
         return (f"{closure_sql(g)} SELECT {columns} FROM ONLY {relation} WHERE ctid = ANY (ARRAY("
                 f"SELECT c.tid FROM closure c WHERE c.t = {tag} AND c.rel = {_literal(relation)}::regclass))")
@@ -364,7 +390,7 @@ def check(conn: psycopg.Connection, sp: SubsetPlan, count: bool = True) -> Subse
     rows: dict[str, int] = {}
     scans: list[str] = []
     for g in sp.groups:
-        plan_json = conn.execute(f"EXPLAIN (FORMAT JSON) {count_sql(g)}").fetchone()[0]
+        plan_json = conn.execute(f"EXPLAIN (FORMAT JSON, VERBOSE) {count_sql(g)}").fetchone()[0]
         _seq_scans(plan_json[0]["Plan"], scans)
         counted = dict(conn.execute(count_sql(g)).fetchall()) if count else {}
         rows.update({name: counted.get(i, 0) for i, name in enumerate(g.tables)})

@@ -189,7 +189,8 @@ def _plan(r: SyncRun) -> None:
         from . import subset
 
         chosen = select_tables(r.src_cat, r.selection, [])
-        r.subset = subset.check(r.session.src, subset.plan(r.src_cat, chosen, req.scope.subset, r.state_secret))
+        r.subset = subset.check(r.session.src, subset.plan(r.src_cat, chosen, req.scope.subset, r.state_secret),
+                                count=req.dry_run)  # counting runs each closure once more: --dry-run only
     plan = _build(r, dst_cat)
     selected = _selection_fingerprint(plan)
     if r.resumed is not None:

@@ -180,7 +180,7 @@ def test_a_sample_is_the_same_on_every_run_and_changes_with_the_secret(shop):
     from confiture_fast.subset import sample_key
 
     key = sample_key(b"another-secret-0123456789abcdef")
-    picked = f"(hashtextextended(ROW(id)::text, {key}) & 9223372036854775807) % 1000000 < 200000"
+    picked = f"(hashtextextended(id::text, {key}) & 9223372036854775807) % 1000000 < 200000"
     assert other == {t: v for t, v in closure(shop, {"customers": picked}).items() if t in other}
 
 
@@ -256,7 +256,7 @@ def test_verify_compares_the_target_with_the_same_subset_of_the_source(shop):
     report = {t["table"]: t for t in json.loads(res.stdout)["tables"]}
     from confiture_fast.subset import sample_key
 
-    half = f"(hashtextextended(ROW(id)::text, {sample_key(b'test-secret-0123456789abcdef')}) & 9223372036854775807) " \
+    half = f"(hashtextextended(id::text, {sample_key(b'test-secret-0123456789abcdef')}) & 9223372036854775807) " \
            "% 1000000 < 500000"
     want = closure(shop, {"customers": "id = 42", "products": half})
     assert target_rows(shop) == want
@@ -269,3 +269,26 @@ def test_verify_compares_the_target_with_the_same_subset_of_the_source(shop):
     assert res.returncode == 1
     res = _verify(shop, "--where", "customers: nope")
     assert res.returncode == 2 and "the condition on customers does not compile" in res.stderr
+
+
+def test_the_demo_shows_a_one_customer_subset():
+    from conftest import run_cli
+
+    res = run_cli("demo", "--users", "60")
+    assert res.returncode == 0, res.stderr
+    out = " ".join(res.stderr.split())
+    assert '--where "users: id = 42"' in out and "'support' now holds customer 42" in out
+    assert "reference: users 1, profiles 1," in out and "subset of 1 rows" in out
+
+
+def test_bench_times_a_sample_against_the_full_sync_of_the_same_tables():
+    from conftest import run_cli
+
+    res = run_cli("bench", "--subset", "5", "--rows", "2000", "--repeat", "1", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["rows"] == {"users": 2000, "orders": 4000, "order_lines": 8000}
+    got = report["subset_rows"]
+    assert 0 < got["users"] < 2000 and got["order_lines"] == 2 * got["orders"] and got["orders"] < 4000
+    assert len(report["full_s"]) == len(report["subset_s"]) == 1 and report["ratio"] > 0
+    assert report["scans"] == ["confiture_fast_bench.users"]  # the sample hashes every user; the keys are indexed

@@ -79,6 +79,6 @@ def test_a_subset_from_a_hot_standby(primary, target_server, tmp_path):
         _ok(pair.sync(*[a for t, c in seeds.items() for a in ("--where", f"{t}: {c}")], "--sample", "reviews: 10%"))
         from confiture_fast.subset import sample_key
 
-        sampled = (f"(hashtextextended(ROW(id)::text, {sample_key(b'test-secret-0123456789abcdef')}) "
+        sampled = (f"(hashtextextended(id::text, {sample_key(b'test-secret-0123456789abcdef')}) "
                    "& 9223372036854775807) % 1000000 < 100000")
         assert target_rows(pair) == closure(pair, {**seeds, "reviews": sampled})
