@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 import psycopg
@@ -32,8 +33,9 @@ from .target import SYNC_STATE_TABLE, StateKeys, check_state, ensure_state
 XID_SPACE = 1 << 32
 MAX_DISTANCE = 1 << 31  # a 32-bit xid is unambiguous only within half of its space
 LARGE_SHARE = 0.25  # a table with more of its rows changed is reloaded in full (see how-it-works)
-BUCKET_ROWS = 2000  # rows per key range compared between the two sides
-MAX_BUCKETS = 4096
+BUCKET_ROWS = 1000  # rows per key range compared between the two sides
+MAX_BUCKETS = 16384
+MAX_LISTED = 1000  # differing ranges fetched by a list; beyond, or over half of them, the whole table's keys
 _DOMAIN = "confiture-fast sync_state v1"  # what a state record's MAC is over, before its fields
 _INTEGER = ("int2", "int4", "int8")
 
@@ -167,7 +169,7 @@ class Survey(msgspec.Struct, frozen=True):
     target_rows: int
     buckets: tuple[int, ...]  # key ranges whose keys differ (to fetch); () with no range: nothing to delete
     width: int = 0  # of the ranges of a single integer key (0: the whole table is one range)
-    sweep_all: bool = False  # fetch every source key (the ranges do not compare: the key is pseudonymized)
+    sweep_all: bool = False  # fetch every source key (the key is pseudonymized, or most ranges differ)
 
 
 class Choice(msgspec.Struct, frozen=True):
@@ -280,25 +282,48 @@ def _int_key(t: TablePlan, table: Table, key: tuple[str, ...]) -> bool:
             and not any(r.column == key[0] for r in t.rules))
 
 
+def _both(src, dst, src_sql: str, dst_sql: str) -> tuple[list, list]:
+    """One query on each side at the same time (two servers): the rows of each."""
+    with ThreadPoolExecutor(1) as pool:
+        there = pool.submit(lambda: dst.execute(dst_sql).fetchall())
+        try:
+            here = src.execute(src_sql).fetchall()
+        finally:
+            rows = there.result()
+    return here, rows
+
+
 def _survey(src, dst, t: TablePlan, s: Table, d: Table, key: tuple[str, ...], window: tuple[int, int]) -> Survey:
-    """Counts, on both sides (the source under the snapshot, in a savepoint of its transaction), the
-    changed rows and the keys per range: one scan of each table."""
+    """Compares both sides (the source under the snapshot, in a savepoint of its transaction): the rows
+    in the window, and the keys, first whole (count and hash sum: equal, nothing was deleted), then,
+    for a single integer key that differs, per range. The source and the target are read at once."""
     changed = window_predicate(*window)
+    kcols = ", ".join(quote_ident(k) for k in key)
+    integer = _int_key(t, s, key)
+    k = quote_ident(key[0])
+    if any(r.column in key for r in t.rules):
+        hashed = "0"  # the target holds pseudonyms: only the counts compare
+    elif integer:
+        hashed = f"sum(pg_catalog.hashint8extended({k}::int8, 0))"
+    else:
+        hashed = f"sum(pg_catalog.hashtextextended(ROW({kcols})::text, 0))"
     with src.transaction():
-        if _int_key(t, s, key):
-            k = quote_ident(key[0])
-            lo, hi = src.execute(f"SELECT min({k}), max({k}) FROM {_from(s)}").fetchone()
-            width = bucket_width(lo, hi, s.est_rows)
-            agg = f"{k}::int8 / {width}, count(*), sum(pg_catalog.hashint8extended({k}::int8, 0)::numeric)"
-            rows = src.execute(f"SELECT {agg}, count(*) FILTER (WHERE {changed}) FROM {_from(s)} GROUP BY 1").fetchall()
-            there = {b: (n, h) for b, n, h in dst.execute(f"SELECT {agg} FROM {_from(d)} GROUP BY 1")}
-            here = {b: (n, h) for b, n, h, _ in rows}
-            return Survey(sum(r[3] for r in rows), sum(r[1] for r in rows), sum(n for n, _ in there.values()),
-                          tuple(differing(here, there)), width)
-        n, c = src.execute(f"SELECT count(*), count(*) FILTER (WHERE {changed}) FROM {_from(s)}").fetchone()
-    m = dst.execute(f"SELECT count(*) FROM {_from(d)}").fetchone()[0]
-    # with no row changed, the target holds every source key: equal counts mean nothing was deleted
-    return Survey(c, n, m, () if (c == 0 and n == m) else (0,), 0, sweep_all=True)
+        ((n, h, c),), ((m, g),) = _both(src, dst, f"SELECT count(*), {hashed}, count(*) FILTER (WHERE {changed}) "
+                                                  f"FROM {_from(s)}", f"SELECT count(*), {hashed} FROM {_from(d)}")
+        if (n, h) == (m, g) and (hashed != "0" or c == 0):
+            # the same keys on both sides (with a pseudonymized key: nothing changed, so the target
+            # holds every source key, and equal counts mean none was deleted)
+            return Survey(c, n, m, ())
+        if not integer or hashed == "0":
+            return Survey(c, n, m, (0,), 0, sweep_all=True)
+        lo, hi = src.execute(f"SELECT min({k}), max({k}) FROM {_from(s)}").fetchone()
+        width = bucket_width(lo, hi, n)
+        agg = f"{k}::int8 / {width}, count(*), {hashed} FROM"
+        here, there = _both(src, dst, f"SELECT {agg} {_from(s)} GROUP BY 1", f"SELECT {agg} {_from(d)} GROUP BY 1")
+    ranges = differing({b: (x, y) for b, x, y in here}, {b: (x, y) for b, x, y in there})
+    if len(ranges) > min(MAX_LISTED, len(here) // 2):
+        return Survey(c, n, m, (0,), 0, sweep_all=True)
+    return Survey(c, n, m, tuple(ranges), width)
 
 
 # -- the apply: one target transaction per table -----------------------------------------------------
@@ -336,6 +361,10 @@ def apply_table(src: psycopg.Connection, dst: psycopg.Connection, t: TablePlan, 
     on = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in key)
     survey, replica = c.survey, trigger_mode == "replica"
     binary = bool(t.units and t.units[0].binary)
+    if survey.changed == 0 and not survey.buckets:  # nothing to do but move the horizon on
+        with dst.transaction():
+            _write_state(dst, keys, t.name, state)
+        return Applied(t.name, 0, 0, 0, time.perf_counter() - start, 0)
     try:
         dst.execute("BEGIN")
         _write_state(dst, keys, t.name, state)
