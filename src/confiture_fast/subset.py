@@ -392,8 +392,9 @@ def check(conn: psycopg.Connection, sp: SubsetPlan, count: bool = True) -> Subse
     for g in sp.groups:
         plan_json = conn.execute(f"EXPLAIN (FORMAT JSON, VERBOSE) {count_sql(g)}").fetchone()[0]
         _seq_scans(plan_json[0]["Plan"], scans)
-        counted = dict(conn.execute(count_sql(g)).fetchall()) if count else {}
-        rows.update({name: counted.get(i, 0) for i, name in enumerate(g.tables)})
+        if count:
+            counted = dict(conn.execute(count_sql(g)).fetchall())
+            rows.update({name: counted.get(i, 0) for i, name in enumerate(g.tables)})
     return msgspec.structs.replace(sp, rows=rows, scans=tuple(dict.fromkeys(scans)))
 
 

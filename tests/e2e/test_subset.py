@@ -235,7 +235,9 @@ def test_dry_run_shows_roots_steps_and_rows_and_writes_nothing(shop):
 
 def test_the_summary_says_whole_or_subset_and_the_checkpoint_remembers_the_subset(shop):
     cp = shop.tmp / "cp.json"
+    shop.source("ANALYZE")
     res = _ok(shop.sync("--where", "customers: id = 42", "--checkpoint", str(cp)))
+    assert "start  orders (~500 rows, estimated)" in res.stderr  # uncounted: the whole table's estimate
     n = len(closure(shop, {"customers": "id = 42"})["orders"])
     assert f"subset of {n:,} rows" in res.stderr and "whole" in res.stderr
     res = shop.sync("--where", "customers: id = 43", "--checkpoint", str(cp), "--resume")

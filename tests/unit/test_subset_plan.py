@@ -169,6 +169,8 @@ def test_build_plan_gives_subset_tables_one_unit_per_leaf_with_the_counted_rows(
         leaf("public", "orders", rows=10_000_000, size=4 << 30, key="id", key_range=(1, 10_000_000)),))
     cat = msgspec.structs.replace(SHOP, tables={**SHOP.tables, big.key: big})
     p = subset.plan(cat, list(cat.tables.values()), Subset((where("users", "id = 42"),)), SECRET)
+    uncounted = build_plan(cat, cat, Selection(), None, None, subset=p)  # a sync counts nothing: whole sizes
+    assert uncounted.table("orders").est_rows == 10_000_000 and uncounted.table("orders").subset
     p = msgspec.structs.replace(p, rows={"orders": 12, "events": 4})
     plan = build_plan(cat, cat, Selection(), None, None, subset=p)
     orders, events, countries = plan.table("orders"), plan.table("events"), plan.table("countries")
