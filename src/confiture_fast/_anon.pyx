@@ -1067,11 +1067,12 @@ cdef class BinaryRewriter(Rewriter):
         if tn == 0:
             set_be32(out.data + pos, out.len - pos - 4)
             return 0
-        bad = utf8_error(t, tn)
-        if bad >= 0:
-            return self._fail(E_UTF8, col, bad)
-        if memchr(t, 0, tn) != NULL:
-            return self._fail(E_NUL, col, 0)
+        if not cf_is_plain(<const char*>t, tn):  # else plain ASCII without NUL: nothing to check
+            bad = utf8_error(t, tn)
+            if bad >= 0:
+                return self._fail(E_UTF8, col, bad)
+            if memchr(t, 0, tn) != NULL:
+                return self._fail(E_NUL, col, 0)
         if ENTRIES[spec.code].field != NULL:  # the strategy reads the whole value its own way
             if ENTRIES[spec.code].field(self, col, spec, t, tn, out) < 0:
                 return -1
