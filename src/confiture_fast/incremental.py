@@ -33,9 +33,9 @@ from .target import SYNC_STATE_TABLE, StateKeys, check_state, ensure_state
 XID_SPACE = 1 << 32
 MAX_DISTANCE = 1 << 31  # a 32-bit xid is unambiguous only within half of its space
 LARGE_SHARE = 0.25  # a table with more of its rows changed is reloaded in full (see how-it-works)
-BUCKET_ROWS = 1000  # rows per key range compared between the two sides
-MAX_BUCKETS = 16384
-MAX_LISTED = 1000  # differing ranges fetched by a list; beyond, or over half of them, the whole table's keys
+BUCKET_ROWS = 16  # rows per key range compared between the two sides: small, so that scattered deletes
+MAX_BUCKETS = 1 << 20  # (1% of the rows) leave most ranges equal and their keys unfetched
+SURVEY_WORK_MEM = "256MB"  # the per-range GROUP BY's hash table (about 100 bytes a range), in memory
 _DOMAIN = "confiture-fast sync_state v1"  # what a state record's MAC is over, before its fields
 _INTEGER = ("int2", "int4", "int8")
 
@@ -283,11 +283,17 @@ def _int_key(t: TablePlan, table: Table, key: tuple[str, ...]) -> bool:
 
 
 def _both(src, dst, src_sql: str, dst_sql: str) -> tuple[list, list]:
-    """One query on each side at the same time (two servers): the rows of each."""
+    """One query on each side at the same time (two servers), each in a transaction (the source's a
+    savepoint of the snapshot's) with SURVEY_WORK_MEM: the rows of each."""
+    def run(conn, query):
+        with conn.transaction():
+            conn.execute(f"SET LOCAL work_mem = '{SURVEY_WORK_MEM}'")
+            return conn.execute(query).fetchall()
+
     with ThreadPoolExecutor(1) as pool:
-        there = pool.submit(lambda: dst.execute(dst_sql).fetchall())
+        there = pool.submit(run, dst, dst_sql)
         try:
-            here = src.execute(src_sql).fetchall()
+            here = run(src, src_sql)
         finally:
             rows = there.result()
     return here, rows
@@ -304,7 +310,7 @@ def _survey(src, dst, t: TablePlan, s: Table, d: Table, key: tuple[str, ...], wi
     if any(r.column in key for r in t.rules):
         hashed = "0"  # the target holds pseudonyms: only the counts compare
     elif integer:
-        hashed = f"sum(pg_catalog.hashint8extended({k}::int8, 0))"
+        hashed = f"sum(pg_catalog.hashint8({k}::int8))"  # 32-bit hashes: their sum stays a bigint
     else:
         hashed = f"sum(pg_catalog.hashtextextended(ROW({kcols})::text, 0))"
     with src.transaction():
@@ -321,7 +327,7 @@ def _survey(src, dst, t: TablePlan, s: Table, d: Table, key: tuple[str, ...], wi
         agg = f"{k}::int8 / {width}, count(*), {hashed} FROM"
         here, there = _both(src, dst, f"SELECT {agg} {_from(s)} GROUP BY 1", f"SELECT {agg} {_from(d)} GROUP BY 1")
     ranges = differing({b: (x, y) for b, x, y in here}, {b: (x, y) for b, x, y in there})
-    if len(ranges) > min(MAX_LISTED, len(here) // 2):
+    if len(ranges) > len(here) // 2:
         return Survey(c, n, m, (0,), 0, sweep_all=True)
     return Survey(c, n, m, tuple(ranges), width)
 
@@ -389,7 +395,7 @@ def apply_table(src: psycopg.Connection, dst: psycopg.Connection, t: TablePlan, 
             where, target_where = "true", "true"
             if survey.width and not survey.sweep_all:
                 ranges = "'{" + ",".join(str(int(b)) for b in survey.buckets) + "}'::int8[]"
-                where = f"{quote_ident(key[0])}::int8 / {survey.width} = ANY({ranges})"
+                where = f"{quote_ident(key[0])}::int8 / {survey.width} IN (SELECT unnest({ranges}))"  # a hash semi-join
                 target_where = f"t.{where}"
             dst.execute(f"CREATE TEMP TABLE confiture_fast_keys ON COMMIT DROP AS SELECT {kcols} FROM {t.relation} "
                         "WITH NO DATA")

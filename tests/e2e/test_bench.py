@@ -119,3 +119,15 @@ def test_bad_options_are_usage_errors():
     assert run_cli("bench", "--from", "postgresql://x@127.0.0.1:1/x").returncode == 2
 
 
+
+
+def test_incremental_case_reports_the_three_runs_and_every_table_incremental():
+    res = run_cli("bench", "--incremental", "--rows", "600", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["rows"] == {"users": 600, "orders": 1200, "events": 3000}
+    assert report["modes"] == {"users": "incremental", "orders": "incremental", "events": "incremental"}
+    for t, (inserted, updated, deleted) in report["counts"].items():
+        assert inserted + updated + deleted == report["changed"][t] and deleted > 0, t
+    assert report["full_s"] > 0 and report["incremental_s"] > 0 and report["unchanged_s"] > 0
+    assert len(report["ratios"]) == 2

@@ -136,7 +136,7 @@ def test_a_large_share_of_changed_rows_is_reloaded_in_full():
 
 
 def test_key_ranges_hold_about_bucket_rows_and_differ_where_counts_or_hashes_do():
-    assert inc.bucket_width(1, 1_000_000, 1_000_000) == (1_000_000 - 1) // 1000 + 1
+    assert inc.bucket_width(1, 1_000_000, 1_000_000) == (1_000_000 - 1) // (1_000_000 // inc.BUCKET_ROWS) + 1
     assert inc.bucket_width(None, None, 0) == 1
     assert inc.bucket_width(1, 10**12, 10**9) == (10**12 - 1) // inc.MAX_BUCKETS + 1
     src = {0: (10, 55), 1: (10, 155), 3: (1, 7)}

@@ -47,7 +47,8 @@ OTHER_MEANINGS: dict[str, dict[str, str]] = {
     "ip": {"pii.py": _PII_KIND, "strategies/masks.py": _PII_KIND},
     "uuid": {"pii.py": _PG_TYPE, "strategies/base.py": _PG_TYPE, "strategies/masks.py": _PG_TYPE},
     "json": {"pii.py": _PG_TYPE + ", and how scan reads a column", "strategies/base.py": _PG_TYPE, "plan.py": _PG_TYPE,
-             "strategies/masks.py": _PG_TYPE, "bench.py": "an output format", "cli/options.py": "an output format"},
+             "strategies/masks.py": _PG_TYPE, "bench.py": "an output format", "bench_incremental.py": "an output format",
+             "cli/options.py": "an output format"},
     # the commonest key and attribute of all (config keys, record fields, SQL parameters): everywhere
     "name": {"*": "a key, field or attribute called name"},
     "null": {"scan.py": "a YAML word", "verify.py": "the name of verify's NULL-positions check"},

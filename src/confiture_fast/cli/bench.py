@@ -55,18 +55,20 @@ def command(
     server_setting: Annotated[Optional[list[str]], typer.Option("--server-setting", metavar="NAME=VALUE", help="One more setting of both throwaway servers, on top of --server-settings; repeatable, e.g. --server-setting fsync=on.")] = None,
     floor: Annotated[bool, typer.Option("--floor", help="Also measure the physical floor each round: COPY TO, COPY FROM without indexes and the index builds, timed one by one, summed, divided by the cores; every run's time is shown as a multiple of it.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also say where each sync's seconds go: start-up until the first row, load, finish (index builds, ANALYZE).")] = False,
+    incremental: Annotated[bool, typer.Option("--incremental", help="Instead: a full anonymized sync of users (--rows), orders (2x) and events (5x), then about 1% of each changed, then sync --incremental, then --incremental again with nothing changed: the three times.")] = False,
     subset: Annotated[Optional[float], typer.Option("--subset", metavar="P", min=0.001, max=100, help="Instead: time a --sample of P% of users with its foreign-key closure against the full sync of users (--rows), orders (2x) and order_lines (4x), foreign keys indexed.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write an SVG chart of throughput per configuration here.")] = None,
     fmt: Annotated[BenchFormat, typer.Option("--format", help="text; json: one JSON object on stdout; markdown: the table for a doc.")] = BenchFormat.text,
     debug: DebugOpt = False,
 ) -> None:
     guard.run(lambda: _bench(source, target, env_dir, rows, shape, repeat, sweep, parallel, batch_size, pg_bin,
-                             pgcopydb, plot, fmt, server_settings, server_setting or [], floor, verbose, subset), debug,
+                             pgcopydb, plot, fmt, server_settings, server_setting or [], floor, verbose, subset,
+                             incremental), debug,
               interrupted="interrupted: the scratch schema was dropped")
 
 
 def _bench(source, target, env_dir, rows, shape, repeat, sweep, parallel, batch_size, pg_bin, pgcopydb, plot,
-           fmt, server_settings, server_setting, floor, verbose, subset=None) -> int:
+           fmt, server_settings, server_setting, floor, verbose, subset=None, incremental=False) -> int:
     from ..progress import stderr_console
 
     console = stderr_console()
@@ -87,6 +89,20 @@ def _bench(source, target, env_dir, rows, shape, repeat, sweep, parallel, batch_
                    server_settings=settings, floor=floor, verbose=verbose,
                    command=shlex.join(["confiture-fast", *sys.argv[1:]]))
     log = lambda msg: print(Redactor.clean(msg), file=sys.stderr, flush=True)  # noqa: E731
+    if incremental:
+        if source is not None:
+            raise ConfigError("--incremental runs only on the throwaway servers", "leave out --from/--to")
+        from ..bench_incremental import render_incremental, run_incremental_bench
+
+        report = run_incremental_bench(opts, log)
+        if fmt is BenchFormat.json:
+            sys.stdout.write(msgspec.json.encode({**msgspec.structs.asdict(report), "ratios": report.ratios}).decode()
+                             + "\n")
+        else:
+            from rich.console import Console
+
+            render_incremental(report, Console(stderr=fmt is not BenchFormat.text))
+        return 0
     if subset is not None:
         if source is not None:
             raise ConfigError("--subset runs only on the throwaway servers", "leave out --from/--to")
