@@ -433,18 +433,23 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
             has_user_triggers=bool(dst.user_triggers), type_changes=tuple(type_changes), subset=part,
             jsonb_columns=tuple(i for i, c in enumerate(columns) if src.column(c).base_type == "jsonb")))
 
-    # What may be emptied: exactly the selected tables, unless --cascade names more.
+    # What may be emptied: exactly the selected tables, unless --cascade names more: every table whose
+    # foreign key references an emptied one, transitively (as TRUNCATE ... CASCADE would reach them).
     cascade_tables: dict[tuple[str, str], Table] = {}
-    for t in target.tables.values():
-        if t.key in keys:
-            continue
-        into = [fk for fk in t.foreign_keys if fk.ref_table in keys]
-        if into and not cascade:
-            problems.append(f"{t.display} is not selected but its foreign key {into[0].name} references "
-                            f"{display_name(*into[0].ref_table)}, which will be emptied: select it too, "
-                            "or pass --cascade to empty it")
-        elif into:
-            cascade_tables[t.key] = t
+    emptied = set(keys)
+    while True:
+        reaching = {t.key: t for t in target.tables.values() if t.key not in emptied
+                    and any(fk.ref_table in emptied for fk in t.foreign_keys)}
+        if not cascade:
+            for t in sorted(reaching.values(), key=lambda t: t.display):
+                into = next(fk for fk in t.foreign_keys if fk.ref_table in emptied)
+                problems.append(f"{t.display} is not selected but its foreign key {into.name} references "
+                                f"{display_name(*into.ref_table)}, which will be emptied: select it too, "
+                                "or pass --cascade to empty it")
+        if not cascade or not reaching:
+            break
+        cascade_tables.update(reaching)
+        emptied |= reaching.keys()
     loaded = {t.key for t in selected if t.display not in completed}
     deferred, kept = _deferred(target, loaded, loaded | set(cascade_tables), problems)
     for d in deferred:

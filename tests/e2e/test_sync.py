@@ -195,6 +195,22 @@ def test_unselected_child_is_not_emptied(pair):
     assert pair.qt("SELECT count(*) FROM child") == [(0,)] and pair.qt("SELECT count(*) FROM parent") == [(5,)]
 
 
+def test_cascade_also_empties_the_grandchild_that_references_a_cascaded_child(pair):
+    """TRUNCATE refuses a table that another one references: --cascade empties every table that reaches a
+    selected one through foreign keys, and their keys come back valid."""
+    pair.both("""CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (id int PRIMARY KEY, p int REFERENCES parent);
+                 CREATE TABLE grandchild (id int PRIMARY KEY, c int REFERENCES child)""")
+    pair.source("INSERT INTO parent SELECT generate_series(1, 5)")
+    pair.target("INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1, 1); INSERT INTO grandchild VALUES (1, 1)")
+    res = pair.sync("--tables", "parent", "--cascade")
+    assert res.returncode == 0, res.stderr
+    assert "grandchild" in res.stderr
+    assert pair.qt("SELECT (SELECT count(*) FROM child), (SELECT count(*) FROM grandchild), "
+                   "(SELECT count(*) FROM parent)") == [(0, 0, 5)]
+    fks = pair.qt("SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f' ORDER BY conname")
+    assert fks == [("child_p_fkey", True), ("grandchild_c_fkey", True)]
+
+
 def test_table_selection_include_exclude_patterns(pair):
     pair.both("""CREATE TABLE user_a (id int); CREATE TABLE user_b (id int); CREATE TABLE logs (id int);
                  CREATE TABLE user_archive (id int); CREATE SCHEMA crm; CREATE TABLE crm.leads (id int)""")

@@ -136,6 +136,25 @@ def test_with_cascade_the_referencing_table_is_emptied_and_its_foreign_key_defer
     assert ("orders", "orders_pkey", 1) not in deferred(plan)
 
 
+def lines():
+    return table("order_lines", col("id", "int4"), col("order_id", "int4"), indexes=(pk_index("order_lines"),),
+                 foreign_keys=(fk("order_lines_order_id_fkey", "order_lines", ("order_id",), "orders", ("id",)),))
+
+
+def test_cascade_reaches_the_tables_that_reference_a_cascaded_one_as_truncate_cascade_would():
+    """users <- orders <- order_lines with only users selected: emptying orders needs order_lines emptied
+    too (TRUNCATE refuses a table another one references), and the key between them deferred."""
+    plan = plan_of([users(), orders(), lines()], sel=Selection(tables=("users",)), cascade=True)
+    assert plan.cascade == ("order_lines", "orders")
+    assert {("orders", "orders_user_id_fkey", 2), ("order_lines", "order_lines_order_id_fkey", 2)} <= deferred(plan)
+
+
+def test_without_cascade_only_the_tables_referencing_a_selected_one_are_named():
+    with pytest.raises(ValidationError) as info:
+        plan_of([users(), orders(), lines()], sel=Selection(tables=("users",)))
+    assert [p.split(" is not")[0] for p in info.value.problems] == ["orders"]
+
+
 def test_a_foreign_key_from_a_loaded_table_into_an_unselected_one_is_deferred():
     plan = plan_of([users(), orders()], sel=Selection(tables=("orders",)))
     assert ("orders", "orders_user_id_fkey", 2) in deferred(plan)

@@ -47,7 +47,7 @@ def command(
     secret_file: Annotated[Optional[Path], typer.Option("--secret-file", help="File holding the anonymization secret (default: $ANONYMIZATION_SECRET).")] = None,
     env_dir: EnvDirOpt = DEFAULT_ENV_DIR,
     source_port: SourcePortOpt = None,
-    cascade: Annotated[bool, typer.Option("--cascade", help="Also empty unselected tables whose foreign keys reference selected ones.")] = False,
+    cascade: Annotated[bool, typer.Option("--cascade", help="Also empty unselected tables whose foreign keys reference selected ones (or tables so emptied), and say which.")] = False,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Write progress here after every table, for --resume.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip the tables the --checkpoint file lists as completed.")] = False,
     show_progress: Annotated[Optional[bool], typer.Option("--show-progress/--no-progress", help="Progress bars (default: on a terminal).")] = None,
