@@ -383,8 +383,9 @@ def check(conn: psycopg.Connection, sp: SubsetPlan, count: bool = True) -> Subse
         for s in g.seeds:
             why = _explain_error(conn, f"SELECT FROM {g.relations[s.tag]} WHERE {s.predicate}")
             if why is not None:
-                problems.append(f"the condition on {s.table} does not compile on the source: {why}: fix it (names "
-                                "inside it are resolved with an empty search_path: write public.orders)")
+                problems.append(f"the condition on {s.table} does not compile on the source: {why}: fix it (one SQL "
+                                "condition, no statement of its own; names inside it are resolved with an empty "
+                                "search_path: write public.orders)")
     if problems:
         return msgspec.structs.replace(sp, problems=tuple(problems))
     rows: dict[str, int] = {}
@@ -399,9 +400,12 @@ def check(conn: psycopg.Connection, sp: SubsetPlan, count: bool = True) -> Subse
 
 
 def _explain_error(conn: psycopg.Connection, query: str) -> str | None:
+    """Why `query` does not compile (None: it does). Sent with the extended protocol (binary results force
+    it), which takes one statement only: a condition carrying statements of its own (`true); COMMIT; ...`)
+    is refused here, before any later simple-protocol query could run them outside the snapshot."""
     conn.execute("SAVEPOINT confiture_fast_subset")
     try:
-        conn.execute(f"EXPLAIN {query}")
+        conn.execute(f"EXPLAIN {query}", binary=True)
     except psycopg.Error as exc:
         conn.execute("ROLLBACK TO SAVEPOINT confiture_fast_subset")
         return pg.first_line(exc)
