@@ -118,10 +118,14 @@ def full_reason(now: TableState, before: TableState | None, xmax: int, blockers:
     return window if isinstance(window, str) else None
 
 
+RULED = ("rules on the target table (CREATE RULE, written on the target) would run on the refresh's DELETE and "
+         "INSERT; a full load's TRUNCATE and COPY fire none")
+
+
 def blockers(t: TablePlan, dst: Table, key: tuple[str, ...], trigger_mode: str,
-             referenced: bool) -> list[str]:
+             referenced: bool, ruled: bool = False) -> list[str]:
     """What keeps a table from an incremental refresh whatever was recorded."""
-    out = []
+    out = [RULED] if ruled else []
     if t.subset:
         out.append("a subset (--where, --sample, --subset-config): its closure is not re-evaluated incrementally, "
                    "the subset is reloaded")
@@ -218,6 +222,12 @@ def _oids(conn: psycopg.Connection, relations: list[str]) -> dict[str, int]:
     return dict(conn.execute("SELECT r, r::regclass::oid::bigint FROM unnest(%s::text[]) r", (relations,)).fetchall())
 
 
+def _ruled(conn: psycopg.Connection, oids: list[int]) -> set[int]:
+    """The tables among `oids` that have rules (pg_rewrite: names only, no rule text is read)."""
+    return {r for (r,) in conn.execute("SELECT DISTINCT ev_class::oid::bigint FROM pg_catalog.pg_rewrite "
+                                       "WHERE ev_class = ANY(%s::oid[])", (oids,))}
+
+
 def read_states(conn: psycopg.Connection, keys: StateKeys) -> tuple[dict[str, TableState], list[str]]:
     """The recorded states that verify, by table; and the tables whose record does not (never used)."""
     if not check_state(conn).sync_state:
@@ -253,13 +263,14 @@ def choose(session, src_cat: Catalog, dst_cat: Catalog, plan: Plan, keys: StateK
     if asked:
         before, unverified = read_states(dst, keys)
         referenced = {fk.ref_table for t in dst_cat.tables.values() for fk in t.foreign_keys}
+        ruled = _ruled(dst, list(dst_oids.values()))
         for t in tables:
             now = states.get(t.name) or table_state(t, source, (0, 0), secret_fp, (), horizon)
             why = ("its recorded state does not verify (not written with this machine's key or this secret)"
                    if t.name in unverified else
                    full_reason(now, before.get(t.name), xmax,
                                blockers(t, dst_cat.tables[t.key], now.key, trigger_mode,
-                                        t.key in referenced)))
+                                        t.key in referenced, dst_oids[t.relation] in ruled)))
             if why is None:
                 window = xid_window(before[t.name].horizon, horizon, xmax)
                 survey = _survey(src, dst, t, src_cat.tables[t.key], dst_cat.tables[t.key], now.key, window)
@@ -376,6 +387,9 @@ def apply_table(src: psycopg.Connection, dst: psycopg.Connection, t: TablePlan, 
         _write_state(dst, keys, t.name, state)
         if replica:
             dst.execute("SET LOCAL session_replication_role = replica")
+        dst.execute(f"LOCK TABLE {t.relation} IN ROW EXCLUSIVE MODE")  # CREATE RULE waits for our commit
+        if _ruled(dst, [state.target_table]):
+            raise UnitFailed(t.name, f"{t.relation}: {RULED}: rerun, the table will be reloaded in full")
         as_table_owner(dst, t.relation)
         restore = user_triggers_off(dst, t.relation, replica)
         dst.execute(f"CREATE TEMP TABLE confiture_fast_rows ON COMMIT DROP AS SELECT {cols} FROM {t.relation} "
