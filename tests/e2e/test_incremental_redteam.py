@@ -21,3 +21,35 @@ def test_a_rule_planted_on_a_target_table_never_fires_the_table_is_reloaded(pair
     assert pair.qt("SELECT count(*) FROM loot") == [(0,)]
     assert pair.qt("SELECT count(*) FROM users WHERE score = -1") == [(5,)]
     assert pair.qt("SELECT count(*) FROM users WHERE id = 7") == [(0,)]
+
+
+def test_rows_another_role_changed_on_the_target_are_kept_until_a_full_sync(pair):
+    """The documented limit, as it behaves: the refresh compares keys, not values, so a value changed
+    on the target stays (a row with a key of its own is deleted, a deleted row stays missing); a full
+    sync puts every one right."""
+    fill(pair)
+    assert pair.sync(rules=RULES).returncode == 0
+    pair.target("UPDATE users SET score = -99 WHERE id = 3; DELETE FROM orders WHERE id = 5; "
+                "INSERT INTO users VALUES (5000, 'planted@example.com', 'P', 0)")
+    pair.source("UPDATE users SET score = score + 1 WHERE id = 4")
+    tables = incremental(pair)
+    assert tables["users"]["mode"] == "incremental" and tables["orders"]["mode"] == "incremental"
+    assert pair.qt("SELECT score FROM users WHERE id = 3") == [(-99,)]  # kept: not detected
+    assert pair.qt("SELECT count(*) FROM orders WHERE id = 5") == [(0,)]  # not copied back
+    assert pair.qt("SELECT count(*) FROM users WHERE id = 5000") == [(0,)]  # a key the source lacks: deleted
+    assert pair.sync(rules=RULES).returncode == 0
+    assert pair.qt("SELECT score FROM users WHERE id = 3") == [(3,)]
+    assert pair.qt("SELECT count(*) FROM orders WHERE id = 5") == [(1,)]
+
+
+def test_a_state_table_handed_to_another_role_is_refused(pair):
+    fill(pair)
+    assert pair.sync(rules=RULES).returncode == 0
+    pair.target("CREATE ROLE cf_other_state; ALTER TABLE _confiture_fast.sync_state OWNER TO cf_other_state")
+    try:
+        pair.source("UPDATE users SET score = 0 WHERE id = 1")
+        res = pair.sync("--incremental", rules=RULES)
+        assert res.returncode == 2 and "cf_other_state" in res.stderr and "Traceback" not in res.stderr, res.stderr
+        assert pair.qt("SELECT score FROM users WHERE id = 1") == [(1,)]  # the target untouched
+    finally:
+        pair.target("ALTER TABLE _confiture_fast.sync_state OWNER TO CURRENT_USER; DROP ROLE cf_other_state")
