@@ -375,17 +375,26 @@ def _seq_scans(node: dict, out: list[str]) -> None:
 # ---- on the source, inside the snapshot ---------------------------------------------------------------
 
 def check(conn: psycopg.Connection, sp: SubsetPlan, count: bool = True) -> SubsetPlan:
-    """Each root's predicate compiled on the source (EXPLAIN, in a savepoint of the snapshot's read-only
-    transaction: nothing runs, nothing is written); when all compile, each group's closure explained (its
-    sequential scans) and, with `count`, counted: the subset's rows per table."""
+    """Each root's predicate compiled on the source (EXPLAIN), then run until its first seed row (LIMIT 1),
+    each in a savepoint of the snapshot's read-only transaction: a condition that writes (nextval(), a
+    function that INSERTs) fails there, before the target is touched, rather than in a table's COPY;
+    when all pass, each group's closure explained (its sequential scans) and, with `count`, counted: the
+    subset's rows per table. The LIMIT 1 costs at most one more read of a root whose condition few rows
+    meet and no index finds."""
     problems = list(sp.problems)
     for g in sp.groups:
         for s in g.seeds:
-            why = _explain_error(conn, f"SELECT FROM {g.relations[s.tag]} WHERE {s.predicate}")
-            if why is not None:
-                problems.append(f"the condition on {s.table} does not compile on the source: {why}: fix it (one SQL "
-                                "condition, no statement of its own; names inside it are resolved with an empty "
-                                "search_path: write public.orders)")
+            seed = f"SELECT FROM {g.relations[s.tag]} WHERE {s.predicate}"
+            if (exc := _error(conn, f"EXPLAIN {seed}")) is not None:
+                problems.append(f"the condition on {s.table} does not compile on the source: {pg.first_line(exc)}: "
+                                "fix it (one SQL condition, no statement of its own; names inside it are resolved "
+                                "with an empty search_path: write public.orders)")
+            elif (exc := _error(conn, f"{seed} LIMIT 1")) is not None:
+                why = pg.primary(exc) if (exc.sqlstate or "")[:2] in ("25", "42") else (
+                    f"error {exc.sqlstate} (its message may quote a row: run the condition yourself to read it)")
+                problems.append(f"the condition on {s.table} fails on the source, in the snapshot's read-only "
+                                f"transaction: {why}: write a condition that only reads (no nextval(), no function "
+                                "that writes)")
     if problems:
         return msgspec.structs.replace(sp, problems=tuple(problems))
     rows: dict[str, int] = {}
@@ -399,15 +408,16 @@ def check(conn: psycopg.Connection, sp: SubsetPlan, count: bool = True) -> Subse
     return msgspec.structs.replace(sp, rows=rows, scans=tuple(dict.fromkeys(scans)))
 
 
-def _explain_error(conn: psycopg.Connection, query: str) -> str | None:
-    """Why `query` does not compile (None: it does). Sent with the extended protocol (binary results force
-    it), which takes one statement only: a condition carrying statements of its own (`true); COMMIT; ...`)
-    is refused here, before any later simple-protocol query could run them outside the snapshot."""
+def _error(conn: psycopg.Connection, query: str) -> psycopg.Error | None:
+    """The error `query` fails with (None: it runs), in a savepoint. Sent with the extended protocol (binary
+    results force it), which takes one statement only: a condition carrying statements of its own
+    (`true); COMMIT; ...`) is refused here, before any later simple-protocol query could run them outside
+    the snapshot."""
     conn.execute("SAVEPOINT confiture_fast_subset")
     try:
-        conn.execute(f"EXPLAIN {query}", binary=True)
+        conn.execute(query, binary=True)
     except psycopg.Error as exc:
         conn.execute("ROLLBACK TO SAVEPOINT confiture_fast_subset")
-        return pg.first_line(exc)
+        return exc
     conn.execute("RELEASE SAVEPOINT confiture_fast_subset")
     return None

@@ -22,3 +22,21 @@ def test_a_condition_with_statements_of_its_own_never_runs_them(pair, where):
     assert "the condition on users" in res.stderr and "one SQL condition" in res.stderr
     assert pair.qs("SELECT count(*) FROM log") == [(0,)]  # nothing written to the source
     assert pair.qt("SELECT count(*) FROM users") == [(0,)]  # the target untouched
+
+
+@pytest.mark.parametrize("condition", ["nextval('public.s') > 0", "public.writes()",
+                                       "pg_catalog.set_config('transaction_read_only', 'off', true) IS NOT NULL"])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_condition_that_writes_is_refused_before_the_target_is_touched(pair, condition, dry_run):
+    """The source refuses the write (read-only transaction); before, the refusal came from a table's COPY
+    after other tables were reloaded (exit 1), or as an internal error from --dry-run's count."""
+    pair.both("CREATE TABLE users (id int PRIMARY KEY, email text); CREATE TABLE other (x int); CREATE SEQUENCE s")
+    pair.source("INSERT INTO users SELECT g, 'u' || g || '@x.com' FROM generate_series(1, 10) g; "
+                "INSERT INTO other VALUES (1); CREATE FUNCTION public.writes() RETURNS bool LANGUAGE plpgsql AS "
+                "$$BEGIN INSERT INTO public.other VALUES (2); RETURN true; END$$")
+    pair.target("INSERT INTO other VALUES (7)")
+    res = pair.sync("--where", f"users: {condition}", *(["--dry-run"] if dry_run else []))
+    assert res.returncode == 2, res.stderr
+    assert "the condition on users fails on the source" in res.stderr and "internal error" not in res.stderr
+    assert pair.qt("SELECT x FROM other") == [(7,)]  # the target untouched
+    assert pair.qs("SELECT x FROM other") == [(1,)] and pair.qs("SELECT last_value, is_called FROM s") == [(1, False)]
