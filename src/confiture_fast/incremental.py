@@ -248,7 +248,8 @@ def read_states(conn: psycopg.Connection, keys: StateKeys) -> tuple[dict[str, Ta
 def choose(session, src_cat: Catalog, dst_cat: Catalog, plan: Plan, keys: StateKeys, trigger_mode: str,
            secret_fp: str, asked: bool, skip: frozenset[str] = frozenset()) -> Increment:
     """Per selected table: incremental or full, and why; with `asked` False (a full sync), only the
-    states to record. `skip`: tables created by --create-schema (nothing recorded for them yet)."""
+    states to record. `skip`: the tables --create-schema creates (nothing is recorded for them yet) and
+    those the checkpoint being resumed completed (left as they are)."""
     src, dst = session.src, session.dst
     horizon, xmax = snapshot_bounds(src)
     source = source_fingerprint(session.src_identity)
