@@ -29,7 +29,7 @@ import msgspec
 import psycopg
 import yaml
 
-from . import pg
+from . import config, pg
 from .catalog import Catalog, ForeignKey, Table, ambiguous, display_name, quote_ident
 from .errors import ValidationError
 from .request import Subset, SubsetRoot
@@ -141,7 +141,9 @@ def parse(where: tuple[str, ...] | list[str], sample: tuple[str, ...] | list[str
 def _read_config(path: Path, problems: list[str]) -> list[SubsetRoot]:
     """--subset-config: `TABLE: {where: "...", sample: "1%"}` per table."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        doc = yaml.safe_load(text)
+        _given_twice(yaml.compose(text, Loader=yaml.SafeLoader), path, problems)
     except OSError as exc:
         problems.append(f"--subset-config {path}: cannot be read ({exc.strerror or exc}): pass an existing file")
         return []
@@ -167,6 +169,15 @@ def _read_config(path: Path, problems: list[str]) -> list[SubsetRoot]:
         if cond is not None or p is not None:
             out.append(SubsetRoot(table, str(path), where=(cond.strip(),) if cond else (), sample=p))
     return out
+
+
+def _given_twice(node, path: Path, problems: list[str]) -> None:
+    """A table or a key given twice in the file: YAML keeps the last without a word, which would drop a
+    condition (and copy more rows than written)."""
+    if isinstance(node, yaml.MappingNode):
+        for _, body in config._mapping_pairs(node, path, "", problems).values():
+            if isinstance(body, yaml.MappingNode):
+                config._mapping_pairs(body, path, "", problems)
 
 
 # ---- the plan -----------------------------------------------------------------------------------------

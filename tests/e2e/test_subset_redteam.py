@@ -40,3 +40,16 @@ def test_a_condition_that_writes_is_refused_before_the_target_is_touched(pair, c
     assert "the condition on users fails on the source" in res.stderr and "internal error" not in res.stderr
     assert pair.qt("SELECT x FROM other") == [(7,)]  # the target untouched
     assert pair.qs("SELECT x FROM other") == [(1,)] and pair.qs("SELECT last_value, is_called FROM s") == [(1, False)]
+
+
+def test_a_table_or_key_given_twice_in_the_subset_config_is_refused(pair):
+    """YAML keeps the last of two equal keys: the first condition was dropped without a word."""
+    pair.both("CREATE TABLE users (id int PRIMARY KEY, email text)")
+    pair.source("INSERT INTO users SELECT g, 'u' || g || '@x.com' FROM generate_series(1, 10) g")
+    config = pair.tmp / "subset.yaml"
+    config.write_text("users:\n  where: id = 1\n  where: id > 0\nusers:\n  sample: 50%\n")
+    res = pair.sync("--subset-config", str(config))
+    assert res.returncode == 2, res.stderr
+    assert f"{config}:3: 'where' is given twice (first at line 2)" in res.stderr
+    assert f"{config}:4: 'users' is given twice (first at line 1)" in res.stderr
+    assert pair.qt("SELECT count(*) FROM users") == [(0,)]
