@@ -107,9 +107,9 @@ def _split(text: str) -> tuple[str, str] | None:
 def _percent(value, where: str, problems: list[str]) -> float | None:
     m = _SAMPLE_RE.match(value) if isinstance(value, str) else None
     p = float(m.group(1)) if m else None
-    if p is None or not 0 < p <= 100:
-        problems.append(f"{where}: the sample must be a percentage above 0 and at most 100, like '1%' or '0.5%' "
-                        f"(got {value!r})")
+    if p is None or not 0 < p <= 100 or round(p * SAMPLE_BUCKETS / 100) < 1:  # below one bucket: no row
+        problems.append(f"{where}: the sample must be a percentage above 0 and at most 100 (at least 0.0001%, "
+                        f"one row in a million), like '1%' or '0.5%' (got {value!r})")
         return None
     return p
 

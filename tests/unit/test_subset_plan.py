@@ -76,6 +76,14 @@ def test_the_config_file_gives_the_same_roots_as_the_flags(tmp_path):
                                                 SubsetRoot("orders", str(path), sample=2.5))
 
 
+def test_a_sample_smaller_than_one_bucket_is_refused():
+    """0.00001% rounds to no bucket of the million: the subset would be silently empty."""
+    with pytest.raises(ValidationError) as e:
+        subset.parse([], ["users: 0.00001%"], None)
+    assert "at least 0.0001%" in e.value.problems[0]
+    assert subset.parse([], ["users: 0.0001%"], None).roots == (SubsetRoot("users", "--sample", sample=0.0001),)
+
+
 # ---- the closure's plan -------------------------------------------------------------------------------
 
 def test_children_first_then_parents_breadth_first_and_lookup_tables_whole():
