@@ -53,3 +53,37 @@ def test_a_state_table_handed_to_another_role_is_refused(pair):
         assert pair.qt("SELECT score FROM users WHERE id = 1") == [(1,)]  # the target untouched
     finally:
         pair.target("ALTER TABLE _confiture_fast.sync_state OWNER TO CURRENT_USER; DROP ROLE cf_other_state")
+
+
+def test_subset_and_incremental_runs_write_nothing_on_the_source(pair):
+    """Nothing written to the source through a subset sync, a full sync and an incremental one: no row
+    inserted, updated or deleted in its database, catalogs included (a temporary table would insert
+    into pg_class). Analyzed first, so that no autoanalyze writes statistics meanwhile."""
+    fill(pair)
+    pair.source("UPDATE users SET score = 0 WHERE id = 1")
+    pair.source("ANALYZE")
+    probe = ("SELECT tup_inserted, tup_updated, tup_deleted FROM pg_catalog.pg_stat_database "
+             "WHERE datname = pg_catalog.current_database()")
+    before = pair.qs(probe)
+    assert pair.sync("--where", "users: id < 10", rules=RULES).returncode == 0
+    assert pair.sync(rules=RULES).returncode == 0
+    pair.target("UPDATE users SET score = 0 WHERE id = 1")  # what the source changed: nothing to copy
+    assert {t["mode"] for t in incremental(pair).values()} == {"incremental"}
+    assert pair.qs(probe) == before
+
+
+def test_no_secret_or_rule_value_in_the_state_records_or_the_checkpoint(pair):
+    fill(pair)
+    rules = RULES + "  - {column: score, strategy: constant, value: '424242'}\n"
+    secret = "a-secret-nobody-may-read-0123456789"
+    ckpt = pair.tmp / "ckpt.json"
+    res = pair.sync("--checkpoint", str(ckpt), rules=rules, env={"ANONYMIZATION_SECRET": secret})
+    assert res.returncode == 0, res.stderr
+    pair.source("UPDATE users SET name = 'x' WHERE id = 2")
+    res = pair.sync("--incremental", "--checkpoint", str(pair.tmp / "ckpt2.json"), "--format", "json", rules=rules,
+                    env={"ANONYMIZATION_SECRET": secret})
+    assert res.returncode == 0, res.stderr
+    records = b"".join(bytes(r) for (r,) in pair.qt("SELECT record FROM _confiture_fast.sync_state"))
+    assert records and b"424242" not in records and secret.encode() not in records
+    for text in (res.stdout, res.stderr, *(p.read_text() for p in pair.tmp.glob("ckpt*.json"))):
+        assert secret not in text
