@@ -362,6 +362,8 @@ def build_plan(source: Catalog, target: Catalog, sel: Selection, rules, secret: 
             problems.append(f"{src.display}: missing on the target (pass --create-schema to create it from the "
                             "source, create it yourself, or --exclude it)")
             continue
+        if dst.row_security:  # the incremental survey and DELETE would see a part, and run the owner's policy
+            problems.append(row_security_problem(dst, target.role, "target"))
         if not src.can_read:
             problems.append(f"{src.display}: permission denied on the source: GRANT SELECT ON {src.qualified} "
                             "to the source user, or --exclude it")

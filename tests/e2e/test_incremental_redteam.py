@@ -87,3 +87,33 @@ def test_no_secret_or_rule_value_in_the_state_records_or_the_checkpoint(pair):
     assert records and b"424242" not in records and secret.encode() not in records
     for text in (res.stdout, res.stderr, *(p.read_text() for p in pair.tmp.glob("ckpt*.json"))):
         assert secret not in text
+
+
+def test_a_policy_another_role_put_on_a_target_table_is_refused_before_the_target_is_touched(pair):
+    """Row-level security on the target hid rows from the incremental survey and its DELETE (a refresh
+    that silently left the table wrong) and ran the policy's expression, written by the table's owner,
+    with the sync role's rights; a full load failed in its COPY."""
+    import uuid
+
+    from conftest import run_cli
+
+    pair.both("CREATE TABLE items (id int PRIMARY KEY, v text)")
+    pair.source("INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 100) g")
+    owner, syncer = f"cf_own_{uuid.uuid4().hex[:8]}", f"cf_sync_{uuid.uuid4().hex[:8]}"
+    pair.target(f"CREATE ROLE {owner}; CREATE ROLE {syncer} LOGIN; ALTER TABLE items OWNER TO {owner}; "
+                f"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON items TO {syncer}; "
+                f"GRANT CREATE ON DATABASE {pair.dst.rsplit('/', 1)[1]} TO {syncer}")
+    to = pair.dst.replace("postgres@", f"{syncer}@", 1)
+
+    def sync(*args):
+        return run_cli("sync", "--from", pair.src, "--to", to, "--no-progress", *args)
+    first = sync()
+    assert first.returncode == 0, first.stderr
+    pair.target("ALTER TABLE items ENABLE ROW LEVEL SECURITY; "
+                f"CREATE POLICY half ON items TO {syncer} USING (id % 2 = 0) WITH CHECK (true)")
+    pair.source("DELETE FROM items WHERE id = 3; UPDATE items SET v = 'changed' WHERE id = 4")
+    for args in (("--incremental",), ()):
+        res = sync(*args)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        assert "row-level security" in res.stderr and "target role" in res.stderr
+    assert pair.qt("SELECT count(*), count(*) FILTER (WHERE v = 'changed') FROM items") == [(100, 0)]
