@@ -117,3 +117,27 @@ def test_a_policy_another_role_put_on_a_target_table_is_refused_before_the_targe
         assert res.returncode == 2, (args, res.stdout, res.stderr)
         assert "row-level security" in res.stderr and "target role" in res.stderr
     assert pair.qt("SELECT count(*), count(*) FILTER (WHERE v = 'changed') FROM items") == [(100, 0)]
+
+
+def test_a_planted_trigger_never_fires_and_a_replayed_older_record_only_copies_more(pair):
+    """A trigger another role put on a synced table (ENABLE ALWAYS) does not fire in the refresh; an
+    older record of the same table put back (ours, signed) has an earlier horizon: a wider window, rows
+    copied again, the same result as a full sync."""
+    fill(pair)
+    assert pair.sync(rules=RULES).returncode == 0
+    old = pair.qt("SELECT record, mac, mac_secret FROM _confiture_fast.sync_state WHERE table_name = 'users'")[0]
+    pair.source("UPDATE users SET score = 1000 WHERE id = 10")
+    assert incremental(pair)["users"]["mode"] == "incremental"
+    pair.target("CREATE TABLE public.fired (n int); CREATE FUNCTION public.note() RETURNS trigger LANGUAGE plpgsql "
+                "AS $$BEGIN INSERT INTO public.fired VALUES (1); RETURN NULL; END$$; "
+                "CREATE TRIGGER spy AFTER INSERT OR DELETE ON public.users FOR EACH ROW EXECUTE FUNCTION public.note(); "
+                "ALTER TABLE public.users ENABLE ALWAYS TRIGGER spy")
+    with __import__("psycopg").connect(pair.dst, autocommit=True) as c:
+        c.execute("UPDATE _confiture_fast.sync_state SET record = %s, mac = %s, mac_secret = %s "
+                  "WHERE table_name = 'users'", old)
+    pair.source("UPDATE users SET score = 2000 WHERE id = 11")
+    got = incremental(pair)["users"]
+    assert got["mode"] == "incremental" and got["updated"] == 2  # id 10 again (older window) and id 11
+    assert pair.qt("SELECT count(*) FROM fired") == [(0,)]
+    assert pair.qt("SELECT id, score FROM users WHERE id IN (10, 11) ORDER BY 1") == [(10, 1000), (11, 2000)]
+    assert pair.qt("SELECT tgenabled FROM pg_trigger WHERE tgname = 'spy'") == [("A",)]

@@ -53,3 +53,12 @@ def test_a_table_or_key_given_twice_in_the_subset_config_is_refused(pair):
     assert f"{config}:3: 'where' is given twice (first at line 2)" in res.stderr
     assert f"{config}:4: 'users' is given twice (first at line 1)" in res.stderr
     assert pair.qt("SELECT count(*) FROM users") == [(0,)]
+
+
+def test_verify_refuses_a_condition_with_statements_of_its_own_too(pair):
+    from conftest import run_cli
+
+    pair.both("CREATE TABLE users (id int PRIMARY KEY, email text); CREATE TABLE log (x text)")
+    res = run_cli("verify", "--from", pair.src, "--to", pair.dst, "--where", ESCAPES[0])
+    assert res.returncode == 2 and "the condition on users" in res.stderr, res.stderr
+    assert pair.qs("SELECT count(*) FROM log") == [(0,)]
