@@ -141,3 +141,13 @@ def test_a_planted_trigger_never_fires_and_a_replayed_older_record_only_copies_m
     assert pair.qt("SELECT count(*) FROM fired") == [(0,)]
     assert pair.qt("SELECT id, score FROM users WHERE id IN (10, 11) ORDER BY 1") == [(10, 1000), (11, 2000)]
     assert pair.qt("SELECT tgenabled FROM pg_trigger WHERE tgname = 'spy'") == [("A",)]
+
+
+def test_a_record_copied_from_another_table_does_not_verify_and_the_table_is_reloaded(pair):
+    fill(pair)
+    assert pair.sync(rules=RULES).returncode == 0
+    pair.target("UPDATE _confiture_fast.sync_state o SET record = u.record, mac = u.mac, mac_secret = u.mac_secret "
+                "FROM _confiture_fast.sync_state u WHERE o.table_name = 'orders' AND u.table_name = 'users'")
+    got = incremental(pair)
+    assert got["orders"]["mode"] == "full" and "does not verify" in got["orders"]["reason"]
+    assert got["users"]["mode"] == "incremental"
