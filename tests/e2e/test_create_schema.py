@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 
 import psycopg
 import pytest
@@ -158,7 +159,10 @@ def sync(src: str, dst: str, *args: str):
 
 
 def _db(server, tag: str) -> str:
-    return server.create_database(f"{tag}{os.getpid()}_{id(object())}")
+    """A database of its own per call: a random name, not id(object()), whose address Python reuses (two
+    calls got the same name once, 'database ... already exists'), nor a module counter (the red-team module
+    imports this one under a second name, with a counter of its own)."""
+    return server.create_database(f"{tag}{os.getpid()}_{uuid.uuid4().hex[:12]}")
 
 
 def _same_schema_and_data(src: str, dst: str) -> None:
