@@ -32,7 +32,7 @@ from .target import SYNC_STATE_TABLE, StateKeys, check_state, ensure_state
 
 XID_SPACE = 1 << 32
 MAX_DISTANCE = 1 << 31  # a 32-bit xid is unambiguous only within half of its space
-LARGE_SHARE = 0.25  # a table with more of its rows changed is reloaded in full (see how-it-works)
+LARGE_SHARE = 0.05  # a table with more of its rows changed is reloaded in full (measured: see how-it-works)
 BUCKET_ROWS = 16  # rows per key range compared between the two sides: small, so that scattered deletes
 MAX_BUCKETS = 1 << 20  # (1% of the rows) leave most ranges equal and their keys unfetched
 SURVEY_WORK_MEM = "256MB"  # the per-range GROUP BY's hash table (about 100 bytes a range), in memory

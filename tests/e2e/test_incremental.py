@@ -131,7 +131,7 @@ def test_a_partitioned_table_with_rows_moving_between_partitions(pair, fresh):
              CREATE TABLE ev_asia PARTITION OF ev FOR VALUES IN ('asia');"""
     pair.both(ddl)
     pair.source("INSERT INTO ev SELECT i, CASE WHEN i % 2 = 0 THEN 'eu' ELSE 'us' END, 'p' || i || '@x.org' "
-                "FROM generate_series(1, 200) i")
+                "FROM generate_series(1, 400) i")  # 12 rows in the window: 3%, under LARGE_SHARE
     rules = "ev:\n  - column: email\n    strategy: email\n"
     assert pair.sync(rules=rules).returncode == 0
     pair.source("UPDATE ev SET region = 'asia' WHERE id <= 10; UPDATE ev SET email = 'z@x.org' WHERE id = 50;"

@@ -130,8 +130,8 @@ def test_foreign_keys_without_replica_mode_force_a_full_reload():
 
 
 def test_a_large_share_of_changed_rows_is_reloaded_in_full():
-    assert inc.too_large(250, 1000) is None
-    assert "251 of its 1,000 rows changed" in inc.too_large(251, 1000)
+    assert inc.too_large(50, 1000) is None
+    assert "51 of its 1,000 rows changed (more than 5%" in inc.too_large(51, 1000)
     assert inc.too_large(0, 0) is None
 
 
