@@ -270,26 +270,24 @@ def _group(chosen, members, roots, fks, conditions, samples, key) -> Group:
     tags = {k: i for i, k in enumerate(members)}
     name = lambda k: chosen[k].display  # noqa: E731
     edges: list[Edge] = []
-    down, queue = list(roots), list(roots)
-    while queue:
-        p = queue.pop(0)
-        for fk in fks:
-            if fk.ref_table == p:
-                edges.append(Edge("child", tags[p], tags[fk.table], fk.name, fk.columns, fk.ref_columns,
-                                  f"{name(p)} -> {name(fk.table)}: child, {_fk_text(fk)}"))
-                if fk.table not in down:
-                    down.append(fk.table)
-                    queue.append(fk.table)
-    reached, queue = list(down), list(down)
-    while queue:
-        c = queue.pop(0)
-        for fk in fks:
-            if fk.table == c:
-                edges.append(Edge("parent", tags[c], tags[fk.ref_table], fk.name, fk.columns, fk.ref_columns,
-                                  f"{name(c)} -> {name(fk.ref_table)}: parent, {_fk_text(fk)}"))
-                if fk.ref_table not in reached:
-                    reached.append(fk.ref_table)
-                    queue.append(fk.ref_table)
+
+    def walk(start: list, kind: str, frm, to) -> list:
+        """Breadth first from `start` along the foreign keys, `frm`/`to` telling which end a step leaves
+        from and reaches; the steps go to `edges`, the tables reached (start first) are returned."""
+        reached, queue = list(start), list(start)
+        while queue:
+            here = queue.pop(0)
+            for fk in fks:
+                if frm(fk) == here:
+                    edges.append(Edge(kind, tags[here], tags[to(fk)], fk.name, fk.columns, fk.ref_columns,
+                                      f"{name(here)} -> {name(to(fk))}: {kind}, {_fk_text(fk)}"))
+                    if to(fk) not in reached:
+                        reached.append(to(fk))
+                        queue.append(to(fk))
+        return reached
+
+    down = walk(list(roots), "child", lambda fk: fk.ref_table, lambda fk: fk.table)
+    walk(down, "parent", lambda fk: fk.table, lambda fk: fk.ref_table)
     # A parents step back along the very key a table was reached by, from a table reached no other way
     # (its other ways in being such steps too), leads to rows already included, the rows that led there:
     # left out, until none is left to leave out.
